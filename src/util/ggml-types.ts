@@ -2,9 +2,10 @@
  * The ggml type table: every type id ggml assigns, with its block size (values per block) and
  * bytes per block, ids identical to ggml/include/ggml.h (ggml 0.23.0, the tree node-llama-cpp
  * 3.21.1 bundles). Removed ids (4, 5, 31-33, 36-38) are absent on purpose: ggml rejects them.
- * Not here: the quantize / dequantize / dot kernels (one file per family beside this one).
+ * It lives in util/ because both formats/ (tensor sizes, bounds checks) and quant/ (kernels) need
+ * it and neither may import the other. Not here: the kernels (src/quant, one file per family).
  */
-import { OwlError } from "../util/errors.ts";
+import { OwlError } from "./errors.ts";
 
 export const GgmlType = {
   F32: 0,
