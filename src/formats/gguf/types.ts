@@ -93,3 +93,24 @@ export interface GgufWriteInput {
   metadata: GgufMetadata;
   tensors: readonly GgufTensorInput[];
 }
+
+/** An opened GGUF file. Tensor data stays on disk until asked for. */
+export interface GgufFile {
+  version: 2 | 3;
+  metadata: GgufMetadata;
+  tensors: GgufTensorInfo[];
+  /** `general.alignment` or the default 32. */
+  alignment: number;
+  /** Absolute offset of the tensor data section. */
+  dataOffset: number;
+  /** Total file size in bytes. */
+  fileSize: number;
+  /** Where the bytes come from (a path or "<memory>"). */
+  name: string;
+  /** Tensor by name, or undefined. */
+  tensor(name: string): GgufTensorInfo | undefined;
+  /** Read one tensor's bytes (a fresh copy for files; ERR_TENSOR_NOT_FOUND for a bad name). */
+  readTensor(tensor: string | GgufTensorInfo): Uint8Array;
+  /** Release the file handle. */
+  close(): void;
+}
