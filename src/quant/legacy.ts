@@ -1,6 +1,515 @@
 /**
- * (placeholder, to be filled) Kernels of the legacy family.
+ * Kernels of the legacy block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q8_1: dequantize, quantize
+ * (ggml's quantize_row_*_ref, bit-exact) and dot with a Q8_0 / Q8_1 activation row (ggml's
+ * ggml_vec_dot_*_generic, bit-exact: same float32 operations in the same order).
+ *
+ * Block layouts (32 values per block, little endian, f16 = IEEE half):
+ *   block_q4_0 (18 B): f16 d | u8 qs[16]        value = d * (q - 8), q 0..15
+ *   block_q4_1 (20 B): f16 d | f16 m | u8 qs[16] value = d * q + m,   q 0..15
+ *   block_q5_0 (22 B): f16 d | u32 qh | u8 qs[16]        value = d * (q - 16), q 0..31
+ *   block_q5_1 (24 B): f16 d | f16 m | u32 qh | u8 qs[16] value = d * q + m,  q 0..31
+ *   block_q8_0 (34 B): f16 d | i8 qs[32]         value = d * q
+ *   block_q8_1 (36 B): f16 d | f16 s | i8 qs[32] value = d * q; s = fp16(d * sum(qs))
+ * 4-bit nibbles: byte j holds value j in its low nibble and value j + 16 in its high nibble.
+ * 5-bit types: bit j of qh is bit 4 of value j (j = 0..31).
+ *
+ * NOTE: ggml has no Q8_1 dequantizer (to_float is NULL); ours is d * q, as the reference vectors
+ * compute it. Q8_1 exists as the activation format of the Q4_1 and Q5_1 dots.
+ * Not here: K-quants (k-quants.ts), IQ types (iq.ts), plain floats (float.ts).
  */
+import { f16Table } from "../util/f16.ts";
+import { castInt8, readU32, roundf, toF16Bits, truncInt32, writeU16 } from "./c-float.ts";
 import type { KernelTable } from "./kernels.ts";
 
-export const LEGACY_KERNELS: KernelTable = {};
+const fround = Math.fround;
+const QK = 32;
+const FLT_MAX = 3.4028234663852886e38;
+
+// Int8 views over whole buffers, cached per buffer: the activation row (and usually the weight
+// tensor) is the same buffer across the rows of a matrix-vector product, so the hot path makes
+// no view per call. NOTE: the cache keeps the last buffer of each slot reachable.
+let rowBuf: ArrayBufferLike | undefined;
+let rowI8 = new Int8Array(0);
+let actBuf: ArrayBufferLike | undefined;
+let actI8 = new Int8Array(0);
+
+/** Int8 view over the whole buffer of a weight row (index with row.byteOffset + k). */
+export function int8OfRow(row: Uint8Array): Int8Array {
+  if (row.buffer !== rowBuf || rowI8.byteLength !== row.buffer.byteLength) {
+    rowBuf = row.buffer;
+    rowI8 = new Int8Array(row.buffer);
+  }
+  return rowI8;
+}
+
+/** Int8 view over the whole buffer of an activation row (index with act.byteOffset + k). */
+export function int8OfAct(act: Uint8Array): Int8Array {
+  if (act.buffer !== actBuf || actI8.byteLength !== act.buffer.byteLength) {
+    actBuf = act.buffer;
+    actI8 = new Int8Array(act.buffer);
+  }
+  return actI8;
+}
+
+// ================================================================================ quantize
+
+/** x (n) -> Q4_0 blocks; quantize_row_q4_0_ref. */
+export function quantizeQ4_0(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 18) {
+    // The value of largest magnitude, first one on ties, keeps its sign: d = max / -8 maps it to -8.
+    let amax = 0;
+    let max = 0;
+    for (let j = 0; j < QK; j++) {
+      const v = x[o + j]!;
+      if (amax < Math.abs(v)) {
+        amax = Math.abs(v);
+        max = v;
+      }
+    }
+    const d = fround(max / -8);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fround(x[o + j]! * id);
+      const x1 = fround(x[o + 16 + j]! * id);
+      // NOTE: (int8_t)(x + 8.5f) truncates the float32 sum; rounding the sum first matters.
+      const q0 = Math.min(15, castInt8(fround(x0 + 8.5))) & 0xff;
+      const q1 = Math.min(15, castInt8(fround(x1 + 8.5))) & 0xff;
+      dst[s + 2 + j] = q0 | (q1 << 4);
+    }
+  }
+}
+
+/** x (n) -> Q4_1 blocks; quantize_row_q4_1_ref. */
+export function quantizeQ4_1(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 20) {
+    let min = FLT_MAX;
+    let max = -FLT_MAX;
+    for (let j = 0; j < QK; j++) {
+      const v = x[o + j]!;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const d = fround(fround(max - min) / 15);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    writeU16(dst, s + 2, toF16Bits(min));
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fround(fround(x[o + j]! - min) * id);
+      const x1 = fround(fround(x[o + 16 + j]! - min) * id);
+      const q0 = Math.min(15, castInt8(fround(x0 + 0.5))) & 0xff;
+      const q1 = Math.min(15, castInt8(fround(x1 + 0.5))) & 0xff;
+      dst[s + 4 + j] = q0 | (q1 << 4);
+    }
+  }
+}
+
+/** x (n) -> Q5_0 blocks; quantize_row_q5_0_ref. */
+export function quantizeQ5_0(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 22) {
+    let amax = 0;
+    let max = 0;
+    for (let j = 0; j < QK; j++) {
+      const v = x[o + j]!;
+      if (amax < Math.abs(v)) {
+        amax = Math.abs(v);
+        max = v;
+      }
+    }
+    const d = fround(max / -16);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    let qh = 0;
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fround(x[o + j]! * id);
+      const x1 = fround(x[o + 16 + j]! * id);
+      const q0 = Math.min(31, castInt8(fround(x0 + 16.5))) & 0xff;
+      const q1 = Math.min(31, castInt8(fround(x1 + 16.5))) & 0xff;
+      dst[s + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+      qh |= ((q0 & 0x10) >>> 4) << j;
+      qh |= ((q1 & 0x10) >>> 4) << (j + 16);
+    }
+    writeU32(dst, s + 2, qh);
+  }
+}
+
+/** x (n) -> Q5_1 blocks; quantize_row_q5_1_ref. */
+export function quantizeQ5_1(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 24) {
+    let min = FLT_MAX;
+    let max = -FLT_MAX;
+    for (let j = 0; j < QK; j++) {
+      const v = x[o + j]!;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const d = fround(fround(max - min) / 31);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    writeU16(dst, s + 2, toF16Bits(min));
+    let qh = 0;
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fround(fround(x[o + j]! - min) * id);
+      const x1 = fround(fround(x[o + 16 + j]! - min) * id);
+      // (uint8_t)(x + 0.5f): no clamp in ggml here (the values stay within 0..31).
+      const q0 = truncInt32(fround(x0 + 0.5)) & 0xff;
+      const q1 = truncInt32(fround(x1 + 0.5)) & 0xff;
+      dst[s + 8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+      qh |= ((q0 & 0x10) >>> 4) << j;
+      qh |= ((q1 & 0x10) >>> 4) << (j + 16);
+    }
+    writeU32(dst, s + 4, qh);
+  }
+}
+
+/** x (n) -> Q8_0 blocks; quantize_row_q8_0_ref (also the activation format of several dots). */
+export function quantizeQ8_0(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 34) {
+    let amax = 0;
+    for (let j = 0; j < QK; j++) {
+      const a = Math.abs(x[o + j]!);
+      amax = amax > a ? amax : a; // MAX(amax, fabsf(v))
+    }
+    const d = fround(amax / 127);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    for (let j = 0; j < QK; j++) dst[s + 2 + j] = castInt8(roundf(fround(x[o + j]! * id)));
+  }
+}
+
+/** x (n) -> Q8_1 blocks; quantize_row_q8_1_ref (the activation format of the Q4_1/Q5_1 dots). */
+export function quantizeQ8_1(x: Float32Array, dst: Uint8Array, n: number): void {
+  for (let ib = 0, o = 0, s = 0; ib < n / QK; ib++, o += QK, s += 36) {
+    let amax = 0;
+    for (let j = 0; j < QK; j++) {
+      const a = Math.abs(x[o + j]!);
+      amax = amax > a ? amax : a;
+    }
+    const d = fround(amax / 127);
+    const id = d ? fround(1 / d) : 0;
+    writeU16(dst, s, toF16Bits(d));
+    let sum = 0;
+    for (let j = 0; j < QK; j++) {
+      const q = castInt8(roundf(fround(x[o + j]! * id)));
+      dst[s + 4 + j] = q;
+      sum += q;
+    }
+    writeU16(dst, s + 2, toF16Bits(fround(sum * d)));
+  }
+}
+
+function writeU32(dst: Uint8Array, off: number, v: number): void {
+  dst[off] = v & 0xff;
+  dst[off + 1] = (v >>> 8) & 0xff;
+  dst[off + 2] = (v >>> 16) & 0xff;
+  dst[off + 3] = (v >>> 24) & 0xff;
+}
+
+// ============================================================================== dequantize
+// NOTE: a quant (at most 5 bits) times an f16 scale (11 bits) is exact in float32, and the store
+// into the Float32Array rounds `q*d + m` once, exactly as ggml's float32 add does, so no fround.
+
+/** Q4_0 blocks -> y (n); dequantize_row_q4_0. */
+export function dequantizeQ4_0(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  for (let s = 0, o = 0; o < n; s += 18, o += QK) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    for (let j = 0; j < 16; j++) {
+      const b = src[s + 2 + j]!;
+      y[o + j] = ((b & 15) - 8) * d;
+      y[o + 16 + j] = ((b >> 4) - 8) * d;
+    }
+  }
+}
+
+/** Q4_1 blocks -> y (n); dequantize_row_q4_1. */
+export function dequantizeQ4_1(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  for (let s = 0, o = 0; o < n; s += 20, o += QK) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    const m = T[src[s + 2]! | (src[s + 3]! << 8)]!;
+    for (let j = 0; j < 16; j++) {
+      const b = src[s + 4 + j]!;
+      y[o + j] = (b & 15) * d + m;
+      y[o + 16 + j] = (b >> 4) * d + m;
+    }
+  }
+}
+
+/** Q5_0 blocks -> y (n); dequantize_row_q5_0. */
+export function dequantizeQ5_0(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  for (let s = 0, o = 0; o < n; s += 22, o += QK) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    const qh = src[s + 2]! | (src[s + 3]! << 8) | (src[s + 4]! << 16) | (src[s + 5]! << 24);
+    for (let j = 0; j < 16; j++) {
+      const b = src[s + 6 + j]!;
+      y[o + j] = (((b & 15) | (((qh >>> j) << 4) & 0x10)) - 16) * d;
+      y[o + 16 + j] = (((b >> 4) | ((qh >>> (j + 12)) & 0x10)) - 16) * d;
+    }
+  }
+}
+
+/** Q5_1 blocks -> y (n); dequantize_row_q5_1. */
+export function dequantizeQ5_1(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  for (let s = 0, o = 0; o < n; s += 24, o += QK) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    const m = T[src[s + 2]! | (src[s + 3]! << 8)]!;
+    const qh = src[s + 4]! | (src[s + 5]! << 8) | (src[s + 6]! << 16) | (src[s + 7]! << 24);
+    for (let j = 0; j < 16; j++) {
+      const b = src[s + 8 + j]!;
+      y[o + j] = ((b & 15) | (((qh >>> j) << 4) & 0x10)) * d + m;
+      y[o + 16 + j] = ((b >> 4) | ((qh >>> (j + 12)) & 0x10)) * d + m;
+    }
+  }
+}
+
+/** Q8_0 blocks -> y (n); dequantize_row_q8_0. */
+export function dequantizeQ8_0(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  const q = int8OfRow(src);
+  for (let s = 0, o = 0, k = src.byteOffset + 2; o < n; s += 34, o += QK, k += 34) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    for (let j = 0; j < QK; j++) y[o + j] = q[k + j]! * d;
+  }
+}
+
+/** Q8_1 blocks -> y (n): d * q (ggml has none; see the module comment). */
+export function dequantizeQ8_1(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  const q = int8OfRow(src);
+  for (let s = 0, o = 0, k = src.byteOffset + 4; o < n; s += 36, o += QK, k += 36) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    for (let j = 0; j < QK; j++) y[o + j] = q[k + j]! * d;
+  }
+}
+
+// ===================================================================================== dot
+// Fast kernels: integer sums per block, then ggml's float32 block update in ggml's order.
+
+/** row (n, Q4_0), act (n, Q8_0) -> float32; ggml_vec_dot_q4_0_q8_0_generic. */
+export function dotQ4_0(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (let x = 0, y = 0, k = act.byteOffset + 2; y < n * (34 / QK); x += 18, y += 34, k += 34) {
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = row[x + 2 + j]!;
+      sumi += ((b & 15) - 8) * a[k + j]! + ((b >> 4) - 8) * a[k + 16 + j]!;
+    }
+    const dx = T[row[x]! | (row[x + 1]! << 8)]!;
+    const dy = T[act[y]! | (act[y + 1]! << 8)]!;
+    sumf = fround(sumf + fround(fround(sumi * dx) * dy)); // sumi*dx*dy, left to right
+  }
+  return sumf;
+}
+
+/** row (n, Q4_1), act (n, Q8_1) -> float32; ggml_vec_dot_q4_1_q8_1_generic. */
+export function dotQ4_1(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (let x = 0, y = 0, k = act.byteOffset + 4; y < n * (36 / QK); x += 20, y += 36, k += 36) {
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = row[x + 4 + j]!;
+      sumi += (b & 15) * a[k + j]! + (b >> 4) * a[k + 16 + j]!;
+    }
+    const dx = T[row[x]! | (row[x + 1]! << 8)]!;
+    const mx = T[row[x + 2]! | (row[x + 3]! << 8)]!;
+    const dy = T[act[y]! | (act[y + 1]! << 8)]!;
+    const sy = T[act[y + 2]! | (act[y + 3]! << 8)]!;
+    sumf = fround(sumf + fround(fround(fround(dx * dy) * sumi) + fround(mx * sy)));
+  }
+  return sumf;
+}
+
+/** row (n, Q5_0), act (n, Q8_0) -> float32; ggml_vec_dot_q5_0_q8_0_generic. */
+export function dotQ5_0(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (let x = 0, y = 0, k = act.byteOffset + 2; y < n * (34 / QK); x += 22, y += 34, k += 34) {
+    const qh = row[x + 2]! | (row[x + 3]! << 8) | (row[x + 4]! << 16) | (row[x + 5]! << 24);
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = row[x + 6 + j]!;
+      const v0 = ((b & 15) | (((qh >>> j) << 4) & 0x10)) - 16;
+      const v1 = ((b >> 4) | ((qh >>> (j + 12)) & 0x10)) - 16;
+      sumi += v0 * a[k + j]! + v1 * a[k + 16 + j]!;
+    }
+    const dx = T[row[x]! | (row[x + 1]! << 8)]!;
+    const dy = T[act[y]! | (act[y + 1]! << 8)]!;
+    sumf = fround(sumf + fround(fround(dx * dy) * sumi));
+  }
+  return sumf;
+}
+
+/** row (n, Q5_1), act (n, Q8_1) -> float32; ggml_vec_dot_q5_1_q8_1_generic. */
+export function dotQ5_1(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (let x = 0, y = 0, k = act.byteOffset + 4; y < n * (36 / QK); x += 24, y += 36, k += 36) {
+    const qh = row[x + 4]! | (row[x + 5]! << 8) | (row[x + 6]! << 16) | (row[x + 7]! << 24);
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = row[x + 8 + j]!;
+      const v0 = (b & 15) | (((qh >>> j) << 4) & 0x10);
+      const v1 = (b >> 4) | ((qh >>> (j + 12)) & 0x10);
+      sumi += v0 * a[k + j]! + v1 * a[k + 16 + j]!;
+    }
+    const dx = T[row[x]! | (row[x + 1]! << 8)]!;
+    const mx = T[row[x + 2]! | (row[x + 3]! << 8)]!;
+    const dy = T[act[y]! | (act[y + 1]! << 8)]!;
+    const sy = T[act[y + 2]! | (act[y + 3]! << 8)]!;
+    sumf = fround(sumf + fround(fround(fround(dx * dy) * sumi) + fround(mx * sy)));
+  }
+  return sumf;
+}
+
+/** row (n, Q8_0), act (n, Q8_0) -> float32; ggml_vec_dot_q8_0_q8_0_generic. */
+export function dotQ8_0(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const w = int8OfRow(row);
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (
+    let x = 0, y = 0, kx = row.byteOffset + 2, ky = act.byteOffset + 2;
+    y < n * (34 / QK);
+    x += 34, y += 34, kx += 34, ky += 34
+  ) {
+    let sumi = 0;
+    for (let j = 0; j < QK; j++) sumi += w[kx + j]! * a[ky + j]!;
+    const dx = T[row[x]! | (row[x + 1]! << 8)]!;
+    const dy = T[act[y]! | (act[y + 1]! << 8)]!;
+    sumf = fround(sumf + fround(sumi * fround(dx * dy)));
+  }
+  return sumf;
+}
+
+// ================================================================== reference twins of dot
+// Readable: decode each block into its scale(s) and integer quants, then sum the products of
+// the dequantized values in float64 (Q8_1's s stands for d * sum(q), as ggml uses it).
+
+interface Block {
+  d: number;
+  m: number;
+  q: number[];
+}
+
+function f16At(b: Uint8Array, off: number): number {
+  return f16Table[b[off]! | (b[off + 1]! << 8)]!;
+}
+
+function nibble(qs: Uint8Array, off: number, i: number): number {
+  return i < 16 ? qs[off + i]! & 15 : qs[off + i - 16]! >> 4;
+}
+
+function fifthBit(b: Uint8Array, off: number, i: number): number {
+  return ((readU32(b, off) >>> i) & 1) << 4;
+}
+
+function blockQ4_0(b: Uint8Array, ib: number): Block {
+  const s = ib * 18;
+  return { d: f16At(b, s), m: 0, q: Array.from({ length: QK }, (_, i) => nibble(b, s + 2, i) - 8) };
+}
+
+function blockQ4_1(b: Uint8Array, ib: number): Block {
+  const s = ib * 20;
+  return { d: f16At(b, s), m: f16At(b, s + 2), q: Array.from({ length: QK }, (_, i) => nibble(b, s + 4, i)) };
+}
+
+function blockQ5_0(b: Uint8Array, ib: number): Block {
+  const s = ib * 22;
+  const q = Array.from({ length: QK }, (_, i) => (nibble(b, s + 6, i) | fifthBit(b, s + 2, i)) - 16);
+  return { d: f16At(b, s), m: 0, q };
+}
+
+function blockQ5_1(b: Uint8Array, ib: number): Block {
+  const s = ib * 24;
+  const q = Array.from({ length: QK }, (_, i) => nibble(b, s + 8, i) | fifthBit(b, s + 4, i));
+  return { d: f16At(b, s), m: f16At(b, s + 2), q };
+}
+
+function blockQ8_0(b: Uint8Array, ib: number): Block {
+  const s = ib * 34;
+  return { d: f16At(b, s), m: 0, q: Array.from(b.subarray(s + 2, s + 34), (v) => (v << 24) >> 24) };
+}
+
+/** For Q8_1, `m` carries s = fp16(d * sum(q)). */
+function blockQ8_1(b: Uint8Array, ib: number): Block {
+  const s = ib * 36;
+  return { d: f16At(b, s), m: f16At(b, s + 2), q: Array.from(b.subarray(s + 4, s + 36), (v) => (v << 24) >> 24) };
+}
+
+/** sum over blocks of sum_j (dx*qx_j) * (dy*qy_j) [+ mx * sy], in float64. */
+function dotBlocks(
+  row: Uint8Array,
+  act: Uint8Array,
+  n: number,
+  wBlock: (b: Uint8Array, ib: number) => Block,
+  aBlock: (b: Uint8Array, ib: number) => Block,
+  withMin: boolean,
+): number {
+  let sum = 0;
+  for (let ib = 0; ib < n / QK; ib++) {
+    const w = wBlock(row, ib);
+    const a = aBlock(act, ib);
+    for (let j = 0; j < QK; j++) sum += w.d * w.q[j]! * (a.d * a.q[j]!);
+    if (withMin) sum += w.m * a.m;
+  }
+  return fround(sum);
+}
+
+export const dotRefQ4_0 = (r: Uint8Array, a: Uint8Array, n: number): number =>
+  dotBlocks(r, a, n, blockQ4_0, blockQ8_0, false);
+export const dotRefQ4_1 = (r: Uint8Array, a: Uint8Array, n: number): number =>
+  dotBlocks(r, a, n, blockQ4_1, blockQ8_1, true);
+export const dotRefQ5_0 = (r: Uint8Array, a: Uint8Array, n: number): number =>
+  dotBlocks(r, a, n, blockQ5_0, blockQ8_0, false);
+export const dotRefQ5_1 = (r: Uint8Array, a: Uint8Array, n: number): number =>
+  dotBlocks(r, a, n, blockQ5_1, blockQ8_1, true);
+export const dotRefQ8_0 = (r: Uint8Array, a: Uint8Array, n: number): number =>
+  dotBlocks(r, a, n, blockQ8_0, blockQ8_0, false);
+
+export const LEGACY_KERNELS: KernelTable = {
+  Q4_0: {
+    dequantize: dequantizeQ4_0,
+    quantize: quantizeQ4_0,
+    dotActivation: "Q8_0",
+    dot: dotQ4_0,
+    dotRef: dotRefQ4_0,
+  },
+  Q4_1: {
+    dequantize: dequantizeQ4_1,
+    quantize: quantizeQ4_1,
+    dotActivation: "Q8_1",
+    dot: dotQ4_1,
+    dotRef: dotRefQ4_1,
+  },
+  Q5_0: {
+    dequantize: dequantizeQ5_0,
+    quantize: quantizeQ5_0,
+    dotActivation: "Q8_0",
+    dot: dotQ5_0,
+    dotRef: dotRefQ5_0,
+  },
+  Q5_1: {
+    dequantize: dequantizeQ5_1,
+    quantize: quantizeQ5_1,
+    dotActivation: "Q8_1",
+    dot: dotQ5_1,
+    dotRef: dotRefQ5_1,
+  },
+  Q8_0: {
+    dequantize: dequantizeQ8_0,
+    quantize: quantizeQ8_0,
+    dotActivation: "Q8_0",
+    dot: dotQ8_0,
+    dotRef: dotRefQ8_0,
+  },
+  Q8_1: { dequantize: dequantizeQ8_1, quantize: quantizeQ8_1 },
+};

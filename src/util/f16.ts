@@ -4,7 +4,7 @@
  * F16: round to nearest, ties to even, with subnormals, infinities and NaN, as the hardware
  * conversion (F16C / vcvtps2ph) and ggml's portable fallback both do.
  * BF16: ggml_compute_fp32_to_bf16 rounds to nearest even and turns a NaN into a quiet NaN.
- * Not here: bulk row conversion (see quant/).
+ * Not here: bulk row conversion (see quant/float.ts); the *Bits variants below are its building blocks.
  */
 
 const f32 = new Float32Array(1);
@@ -13,7 +13,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** float32 value -> 16-bit pattern of the nearest half (ties to even). */
 export function f32ToF16(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
+  return f16FromF32Bits(u32[0]!);
+}
+
+/** float32 bit pattern (uint32) -> 16-bit pattern of the nearest half; f32ToF16 without the scratch. */
+export function f16FromF32Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -54,6 +58,14 @@ function buildF16Table(): Float32Array {
     else v = (1 + mant / 1024) * 2 ** (exp - 15);
     table[h] = sign * v;
   }
+  // NOTE: a JS NaN stored into a Float32Array becomes the canonical 0x7fc00000. Keep the sign and
+  // payload instead (quieted, as vcvtph2ps and ggml's portable conversion both do), so a kernel
+  // that copies the table's bits reproduces ggml's NaNs too.
+  const bits = new Uint32Array(table.buffer);
+  for (let m = 1; m < 0x400; m++) {
+    bits[0x7c00 | m] = 0x7fc00000 | (m << 13);
+    bits[0xfc00 | m] = 0xffc00000 | (m << 13);
+  }
   return table;
 }
 
@@ -65,10 +77,17 @@ export function f16ToF32(bits: number): number {
 /** The whole 65536-entry half -> float table, for kernels that index it directly. */
 export const f16Table: Float32Array = F16_TABLE;
 
+/** The same table as float32 bit patterns, for kernels that copy bits (NaN payloads survive). */
+export const f16BitsTable: Uint32Array = new Uint32Array(F16_TABLE.buffer);
+
 /** float32 value -> bfloat16 bit pattern, ggml_compute_fp32_to_bf16 semantics. */
 export function f32ToBf16(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
+  return bf16FromF32Bits(u32[0]!);
+}
+
+/** float32 bit pattern (uint32) -> bfloat16 bit pattern; f32ToBf16 without the scratch. */
+export function bf16FromF32Bits(x: number): number {
   if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 64) & 0xffff; // quiet NaN
   return ((x + (0x7fff + ((x >>> 16) & 1))) >>> 16) & 0xffff;
 }
