@@ -1,6 +1,324 @@
 /**
- * (placeholder, to be filled) Kernels of the iq family.
+ * Kernels of the non-linear 4-bit types IQ4_NL and IQ4_XS: dequantize, quantize and dot
+ * (IQ4_NL with a Q8_0 activation row, IQ4_XS with Q8_K), bit-exact with ggml.
+ *
+ * Block layouts (little endian; a 4-bit index i stands for KVALUES[i], ggml's kvalues_iq4nl):
+ *   block_iq4_nl (18 B, 32 values):  f16 d | u8 qs[16]
+ *       value j = d * KVALUES[low nibble of qs[j]], value j + 16 = d * KVALUES[high nibble]
+ *   block_iq4_xs (136 B, 256 values): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]
+ *       eight sub-blocks of 32; sub-block b has the 6-bit scale ls = low nibble b%2 of
+ *       scales_l[b/2] | bits 2b..2b+1 of scales_h << 4, value = d * (ls - 32) * KVALUES[i],
+ *       its 32 indices packed in qs[16b..16b+15] as in IQ4_NL.
+ *   block_q8_K (292 B, the IQ4_XS activation): f32 d | i8 qs[256] | i16 bsums[16]
+ *
+ * Quantize follows ggml's quantize_row_iq4_nl_impl without importance weights:
+ * quantizeIQ4_NL is quantize_row_iq4_nl_ref (ntry = -1: no scale search), quantizeIQ4_NLChunk is
+ * what ggml_quantize_chunk and llama-quantize produce (ntry = 7), quantizeIQ4_XS is
+ * quantize_row_iq4_xs_ref (ntry = 7; the chunk path is the same).
+ * NOTE: for an all-zero block (max |x| < 1e-15) ggml's _ref leaves the indices uninitialized and
+ * packs stack garbage; we write index 8 (value +1, times d = 0), as the ntry = 7 path does.
+ * Not here: Q8_K quantization (k-quants.ts) and the other IQ types (not implemented).
  */
+import { f16Table } from "../util/f16.ts";
+import { int8OfAct, nearestInt, readF32, readU16, toF16Bits, writeU16 } from "./c-float.ts";
 import type { KernelTable } from "./kernels.ts";
 
-export const IQ_KERNELS: KernelTable = {};
+const fround = Math.fround;
+const QK4_NL = 32;
+const QK_K = 256;
+/** ggml's GROUP_MAX_EPS: a block whose max |x| is below it counts as all zero. */
+const GROUP_MAX_EPS = Math.fround(1e-15);
+
+/** kvalues_iq4nl (ggml-common.h): the 16 non-linear levels. */
+export const KVALUES: Int8Array = Int8Array.of(
+  -127,
+  -104,
+  -83,
+  -65,
+  -49,
+  -35,
+  -22,
+  -10,
+  1,
+  13,
+  25,
+  38,
+  53,
+  69,
+  89,
+  113,
+);
+
+// ============================================================================== dequantize
+
+/** IQ4_NL blocks -> y (n); dequantize_row_iq4_nl. */
+export function dequantizeIQ4_NL(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  const K = KVALUES;
+  for (let s = 0, o = 0; o < n; s += 18, o += QK4_NL) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    for (let j = 0; j < 16; j++) {
+      const b = src[s + 2 + j]!;
+      y[o + j] = d * K[b & 15]!;
+      y[o + 16 + j] = d * K[b >> 4]!;
+    }
+  }
+}
+
+/** IQ4_XS blocks -> y (n); dequantize_row_iq4_xs. */
+export function dequantizeIQ4_XS(src: Uint8Array, y: Float32Array, n: number): void {
+  const T = f16Table;
+  const K = KVALUES;
+  for (let s = 0, o = 0; o < n; s += 136) {
+    const d = T[src[s]! | (src[s + 1]! << 8)]!;
+    const sh = src[s + 2]! | (src[s + 3]! << 8);
+    for (let ib = 0; ib < 8; ib++, o += 32) {
+      const ls = ((src[s + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+      // d * (ls - 32) is exact in float32; the store rounds dl * K once, as ggml's multiply does.
+      const dl = d * (ls - 32);
+      const q = s + 8 + 16 * ib;
+      for (let j = 0; j < 16; j++) {
+        const b = src[q + j]!;
+        y[o + j] = dl * K[b & 15]!;
+        y[o + 16 + j] = dl * K[b >> 4]!;
+      }
+    }
+  }
+}
+
+// ================================================================================ quantize
+
+/** best_index_int8: index of the level nearest to x (float32 compares; ties go up). */
+function bestIndex(x: number): number {
+  const K = KVALUES;
+  if (x <= K[0]!) return 0;
+  if (x >= K[15]!) return 15;
+  let ml = 0;
+  let mu = 15;
+  while (mu - ml > 1) {
+    const mav = (ml + mu) >> 1;
+    if (x < K[mav]!) mu = mav;
+    else ml = mav;
+  }
+  return fround(x - K[mu - 1]!) < fround(K[mu]! - x) ? mu - 1 : mu;
+}
+
+/**
+ * The per-32 part of quantize_row_iq4_nl_impl with weight = x^2: the block scale, after the
+ * optional search over 2*ntry+1 trial scales; fills L[lo..lo+31] with the first pass's indices.
+ * Returns 0 (and leaves L alone) for an all-zero block.
+ */
+function blockScale(x: Float32Array, o: number, ntry: number, L: Uint8Array, lo: number): number {
+  const K = KVALUES;
+  let amax = 0;
+  let max = 0;
+  for (let j = 0; j < 32; j++) {
+    const ax = Math.abs(x[o + j]!);
+    if (ax > amax) {
+      amax = ax;
+      max = x[o + j]!;
+    }
+  }
+  if (amax < GROUP_MAX_EPS) return 0;
+  let d = ntry > 0 ? fround(-max / K[0]!) : fround(max / K[0]!);
+  let id = fround(1 / d);
+  let sumqx = 0;
+  let sumq2 = 0;
+  for (let j = 0; j < 32; j++) {
+    const xj = x[o + j]!;
+    const l = bestIndex(fround(id * xj));
+    L[lo + j] = l;
+    const q = K[l]!;
+    const wq = fround(fround(xj * xj) * q);
+    sumqx = fround(sumqx + fround(wq * xj));
+    sumq2 = fround(sumq2 + fround(wq * q));
+  }
+  d = sumq2 > 0 ? fround(sumqx / sumq2) : 0;
+  let best = fround(d * sumqx);
+  for (let itry = -ntry; itry <= ntry; itry++) {
+    id = fround((itry + K[0]!) / max);
+    sumqx = 0;
+    sumq2 = 0;
+    for (let j = 0; j < 32; j++) {
+      const xj = x[o + j]!;
+      const q = K[bestIndex(fround(id * xj))]!;
+      const wq = fround(fround(xj * xj) * q);
+      sumqx = fround(sumqx + fround(wq * xj));
+      sumq2 = fround(sumq2 + fround(wq * q));
+    }
+    if (sumq2 > 0 && fround(sumqx * sumqx) > fround(best * sumq2)) {
+      d = fround(sumqx / sumq2);
+      best = fround(d * sumqx);
+    }
+  }
+  return d;
+}
+
+/** Packs 32 indices of L (from lo) into 16 bytes of dst (from q): j low, j + 16 high. */
+function pack(L: Uint8Array, lo: number, dst: Uint8Array, q: number): void {
+  for (let j = 0; j < 16; j++) dst[q + j] = L[lo + j]! | (L[lo + 16 + j]! << 4);
+}
+
+const scratchL = new Uint8Array(QK_K);
+
+function quantizeNl(x: Float32Array, dst: Uint8Array, n: number, ntry: number): void {
+  const L = scratchL;
+  for (let o = 0, s = 0; o < n; o += QK4_NL, s += 18) {
+    L.fill(8, 0, 32);
+    const d = blockScale(x, o, ntry, L, 0);
+    writeU16(dst, s, toF16Bits(d));
+    if (ntry > 0) {
+      // NOTE: the indices are redone with the final float32 scale, not its fp16 rounding.
+      const id = d !== 0 ? fround(1 / d) : 0;
+      for (let j = 0; j < 32; j++) L[j] = bestIndex(fround(id * x[o + j]!));
+    }
+    pack(L, 0, dst, s + 2);
+  }
+}
+
+/** x (n) -> IQ4_NL blocks; quantize_row_iq4_nl_ref (ntry = -1). */
+export function quantizeIQ4_NL(x: Float32Array, dst: Uint8Array, n: number): void {
+  quantizeNl(x, dst, n, -1);
+}
+
+/** x (n) -> IQ4_NL blocks as ggml_quantize_chunk / llama-quantize make them (ntry = 7). */
+export function quantizeIQ4_NLChunk(x: Float32Array, dst: Uint8Array, n: number): void {
+  quantizeNl(x, dst, n, 7);
+}
+
+/** x (n) -> IQ4_XS blocks; quantize_row_iq4_xs_ref (ntry = 7). */
+export function quantizeIQ4_XS(x: Float32Array, dst: Uint8Array, n: number): void {
+  const L = scratchL;
+  const scales = new Float32Array(8);
+  for (let o = 0, s = 0; o < n; o += QK_K, s += 136) {
+    let maxScale = 0;
+    let amaxScale = 0;
+    for (let ib = 0; ib < 8; ib++) {
+      const d = blockScale(x, o + 32 * ib, 7, L, 32 * ib);
+      scales[ib] = d;
+      if (Math.abs(d) > amaxScale) {
+        amaxScale = Math.abs(d);
+        maxScale = d;
+      }
+    }
+    const d = fround(-maxScale / 32);
+    writeU16(dst, s, toF16Bits(d));
+    const id = d !== 0 ? fround(1 / d) : 0;
+    let sh = 0;
+    for (let ib = 0; ib < 8; ib++) {
+      let l = nearestInt(fround(id * scales[ib]!));
+      l = Math.max(-32, Math.min(31, l));
+      const dl = fround(d * l);
+      const idl = dl !== 0 ? fround(1 / dl) : 0;
+      for (let j = 0; j < 32; j++) L[32 * ib + j] = bestIndex(fround(idl * x[o + 32 * ib + j]!));
+      l += 32;
+      if (ib % 2 === 0) dst[s + 4 + (ib >> 1)] = l & 15;
+      else dst[s + 4 + (ib >> 1)]! |= (l & 15) << 4;
+      sh |= (l >> 4) << (2 * ib);
+    }
+    writeU16(dst, s + 2, sh);
+    for (let ib = 0; ib < 8; ib++) pack(L, 32 * ib, dst, s + 8 + 16 * ib);
+  }
+}
+
+// ===================================================================================== dot
+
+/** row (n, IQ4_NL), act (n, Q8_0) -> float32; ggml_vec_dot_iq4_nl_q8_0_generic. */
+export function dotIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const K = KVALUES;
+  const a = int8OfAct(act);
+  const end = n * (34 / QK4_NL);
+  let sumf = 0;
+  for (let x = 0, y = 0, k = act.byteOffset + 2; y < end; x += 18, y += 34, k += 34) {
+    let sumi = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = row[x + 2 + j]!;
+      sumi += a[k + j]! * K[b & 15]! + a[k + 16 + j]! * K[b >> 4]!;
+    }
+    const d = fround(T[act[y]! | (act[y + 1]! << 8)]! * T[row[x]! | (row[x + 1]! << 8)]!);
+    sumf = fround(sumf + fround(d * sumi));
+  }
+  return sumf;
+}
+
+/** row (n, IQ4_XS), act (n, Q8_K) -> float32; ggml_vec_dot_iq4_xs_q8_K_generic. */
+export function dotIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
+  const T = f16Table;
+  const K = KVALUES;
+  const a = int8OfAct(act);
+  let sumf = 0;
+  for (let x = 0, y = 0; y < n * (292 / QK_K); x += 136, y += 292) {
+    const d4d8 = fround(T[row[x]! | (row[x + 1]! << 8)]! * readF32(act, y));
+    const sh = row[x + 2]! | (row[x + 3]! << 8);
+    for (let ib = 0; ib < 8; ib++) {
+      const ls = ((row[x + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+      const q = x + 8 + 16 * ib;
+      const k = act.byteOffset + y + 4 + 32 * ib;
+      let sumi = 0;
+      for (let j = 0; j < 16; j++) {
+        const b = row[q + j]!;
+        sumi += a[k + j]! * K[b & 15]! + a[k + 16 + j]! * K[b >> 4]!;
+      }
+      sumf = fround(sumf + fround(fround(d4d8 * (ls - 32)) * sumi));
+    }
+  }
+  return sumf;
+}
+
+// ================================================================== reference twins of dot
+// Readable: dequantize both rows (the activation by the plain block formula) and sum the
+// products in float64.
+
+function dequantQ8_0(b: Uint8Array, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const s = Math.floor(i / 32) * 34;
+    out[i] = f16Table[readU16(b, s)]! * ((b[s + 2 + (i % 32)]! << 24) >> 24);
+  }
+  return out;
+}
+
+function dequantQ8_K(b: Uint8Array, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const s = Math.floor(i / QK_K) * 292;
+    out[i] = readF32(b, s) * ((b[s + 4 + (i % QK_K)]! << 24) >> 24);
+  }
+  return out;
+}
+
+function sumProducts(w: Float32Array, a: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < w.length; i++) sum += w[i]! * a[i]!;
+  return fround(sum);
+}
+
+export function dotRefIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
+  const w = new Float32Array(n);
+  dequantizeIQ4_NL(row, w, n);
+  return sumProducts(w, dequantQ8_0(act, n));
+}
+
+export function dotRefIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
+  const w = new Float32Array(n);
+  dequantizeIQ4_XS(row, w, n);
+  return sumProducts(w, dequantQ8_K(act, n));
+}
+
+export const IQ_KERNELS: KernelTable = {
+  IQ4_NL: {
+    dequantize: dequantizeIQ4_NL,
+    quantize: quantizeIQ4_NL,
+    dotActivation: "Q8_0",
+    dot: dotIQ4_NL,
+    dotRef: dotRefIQ4_NL,
+  },
+  IQ4_XS: {
+    dequantize: dequantizeIQ4_XS,
+    quantize: quantizeIQ4_XS,
+    dotActivation: "Q8_K",
+    dot: dotIQ4_XS,
+    dotRef: dotRefIQ4_XS,
+  },
+};

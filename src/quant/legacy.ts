@@ -18,38 +18,21 @@
  * Not here: K-quants (k-quants.ts), IQ types (iq.ts), plain floats (float.ts).
  */
 import { f16Table } from "../util/f16.ts";
-import { castInt8, readU32, roundf, toF16Bits, truncInt32, writeU16 } from "./c-float.ts";
+import {
+  castInt8,
+  int8OfAct,
+  int8OfRow,
+  readU32,
+  roundf,
+  toF16Bits,
+  truncInt32,
+  writeU16,
+} from "./c-float.ts";
 import type { KernelTable } from "./kernels.ts";
 
 const fround = Math.fround;
 const QK = 32;
 const FLT_MAX = 3.4028234663852886e38;
-
-// Int8 views over whole buffers, cached per buffer: the activation row (and usually the weight
-// tensor) is the same buffer across the rows of a matrix-vector product, so the hot path makes
-// no view per call. NOTE: the cache keeps the last buffer of each slot reachable.
-let rowBuf: ArrayBufferLike | undefined;
-let rowI8 = new Int8Array(0);
-let actBuf: ArrayBufferLike | undefined;
-let actI8 = new Int8Array(0);
-
-/** Int8 view over the whole buffer of a weight row (index with row.byteOffset + k). */
-export function int8OfRow(row: Uint8Array): Int8Array {
-  if (row.buffer !== rowBuf || rowI8.byteLength !== row.buffer.byteLength) {
-    rowBuf = row.buffer;
-    rowI8 = new Int8Array(row.buffer);
-  }
-  return rowI8;
-}
-
-/** Int8 view over the whole buffer of an activation row (index with act.byteOffset + k). */
-export function int8OfAct(act: Uint8Array): Int8Array {
-  if (act.buffer !== actBuf || actI8.byteLength !== act.buffer.byteLength) {
-    actBuf = act.buffer;
-    actI8 = new Int8Array(act.buffer);
-  }
-  return actI8;
-}
 
 // ================================================================================ quantize
 
@@ -67,7 +50,7 @@ export function quantizeQ4_0(x: Float32Array, dst: Uint8Array, n: number): void 
       }
     }
     const d = fround(max / -8);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0; // NOTE: C's `d ? 1.0f/d : 0.0f`; `d ?` would be false for NaN in JS
     writeU16(dst, s, toF16Bits(d));
     for (let j = 0; j < QK / 2; j++) {
       const x0 = fround(x[o + j]! * id);
@@ -91,7 +74,7 @@ export function quantizeQ4_1(x: Float32Array, dst: Uint8Array, n: number): void 
       if (v > max) max = v;
     }
     const d = fround(fround(max - min) / 15);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0;
     writeU16(dst, s, toF16Bits(d));
     writeU16(dst, s + 2, toF16Bits(min));
     for (let j = 0; j < QK / 2; j++) {
@@ -117,7 +100,7 @@ export function quantizeQ5_0(x: Float32Array, dst: Uint8Array, n: number): void 
       }
     }
     const d = fround(max / -16);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0;
     writeU16(dst, s, toF16Bits(d));
     let qh = 0;
     for (let j = 0; j < QK / 2; j++) {
@@ -144,7 +127,7 @@ export function quantizeQ5_1(x: Float32Array, dst: Uint8Array, n: number): void 
       if (v > max) max = v;
     }
     const d = fround(fround(max - min) / 31);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0;
     writeU16(dst, s, toF16Bits(d));
     writeU16(dst, s + 2, toF16Bits(min));
     let qh = 0;
@@ -168,10 +151,11 @@ export function quantizeQ8_0(x: Float32Array, dst: Uint8Array, n: number): void 
     let amax = 0;
     for (let j = 0; j < QK; j++) {
       const a = Math.abs(x[o + j]!);
-      amax = amax > a ? amax : a; // MAX(amax, fabsf(v))
+      // biome-ignore lint/complexity/useMathMinMax: C's MAX(amax, fabsf(v)); Math.max differs on NaN.
+      amax = amax > a ? amax : a;
     }
     const d = fround(amax / 127);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0;
     writeU16(dst, s, toF16Bits(d));
     for (let j = 0; j < QK; j++) dst[s + 2 + j] = castInt8(roundf(fround(x[o + j]! * id)));
   }
@@ -183,10 +167,11 @@ export function quantizeQ8_1(x: Float32Array, dst: Uint8Array, n: number): void 
     let amax = 0;
     for (let j = 0; j < QK; j++) {
       const a = Math.abs(x[o + j]!);
+      // biome-ignore lint/complexity/useMathMinMax: C's MAX, as above.
       amax = amax > a ? amax : a;
     }
     const d = fround(amax / 127);
-    const id = d ? fround(1 / d) : 0;
+    const id = d !== 0 ? fround(1 / d) : 0;
     writeU16(dst, s, toF16Bits(d));
     let sum = 0;
     for (let j = 0; j < QK; j++) {
@@ -442,7 +427,11 @@ function blockQ8_0(b: Uint8Array, ib: number): Block {
 /** For Q8_1, `m` carries s = fp16(d * sum(q)). */
 function blockQ8_1(b: Uint8Array, ib: number): Block {
   const s = ib * 36;
-  return { d: f16At(b, s), m: f16At(b, s + 2), q: Array.from(b.subarray(s + 4, s + 36), (v) => (v << 24) >> 24) };
+  return {
+    d: f16At(b, s),
+    m: f16At(b, s + 2),
+    q: Array.from(b.subarray(s + 4, s + 36), (v) => (v << 24) >> 24),
+  };
 }
 
 /** sum over blocks of sum_j (dx*qx_j) * (dy*qy_j) [+ mx * sy], in float64. */
