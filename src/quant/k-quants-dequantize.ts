@@ -1,0 +1,157 @@
+/**
+ * K-quant dequantizers, bit-exact with ggml's dequantize_row_q{2..6,8}_K (ggml/src/ggml-quants.c,
+ * ggml 0.23.0), and the small block readers the quantizers and dot products share (packed
+ * scales, the f32 scale of Q8_K). Block layouts: see k-quants.ts. Not here: quantizers
+ * (k-quants-quantize.ts), dot products (k-quants-dot.ts).
+ *
+ * NOTE: float32 order. ggml computes `dl*q - ml` as two float32 operations (no FMA in the
+ * reference build), so the product is rounded with Math.fround before the subtraction; the store
+ * into the Float32Array does the last rounding.
+ */
+import { f16Table } from "../util/f16.ts";
+
+const fr = Math.fround;
+const QK_K = 256;
+
+/** get_scale_min_k4's scale: 6-bit scale j (0..7) of the 12-byte packed Q4_K/Q5_K scales at q[o]. */
+export function scaleK4(q: Uint8Array, o: number, j: number): number {
+  return j < 4 ? q[o + j]! & 63 : (q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4);
+}
+
+/** get_scale_min_k4's min: 6-bit min j (0..7) of the 12-byte packed Q4_K/Q5_K scales at q[o]. */
+export function minK4(q: Uint8Array, o: number, j: number): number {
+  return j < 4 ? q[o + j + 4]! & 63 : (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4);
+}
+
+/** dequantize_row_q2_K: n/256 blocks of 84 bytes -> y (n). */
+export function dequantizeQ2K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 84, yo += QK_K) {
+    const d = f16Table[src[o + 80]! | (src[o + 81]! << 8)]!;
+    const dmin = f16Table[src[o + 82]! | (src[o + 83]! << 8)]!;
+    // Group g of 16 values: chunk c = g>>3, shift 2*((g>>1)&3), bytes 32c + 16(g&1) + 0..15.
+    for (let g = 0; g < 16; g++) {
+      const sc = src[o + g]!;
+      const dl = fr(d * (sc & 0xf));
+      const ml = fr(dmin * (sc >> 4));
+      const shift = 2 * ((g >> 1) & 3);
+      const q = o + 16 + 32 * (g >> 3) + 16 * (g & 1);
+      const p = yo + 16 * g;
+      for (let l = 0; l < 16; l++) y[p + l] = fr(dl * ((src[q + l]! >> shift) & 3)) - ml;
+    }
+  }
+}
+
+/** The 16 signed 6-bit scales of a Q3_K block (already minus 32), into out[0..16). */
+export function scalesQ3K(src: Uint8Array, so: number, out: Int32Array): void {
+  for (let j = 0; j < 16; j++) {
+    const lo = j < 8 ? src[so + j]! & 0xf : src[so + j - 8]! >> 4;
+    out[j] = (lo | (((src[so + 8 + (j & 3)]! >> (2 * (j >> 2))) & 3) << 4)) - 32;
+  }
+}
+
+const q3Scales = new Int32Array(16);
+
+/** dequantize_row_q3_K: n/256 blocks of 110 bytes -> y (n). */
+export function dequantizeQ3K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 110, yo += QK_K) {
+    const d = f16Table[src[o + 108]! | (src[o + 109]! << 8)]!;
+    scalesQ3K(src, o + 96, q3Scales);
+    for (let g = 0; g < 16; g++) {
+      const dl = fr(d * q3Scales[g]!);
+      const k = (g >> 1) & 3;
+      const shift = 2 * k;
+      const hbit = (g >> 3) * 4 + k; // hmask bit = value index >> 5
+      const h = o + 16 * (g & 1);
+      const q = o + 32 + 32 * (g >> 3) + 16 * (g & 1);
+      const p = yo + 16 * g;
+      for (let l = 0; l < 16; l++) {
+        const v = ((src[q + l]! >> shift) & 3) - (((src[h + l]! >> hbit) & 1) ^ 1) * 4;
+        y[p + l] = dl * v;
+      }
+    }
+  }
+}
+
+/** dequantize_row_q4_K: n/256 blocks of 144 bytes -> y (n). */
+export function dequantizeQ4K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 144, yo += QK_K) {
+    const d = f16Table[src[o]! | (src[o + 1]! << 8)]!;
+    const dmin = f16Table[src[o + 2]! | (src[o + 3]! << 8)]!;
+    for (let j = 0; j < 4; j++) {
+      const d1 = fr(d * scaleK4(src, o + 4, 2 * j));
+      const m1 = fr(dmin * minK4(src, o + 4, 2 * j));
+      const d2 = fr(d * scaleK4(src, o + 4, 2 * j + 1));
+      const m2 = fr(dmin * minK4(src, o + 4, 2 * j + 1));
+      const q = o + 16 + 32 * j;
+      const p = yo + 64 * j;
+      for (let l = 0; l < 32; l++) {
+        const v = src[q + l]!;
+        y[p + l] = fr(d1 * (v & 0xf)) - m1;
+        y[p + 32 + l] = fr(d2 * (v >> 4)) - m2;
+      }
+    }
+  }
+}
+
+/** dequantize_row_q5_K: n/256 blocks of 176 bytes -> y (n). */
+export function dequantizeQ5K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 176, yo += QK_K) {
+    const d = f16Table[src[o]! | (src[o + 1]! << 8)]!;
+    const dmin = f16Table[src[o + 2]! | (src[o + 3]! << 8)]!;
+    for (let j = 0; j < 4; j++) {
+      const d1 = fr(d * scaleK4(src, o + 4, 2 * j));
+      const m1 = fr(dmin * minK4(src, o + 4, 2 * j));
+      const d2 = fr(d * scaleK4(src, o + 4, 2 * j + 1));
+      const m2 = fr(dmin * minK4(src, o + 4, 2 * j + 1));
+      const q = o + 48 + 32 * j;
+      const h = o + 16;
+      const s1 = 2 * j;
+      const s2 = 2 * j + 1;
+      const p = yo + 64 * j;
+      for (let l = 0; l < 32; l++) {
+        const v = src[q + l]!;
+        const hb = src[h + l]!;
+        y[p + l] = fr(d1 * ((v & 0xf) | (((hb >> s1) & 1) << 4))) - m1;
+        y[p + 32 + l] = fr(d2 * ((v >> 4) | (((hb >> s2) & 1) << 4))) - m2;
+      }
+    }
+  }
+}
+
+/** dequantize_row_q6_K: n/256 blocks of 210 bytes -> y (n). */
+export function dequantizeQ6K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 210, yo += QK_K) {
+    const d = f16Table[src[o + 208]! | (src[o + 209]! << 8)]!;
+    // Group g of 16 values (scale g): c = g>>3, k = (g>>1)&3, l = 16(g&1) + 0..15.
+    for (let g = 0; g < 16; g++) {
+      const dl = fr(d * ((src[o + 192 + g]! << 24) >> 24));
+      const k = (g >> 1) & 3;
+      const ql = o + 64 * (g >> 3) + 32 * (k & 1) + 16 * (g & 1);
+      const qh = o + 128 + 32 * (g >> 3) + 16 * (g & 1);
+      const lshift = 4 * (k >> 1);
+      const hshift = 2 * k;
+      const p = yo + 16 * g;
+      for (let l = 0; l < 16; l++) {
+        const q = ((src[ql + l]! >> lshift) & 0xf) | (((src[qh + l]! >> hshift) & 3) << 4);
+        y[p + l] = dl * (q - 32);
+      }
+    }
+  }
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** The f32 `d` of the Q8_K block at byte o. */
+export function q8kScale(src: Uint8Array, o: number): number {
+  u32[0] = src[o]! | (src[o + 1]! << 8) | (src[o + 2]! << 16) | (src[o + 3]! << 24);
+  return f32[0]!;
+}
+
+/** dequantize_row_q8_K: n/256 blocks of 292 bytes -> y (n). */
+export function dequantizeQ8K(src: Uint8Array, y: Float32Array, n: number): void {
+  for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 292, yo += QK_K) {
+    const d = q8kScale(src, o);
+    for (let l = 0; l < QK_K; l++) y[yo + l] = d * ((src[o + 4 + l]! << 24) >> 24);
+  }
+}
