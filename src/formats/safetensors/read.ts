@@ -378,7 +378,14 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function describe(v: unknown): string {
   if (v === undefined) return "nothing";
   const s = JSON.stringify(v);
-  const kind = v === null ? "null" : Array.isArray(v) ? "an array" : `a ${typeof v}`;
+  const kind =
+    v === null
+      ? "null"
+      : Array.isArray(v)
+        ? "an array"
+        : typeof v === "object"
+          ? "an object"
+          : `a ${typeof v}`;
   return `${kind} ${s.length > 60 ? `${s.slice(0, 57)}...` : s}`;
 }
 
