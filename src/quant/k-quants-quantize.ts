@@ -232,7 +232,7 @@ function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, lo: 
     sumlx = fr(sumlx + fr(fr(w * xi) * l));
     suml2 = fr(suml2 + fr(fr(w * l) * l));
   }
-  let scale = suml2 ? fr(sumlx / suml2) : 0;
+  let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
   let best = fr(scale * sumlx);
   for (let is = -9; is <= 9; is++) {
     if (is === 0) continue;
@@ -304,7 +304,7 @@ export function quantizeQ2K(x: Float32Array, dst: Uint8Array, n: number): void {
     const dMin = readF16(dst, o + 82);
     for (let j = 0; j < 16; j++) {
       const d = fr(dAll * (dst[o + j]! & 0xf));
-      if (!d) continue;
+      if (d === 0) continue; // NOTE: C `!d`; a NaN d (inf * 0) goes on
       const dm = fr(dMin * (dst[o + j]! >> 4));
       for (let i = 0; i < 16; i++) {
         const l = nearestInt(fr(fr(x[xo + 16 * j + i]! + dm) / d));
@@ -332,7 +332,7 @@ export function quantizeQ3K(x: Float32Array, dst: Uint8Array, n: number): void {
       }
     }
     dst.fill(0, so, so + 12);
-    if (maxScale) {
+    if (maxScale !== 0) {
       const iscale = fr(-32 / maxScale);
       for (let j = 0; j < 16; j++) {
         // NOTE: ggml stores nearest_int's result in an int8_t before clamping.
@@ -351,7 +351,7 @@ export function quantizeQ3K(x: Float32Array, dst: Uint8Array, n: number): void {
       const lo4 = j < 8 ? dst[so + j]! & 0xf : dst[so + j - 8]! >> 4;
       const sc = (lo4 | (((dst[so + 8 + (j % 4)]! >> (2 * (j >> 2))) & 3) << 4)) - 32;
       const d = fr(dAll * sc);
-      if (!d) continue;
+      if (d === 0) continue; // NOTE: C `!d`; a NaN d (inf * 0) goes on
       for (let i = 0; i < 16; i++) {
         const l = nearestInt(fr(x[xo + 16 * j + i]! / d));
         L8[16 * j + i] = Math.max(-4, Math.min(3, l)) + 4;
@@ -419,7 +419,7 @@ function scaleMinSuperBlock(
     const sc = scaleK4(dst, so, j);
     const m = minK4(dst, so, j);
     const d = fr(dAll * sc);
-    if (!d) continue;
+    if (d === 0) continue; // NOTE: C `!d`; a NaN d (inf * 0) goes on
     const dm = fr(dMin * m);
     for (let i = 0; i < 32; i++) {
       const l = nearestInt(fr(fr(x[xo + 32 * j + i]! + dm) / d));
@@ -492,7 +492,7 @@ export function quantizeQ6K(x: Float32Array, dst: Uint8Array, n: number): void {
     const dAll = readF16(dst, o + 208);
     for (let j = 0; j < 16; j++) {
       const d = fr(dAll * ((dst[o + 192 + j]! << 24) >> 24));
-      if (!d) continue;
+      if (d === 0) continue; // NOTE: C `!d`; a NaN d (inf * 0) goes on
       for (let i = 0; i < 16; i++) {
         const l = nearestInt(fr(x[xo + 16 * j + i]! / d));
         L8[16 * j + i] = Math.max(-32, Math.min(31, l)) + 32;
@@ -524,7 +524,7 @@ export function quantizeQ8K(x: Float32Array, dst: Uint8Array, n: number): void {
     const xo = b * QK_K;
     const o = b * 292;
     const max = signedAbsMax(x, xo, QK_K);
-    if (!max) {
+    if (max === 0) {
       // NOTE: ggml leaves bsums unwritten here; the reference vectors (zeroed buffer) hold zeros.
       dst.fill(0, o, o + 292);
       continue;
