@@ -97,7 +97,7 @@ function findInDir(dir: string): string {
     if (found.length === 1) return join(dir, found[0]!);
     if (found.length > 1) {
       throw new OwlError(
-        "ERR_SAFETENSORS_BAD_INDEX",
+        "ERR_INVALID_ARGUMENT",
         `${dir} holds several *${suffix} files (${found.slice(0, 5).join(", ")}): name the one to open`,
       );
     }
