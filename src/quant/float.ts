@@ -54,7 +54,14 @@ export function dotF32(row: Uint8Array, act: Uint8Array, n: number): number {
   const x = f32View(row, n);
   const y = f32View(act, n);
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += fround(x[i]! * y[i]!);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    sum += fround(x[i]! * y[i]!);
+    sum += fround(x[i + 1]! * y[i + 1]!);
+    sum += fround(x[i + 2]! * y[i + 2]!);
+    sum += fround(x[i + 3]! * y[i + 3]!);
+  }
+  for (; i < n; i++) sum += fround(x[i]! * y[i]!);
   return fround(sum);
 }
 
@@ -74,7 +81,15 @@ export function dequantizeF16(src: Uint8Array, dst: Float32Array, n: number): vo
   const out = u32Of(dst, n);
   const h = u16View(src, n);
   if (h) {
-    for (let i = 0; i < n; i++) out[i] = f16BitsTable[h[i]!]!;
+    const T = f16BitsTable;
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      out[i] = T[h[i]!]!;
+      out[i + 1] = T[h[i + 1]!]!;
+      out[i + 2] = T[h[i + 2]!]!;
+      out[i + 3] = T[h[i + 3]!]!;
+    }
+    for (; i < n; i++) out[i] = T[h[i]!]!;
   } else {
     for (let i = 0; i < n; i++) out[i] = f16BitsTable[src[2 * i]! | (src[2 * i + 1]! << 8)]!;
   }
@@ -106,7 +121,15 @@ export function dotF16(row: Uint8Array, act: Uint8Array, n: number): number {
   const y = u16View(act, n);
   let sum = 0;
   if (x && y) {
-    for (let i = 0; i < n; i++) sum += T[x[i]!]! * T[y[i]!]!;
+    // NOTE: one accumulator, in index order: that order is what makes the result bit-exact.
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      sum += T[x[i]!]! * T[y[i]!]!;
+      sum += T[x[i + 1]!]! * T[y[i + 1]!]!;
+      sum += T[x[i + 2]!]! * T[y[i + 2]!]!;
+      sum += T[x[i + 3]!]! * T[y[i + 3]!]!;
+    }
+    for (; i < n; i++) sum += T[x[i]!]! * T[y[i]!]!;
   } else {
     for (let i = 0; i < n; i++) sum += T[readU16(row, 2 * i)]! * T[readU16(act, 2 * i)]!;
   }
@@ -131,7 +154,14 @@ export function dequantizeBF16(src: Uint8Array, dst: Float32Array, n: number): v
   const out = u32Of(dst, n);
   const h = u16View(src, n);
   if (h) {
-    for (let i = 0; i < n; i++) out[i] = h[i]! << 16;
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      out[i] = h[i]! << 16;
+      out[i + 1] = h[i + 1]! << 16;
+      out[i + 2] = h[i + 2]! << 16;
+      out[i + 3] = h[i + 3]! << 16;
+    }
+    for (; i < n; i++) out[i] = h[i]! << 16;
   } else {
     for (let i = 0; i < n; i++) out[i] = (src[2 * i]! << 16) | (src[2 * i + 1]! << 24);
   }
@@ -158,7 +188,14 @@ export function dotBF16(row: Uint8Array, act: Uint8Array, n: number): number {
   const y = u16View(act, n);
   let sum = 0;
   if (x && y) {
-    for (let i = 0; i < n; i++) sum += fround(T[x[i]!]! * T[y[i]!]!);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      sum += fround(T[x[i]!]! * T[y[i]!]!);
+      sum += fround(T[x[i + 1]!]! * T[y[i + 1]!]!);
+      sum += fround(T[x[i + 2]!]! * T[y[i + 2]!]!);
+      sum += fround(T[x[i + 3]!]! * T[y[i + 3]!]!);
+    }
+    for (; i < n; i++) sum += fround(T[x[i]!]! * T[y[i]!]!);
   } else {
     for (let i = 0; i < n; i++) sum += fround(T[readU16(row, 2 * i)]! * T[readU16(act, 2 * i)]!);
   }
