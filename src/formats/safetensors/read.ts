@@ -12,6 +12,7 @@
  * last tensor of a duplicated name); and data_offsets and dimensions must be safe integers (< 2^53).
  * Not here: writing (write.ts), multi-file checkpoints (sharded.ts).
  */
+import { constants } from "node:buffer";
 import { type ByteSource, FileSource } from "../../util/bytes.ts";
 import { OwlError } from "../../util/errors.ts";
 import { byteSizeOf, dtypeInfo, isSafetensorsDtype, SAFETENSORS_DTYPES, toFloat32Array } from "./dtypes.ts";
@@ -20,6 +21,9 @@ import type { SafetensorsFile, SafetensorsMetadata, SafetensorsTensorInfo } from
 
 /** The crate's MAX_HEADER_SIZE. */
 export const MAX_HEADER_SIZE = 100_000_000;
+
+/** The largest typed array Node will allocate (4 GiB on Node 20). */
+const MAX_ARRAY_BYTES = constants.MAX_LENGTH;
 
 /** The reserved header key for free-form metadata. */
 export const METADATA_KEY = "__metadata__";
@@ -336,11 +340,25 @@ class SafetensorsFileImpl implements SafetensorsFile {
         `range of ${length} bytes at ${byteOffset} is outside tensor ${JSON.stringify(t.name)} of ${t.byteSize} bytes`,
       );
     }
+    if (length > MAX_ARRAY_BYTES) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `tensor ${JSON.stringify(t.name)}: ${length} bytes do not fit in one array (at most ${MAX_ARRAY_BYTES})`,
+        { hint: "read it in pieces with readTensor(tensor, byteOffset, byteLength)" },
+      );
+    }
     return this.source.read(t.fileOffset + byteOffset, length);
   }
 
   readTensorAsFloat32(tensor: string | SafetensorsTensorInfo): Float32Array {
     const t = this.resolve(tensor);
+    if (t.nElements * 4 > MAX_ARRAY_BYTES) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `tensor ${JSON.stringify(t.name)}: ${t.nElements} float32 values do not fit in one array`,
+        { hint: "read it in pieces with readTensor(tensor, byteOffset, byteLength) and toFloat32Array()" },
+      );
+    }
     return toFloat32Array(t.dtype, this.readTensor(t), t.nElements);
   }
 
