@@ -147,6 +147,19 @@ describe("safetensors bad input: the JSON header", () => {
     }
   });
 
+  it("rejects \\u escapes of unpaired surrogates (serde_json does), accepts escaped pairs", () => {
+    const t = JSON.stringify(F32x2);
+    const data = new Array(8).fill(0);
+    expectCode(
+      layout(`{"\\ud800x":${t}}`, data),
+      "ERR_INVALID_UTF8",
+      /string at byte 9 has a \\u escape of an unpaired UTF-16 surrogate/,
+    );
+    expectCode(layout(`{"__metadata__":{"k":"\\udc00"},"t":${t}}`, data), "ERR_INVALID_UTF8");
+    const f = readSafetensors(new MemorySource(layout(`{"\\ud83d\\ude00":${t}}`, data)));
+    expect(f.tensors[0]!.name).toBe("😀");
+  });
+
   it("rejects duplicate keys at any level, also when spelled with escapes", () => {
     const t = JSON.stringify(F32x2);
     const data = new Array(8).fill(0);

@@ -1,13 +1,16 @@
 /**
- * Strict JSON for safetensors headers and index files: fatal UTF-8 decoding, JSON.parse, and a
- * duplicate-key scan (the spec says "Duplicate keys are disallowed"; JSON.parse silently keeps the
- * last one). Positions come back as byte offsets so callers can say where in the file it failed.
+ * Strict JSON for safetensors headers and index files: fatal UTF-8 decoding, JSON.parse, and one
+ * scan for what JSON.parse lets through but the spec and serde_json do not: duplicate keys (the
+ * spec: "Duplicate keys are disallowed"; JSON.parse silently keeps the last one) and \uXXXX escapes
+ * of unpaired UTF-16 surrogates (serde_json rejects them; they cannot be written back as UTF-8).
+ * Positions come back as byte offsets so callers can say where in the file it failed.
  * Not here: what the JSON must contain (read.ts, sharded.ts).
  */
 
 export type StrictJsonResult =
   | { ok: true; value: unknown }
   | { ok: false; kind: "utf8"; byteOffset: number; message: string }
+  | { ok: false; kind: "surrogate"; byteOffset: number; message: string }
   | { ok: false; kind: "syntax"; message: string }
   | { ok: false; kind: "duplicate"; byteOffset: number; key: string; path: string[]; message: string };
 
@@ -30,8 +33,18 @@ export function parseStrictJson(bytes: Uint8Array): StrictJsonResult {
   } catch (e) {
     return { ok: false, kind: "syntax", message: e instanceof Error ? e.message : String(e) };
   }
-  const dup = findDuplicateKey(text);
-  if (dup) {
+  const problem = scanJson(text);
+  if (problem?.kind === "surrogate") {
+    const byteOffset = Buffer.byteLength(text.slice(0, problem.index), "utf8");
+    return {
+      ok: false,
+      kind: "surrogate",
+      byteOffset,
+      message: "a \\u escape of an unpaired UTF-16 surrogate",
+    };
+  }
+  if (problem) {
+    const dup = problem;
     const byteOffset = Buffer.byteLength(text.slice(0, dup.index), "utf8");
     const where = dup.path.length ? ` in ${dup.path.map((p) => JSON.stringify(p)).join(" > ")}` : "";
     return {
@@ -46,11 +59,19 @@ export function parseStrictJson(bytes: Uint8Array): StrictJsonResult {
   return { ok: true, value };
 }
 
+type ScanProblem =
+  | { kind: "duplicate"; key: string; index: number; path: string[] }
+  | { kind: "surrogate"; index: number };
+
+// In a string decoded from UTF-8, a surrogate can only have come from a \u escape.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /**
- * The first repeated key of any object in `text`, which must already be valid JSON. Iterative, so
- * deep nesting cannot overflow the stack. Keys are compared after unescaping ("a" == "\u0061").
+ * The first repeated key of any object in `text` (which must already be valid JSON), or the first
+ * string whose escapes decode to an unpaired surrogate. Iterative, so deep nesting cannot overflow
+ * the stack. Keys are compared after unescaping ("a" == "\u0061").
  */
-export function findDuplicateKey(text: string): { key: string; index: number; path: string[] } | undefined {
+export function scanJson(text: string): ScanProblem | undefined {
   // One entry per open container: the keys seen so far for an object, null for an array.
   const stack: (Set<string> | null)[] = [];
   const path: string[] = []; // the key of each open object entry, for messages
@@ -88,12 +109,14 @@ export function findDuplicateKey(text: string): { key: string; index: number; pa
           i++;
         } else if (d === 0x22) break;
       }
+      const unescaped = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : undefined;
+      if (unescaped !== undefined && LONE_SURROGATE.test(unescaped))
+        return { kind: "surrogate", index: start };
       if (expectKey) {
-        const raw = text.slice(start, i + 1);
-        const key = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        const key = unescaped ?? text.slice(start + 1, i);
         const keys = stack[stack.length - 1];
         if (keys) {
-          if (keys.has(key)) return { key, index: start, path: path.slice(0) };
+          if (keys.has(key)) return { kind: "duplicate", key, index: start, path: path.slice(0) };
           keys.add(key);
         }
         pendingKey = key;

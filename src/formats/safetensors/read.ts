@@ -87,6 +87,13 @@ export function readSafetensors(source: ByteSource): SafetensorsFile {
         { details: { offset: 8 + parsed.byteOffset } },
       );
     }
+    if (parsed.kind === "surrogate") {
+      throw new OwlError(
+        "ERR_INVALID_UTF8",
+        `${where}: header string at byte ${8 + parsed.byteOffset} has ${parsed.message}, which is not valid Unicode`,
+        { details: { offset: 8 + parsed.byteOffset } },
+      );
+    }
     if (parsed.kind === "duplicate") {
       throw new OwlError(
         "ERR_SAFETENSORS_DUPLICATE_KEY",

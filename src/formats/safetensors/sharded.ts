@@ -136,6 +136,12 @@ export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
         details: { offset: parsed.byteOffset },
       });
     }
+    if (parsed.kind === "surrogate") {
+      throw new OwlError(
+        "ERR_INVALID_UTF8",
+        `${indexPath}: string at byte ${parsed.byteOffset} has ${parsed.message}, which is not valid Unicode`,
+      );
+    }
     const at = parsed.kind === "duplicate" ? ` at byte ${parsed.byteOffset}` : "";
     throw new OwlError("ERR_SAFETENSORS_BAD_INDEX", `${indexPath} is not valid JSON: ${parsed.message}${at}`);
   }
@@ -329,7 +335,7 @@ export async function writeSafetensorsSharded(
     );
   }
   // Validate everything (names, duplicates, shapes) before the first byte is written.
-  planSafetensors({ tensors: input.tensors.map((t) => ({ ...t, data: () => new Uint8Array(0) })) });
+  planSafetensors({ ...input, tensors: input.tensors.map((t) => ({ ...t, data: () => new Uint8Array(0) })) });
 
   const shards: (typeof input.tensors)[number][][] = [];
   let current: (typeof input.tensors)[number][] = [];
