@@ -8,8 +8,11 @@
  * every dtype is known; shape products and byte sizes are checked for overflow; sorted by
  * data_offsets, the tensors cover the buffer exactly, with no overlap and no hole; and
  * end - begin = nElements * dtype size. Each rule has its own error code.
- * Deliberately stricter than the crate: duplicate keys are rejected everywhere (serde keeps the
- * last tensor of a duplicated name); and data_offsets and dimensions must be safe integers (< 2^53).
+ * Where we differ from the crate, on purpose: stricter, the README's "MUST begin with {" is enforced
+ * (the crate never added that check), duplicate keys are rejected everywhere (serde keeps the last
+ * tensor of a duplicated name), and data_offsets and dimensions must be below 2^53; more lenient,
+ * NOTE: JSON.parse cannot tell 2 from 2.0 or 2e0, so integer-valued numbers in shape and
+ * data_offsets are accepted where serde wants integer literals.
  * Not here: writing (write.ts), multi-file checkpoints (sharded.ts).
  */
 import { constants } from "node:buffer";
