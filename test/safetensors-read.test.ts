@@ -375,7 +375,9 @@ describe("safetensors lazy reads", () => {
       expect(Array.from(f.readTensor("huge", big - 4, 4))).toEqual([0, 0, 0, 0]);
       // 20 GB cannot be one array: a clear error instead of a RangeError, before any allocation.
       expect(() => f.readTensor("huge")).toThrowError(expect.objectContaining({ code: "ERR_UNSUPPORTED" }));
-      expect(() => f.readTensorAsFloat32("huge")).toThrowError(expect.objectContaining({ code: "ERR_UNSUPPORTED" }));
+      expect(() => f.readTensorAsFloat32("huge")).toThrowError(
+        expect.objectContaining({ code: "ERR_UNSUPPORTED" }),
+      );
       const grew = process.memoryUsage().arrayBuffers - before.arrayBuffers;
       expect(grew).toBeLessThan(16 * 1024 * 1024);
     } finally {
