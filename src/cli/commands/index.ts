@@ -1,7 +1,12 @@
 /**
- * The list of CLI verbs. Each commands/<verb>.ts exports register(program, io).
+ * The list of CLI verbs. Each commands/<verb>.ts exports a register function.
  */
 import type { Command } from "commander";
 import type { CliIO } from "../io.ts";
+import { registerConvert } from "./convert.ts";
+import { registerShow } from "./show.ts";
 
-export function registerCommands(_program: Command, _io: CliIO): void {}
+export function registerCommands(program: Command, io: CliIO): void {
+  registerConvert(program, io);
+  registerShow(program, io);
+}
