@@ -93,7 +93,7 @@ describe.skipIf(!have)(
       try {
         const seq = ctx.getSequence();
         const got: number[] = [];
-        for await (const token of seq.evaluate(ref.prompt_tokens, { temperature: 0 })) {
+        for await (const token of seq.evaluate(ref.prompt_tokens as Token[], { temperature: 0 })) {
           got.push(token);
           if (got.length >= ref.generated_tokens.length) break;
         }
