@@ -155,42 +155,27 @@ describe("metadata", () => {
     );
   });
   it("absurd array counts", () => {
+    const arr = (itemType: number, count: number | bigint) =>
+      new B().head(0, 1).str("k").u32(9).u32(itemType).u64(count).zeros(20).bytes();
     expectError(
-      new B()
-        .head(0, 1)
-        .str("k")
-        .u32(9)
-        .u32(0)
-        .u64(2n ** 60n)
-        .zeros(20)
-        .bytes(),
+      arr(0, 2n ** 60n),
       "ERR_GGUF_BAD_COUNT",
       /metadata "k": count at byte 41 is 1152921504606846976/,
     );
     expectError(
-      new B()
-        .head(0, 1)
-        .str("k")
-        .u32(9)
-        .u32(8)
-        .u64(2n ** 60n)
-        .zeros(20)
-        .bytes(),
+      arr(8, 2n ** 60n),
       "ERR_GGUF_BAD_COUNT",
-      /each needs at least 8 bytes/,
+      /is 1152921504606846976, more than the 67108864 owl reads/,
     );
+    expectError(arr(9, 2n ** 64n - 1n), "ERR_GGUF_BAD_COUNT", /18446744073709551615/);
+    // counts below owl's limits but more than the bytes left can hold
     expectError(
-      new B()
-        .head(0, 1)
-        .str("k")
-        .u32(9)
-        .u32(9)
-        .u64(2n ** 60n)
-        .zeros(20)
-        .bytes(),
+      arr(8, 100),
       "ERR_GGUF_BAD_COUNT",
-      /each needs at least 12 bytes/,
+      /is 100, but the 20 bytes left .* at most 2 \(each needs at least 8 bytes/,
     );
+    expectError(arr(9, 100), "ERR_GGUF_BAD_COUNT", /at most 1 \(each needs at least 12 bytes/);
+    expectError(arr(12, 100), "ERR_GGUF_BAD_COUNT", /at most 2 \(each needs at least 8 bytes/);
   });
   it("unknown value types", () => {
     const e = expectError(

@@ -99,6 +99,55 @@ describe("a sparse 20 GB GGUF", () => {
     }
   });
 
+  it("counts that a 20 GB file could hold but no real file has are refused before allocating", () => {
+    // magic, version 3, n_tensors, n_kv; then an optional array entry "k"
+    const head = (nTensors: bigint, nKv: bigint, arr?: [number, bigint]) => {
+      const b = Buffer.alloc(24 + (arr ? 8 + 1 + 4 + 4 + 8 : 0));
+      b.write("GGUF", 0, "latin1");
+      b.writeUInt32LE(3, 4);
+      b.writeBigUInt64LE(nTensors, 8);
+      b.writeBigUInt64LE(nKv, 16);
+      if (arr) {
+        b.writeBigUInt64LE(1n, 24);
+        b.write("k", 32, "latin1");
+        b.writeUInt32LE(9, 33);
+        b.writeUInt32LE(arr[0], 37);
+        b.writeBigUInt64LE(arr[1], 41);
+      }
+      return b;
+    };
+    const cases: Array<[Buffer, RegExp]> = [
+      [
+        head(2n ** 23n, 0n),
+        /tensor count \(n_tensors\): count at byte 8 is 8388608, more than the 4194304 owl reads/,
+      ],
+      [head(0n, 2n ** 23n), /n_kv\) at byte 16 is 8388608, more than the 4194304 owl reads/],
+      [
+        head(0n, 1n, [8, 2n ** 27n]),
+        /metadata "k": count at byte 41 is 134217728, more than the 67108864 owl reads/,
+      ],
+      [head(0n, 1n, [6, 2n ** 27n]), /is 134217728, more than the 67108864 owl reads/], // FLOAT32: 2^28 bytes
+    ];
+    const sparse = join(dir, "counts.gguf");
+    for (const [bytes, re] of cases) {
+      const fd = openSync(sparse, "w");
+      writeSync(fd, bytes, 0, bytes.length, 0);
+      ftruncateSync(fd, 20e9);
+      closeSync(fd);
+      const before = process.memoryUsage().arrayBuffers;
+      let err: unknown;
+      try {
+        openGguf(sparse).close();
+      } catch (e) {
+        err = e;
+      }
+      expect(isOwlError(err, "ERR_GGUF_BAD_COUNT"), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(re);
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * M);
+    }
+    rmSync(sparse);
+  });
+
   it("refuses to read a single tensor larger than one JavaScript buffer, without allocating", () => {
     const g = openGguf(path);
     try {

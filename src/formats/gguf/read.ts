@@ -25,6 +25,7 @@
  * too). n_dims may be 0..4, as in gguf.cpp (0 means a scalar).
  * Not here: writing (write.ts), typed metadata getters (metadata.ts).
  */
+import { constants as bufferConstants } from "node:buffer";
 import { type ByteSource, FileSource } from "../../util/bytes.ts";
 import { OwlError } from "../../util/errors.ts";
 import { GGML_TYPES, type GgmlTypeInfo, ggmlTypeInfo } from "../../util/ggml-types.ts";
@@ -50,6 +51,22 @@ export const GGUF_MAX_ARRAY_DEPTH = 16;
  * bytes never decode to more than n units. gguf.cpp allows 1 GiB; no real file comes near either.
  */
 export const GGUF_MAX_STRING_BYTES = 2 ** 29 - 24;
+/**
+ * owl's own limits, far beyond any real file (the largest vocabularies hold ~256k tokens, the
+ * largest models ~100k tensors). Checking counts against the bytes left is not enough for a
+ * 20 GB model, whose tensor data would "hold" billions of claimed items: these caps keep a
+ * corrupt count from exhausting memory or V8's array limits (a JS array past ~1.3e8 elements
+ * aborts the process, uncatchably) before the garbage is noticed.
+ */
+export const GGUF_LIMITS = {
+  /** Tensor infos and metadata entries (each also kept in a Map, which V8 caps at 2^24). */
+  maxTensors: 2 ** 22,
+  maxKv: 2 ** 22,
+  /** Items of a STRING, BOOL or ARRAY array (kept in a JS array). */
+  maxArrayItems: 2 ** 26,
+  /** Bytes of a numeric array (kept in one typed array). */
+  maxArrayBytes: 2 ** 28,
+} as const;
 
 /** Value type names by id (enum gguf_type in gguf.h). */
 export const GGUF_TYPE_NAMES: readonly GgufValueTypeName[] = [
@@ -290,19 +307,19 @@ class HeaderCursor {
    */
   stringArray(n: number, what: string): string[] {
     const start = this.pos;
-    const items = new Array<string>(n);
-    if (this.stringArrayBatched(items, what)) return items;
+    // Arrays grow by push, so memory follows the strings actually read, not the claimed count.
+    const items: string[] = [];
+    if (this.stringArrayBatched(n, items, what)) return items;
     this.pos = start;
-    for (let i = 0; i < n; i++) items[i] = this.string(what, i);
+    for (let i = 0; i < n; i++) this.string(what, i);
     throw new Error(`internal error: batched decoding of ${what} failed but no string is invalid`);
   }
 
   private scratch = new Uint8Array(0);
 
   /** The fast path of stringArray; false when something is wrong (nothing is thrown). */
-  private stringArrayBatched(items: string[], what: string): boolean {
-    const n = items.length;
-    const units = new Uint32Array(n + 1); // UTF-16 end position of item i within its batch
+  private stringArrayBatched(n: number, items: string[], what: string): boolean {
+    let units = new Uint32Array(1024); // UTF-16 end position of item first + j within the batch
     let w = 0; // bytes in scratch
     let u = 0; // UTF-16 units in scratch
     let first = 0; // first item of the batch
@@ -337,7 +354,12 @@ class HeaderCursor {
         if ((c & 0xc0) !== 0x80) u += c >= 0xf0 ? 2 : 1; // 4-byte sequences become surrogate pairs
       }
       this.pos += len;
-      units[i + 1] = u;
+      if (i - first >= units.length) {
+        const grown = new Uint32Array(units.length * 2);
+        grown.set(units);
+        units = grown;
+      }
+      units[i - first] = u;
       if (w >= STRING_BATCH_BYTES || i === n - 1) {
         let big: string;
         try {
@@ -346,9 +368,9 @@ class HeaderCursor {
           return false;
         }
         let prev = 0;
-        for (let j = first; j <= i; j++) {
-          const end = units[j + 1]!;
-          items[j] = big.slice(prev, end);
+        for (let j = 0; j <= i - first; j++) {
+          const end = units[j]!;
+          items.push(big.slice(prev, end));
           prev = end;
         }
         first = i + 1;
@@ -375,8 +397,25 @@ function typeName(id: number, at: number, what: string): GgufValueTypeName {
   return name;
 }
 
-/** Checks that `count` items of at least `minBytes` each fit in what is left; returns the count. */
-function checkCount(c: HeaderCursor, count: bigint, minBytes: number, at: number, what: string): number {
+/**
+ * Checks that `count` items of at least `minBytes` each fit in what is left, and that the count
+ * is within owl's `limit`; returns the count.
+ */
+function checkCount(
+  c: HeaderCursor,
+  count: bigint,
+  minBytes: number,
+  at: number,
+  what: string,
+  limit: number,
+): number {
+  if (count > BigInt(limit)) {
+    throw new OwlError(
+      "ERR_GGUF_BAD_COUNT",
+      `${what}: count at byte ${at} is ${count}, more than the ${limit} owl reads (corrupt file?)`,
+      { details: { offset: at, count, max: limit, size: c.src.size } },
+    );
+  }
   const fits = Math.floor(c.remaining / minBytes);
   if (count > BigInt(fits)) {
     throw new OwlError(
@@ -392,7 +431,12 @@ function readArray(c: HeaderCursor, what: string, depth: number): GgufArray {
   const typeAt = c.pos;
   const itemType = typeName(c.u32(`item type of ${what}`), typeAt, what);
   const countAt = c.pos;
-  const n = checkCount(c, c.u64(`item count of ${what}`), minItemBytes(itemType), countAt, what);
+  const size = GGUF_TYPE_SIZE[itemType];
+  const limit =
+    itemType === "STRING" || itemType === "ARRAY" || itemType === "BOOL"
+      ? GGUF_LIMITS.maxArrayItems
+      : GGUF_LIMITS.maxArrayBytes / size;
+  const n = checkCount(c, c.u64(`item count of ${what}`), minItemBytes(itemType), countAt, what, limit);
   switch (itemType) {
     case "UINT8": {
       const items = new Uint8Array(n);
@@ -420,8 +464,8 @@ function readArray(c: HeaderCursor, what: string, depth: number): GgufArray {
     case "BOOL": {
       const at = c.pos;
       const raw = c.bytes(n, what);
-      const items = new Array<boolean>(n);
-      for (let i = 0; i < n; i++) items[i] = readBoolByte(raw[i]!, at + i, what);
+      const items: boolean[] = [];
+      for (let i = 0; i < n; i++) items.push(readBoolByte(raw[i]!, at + i, what));
       return { itemType, items };
     }
     case "STRING":
@@ -434,8 +478,8 @@ function readArray(c: HeaderCursor, what: string, depth: number): GgufArray {
           { details: { offset: typeAt } },
         );
       }
-      const items = new Array<GgufArray>(n);
-      for (let i = 0; i < n; i++) items[i] = readArray(c, `${what}[${i}]`, depth + 1);
+      const items: GgufArray[] = [];
+      for (let i = 0; i < n; i++) items.push(readArray(c, `${what}[${i}]`, depth + 1));
       return { itemType, items };
     }
   }
@@ -527,7 +571,21 @@ function readHeaderStart(c: HeaderCursor): { version: 2 | 3; nTensors: number; n
   const tRaw = c.u64("tensor count");
   const kvAt = c.pos;
   const kvRaw = c.u64("metadata key-value count");
-  const nTensors = checkCount(c, tRaw, MIN_TENSOR_INFO_BYTES, tAt, "tensor count (n_tensors)");
+  const nTensors = checkCount(
+    c,
+    tRaw,
+    MIN_TENSOR_INFO_BYTES,
+    tAt,
+    "tensor count (n_tensors)",
+    GGUF_LIMITS.maxTensors,
+  );
+  if (kvRaw > BigInt(GGUF_LIMITS.maxKv)) {
+    throw new OwlError(
+      "ERR_GGUF_BAD_COUNT",
+      `metadata key-value count (n_kv) at byte ${kvAt} is ${kvRaw}, more than the ${GGUF_LIMITS.maxKv} owl reads (corrupt file?)`,
+      { details: { offset: kvAt, count: kvRaw, max: GGUF_LIMITS.maxKv, size: src.size } },
+    );
+  }
   const fitKv = Math.floor((c.remaining - nTensors * MIN_TENSOR_INFO_BYTES) / MIN_KV_BYTES);
   if (kvRaw > BigInt(fitKv)) {
     throw new OwlError(
@@ -769,7 +827,7 @@ function makeFile(
 
 // NOTE: V8 caps one typed array at 2^32 bytes on 64-bit hosts (Node 20); a tensor beyond that
 // must be read in slices, which GgufFile does not offer yet.
-const MAX_READ_BYTES = 2 ** 32;
+const MAX_READ_BYTES = bufferConstants.MAX_LENGTH;
 
 /** Open a GGUF file by path (a FileSource); the handle is closed again when parsing fails. */
 export function openGguf(path: string): GgufFile {
