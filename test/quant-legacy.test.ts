@@ -71,6 +71,17 @@ describe("legacy kernels: hand-computed blocks", () => {
     expect([...y]).toEqual([...back]);
   });
 
+  it("Q4_0: x/d + 8.5 is rounded to float32 before the truncation (NOTE: the float64 sum would not be)", () => {
+    // max = -8 -> d = 1. x[1] = -0.50000006 (float32): -0.50000006 + 8.5 = 7.99999994 in float64,
+    // which truncates to 7, but float32 rounds it to 8.0 -> q = 8 (value 0), as ggml computes.
+    const x = new Float32Array(32);
+    x[0] = -8;
+    x[1] = Math.fround(-0.50000006);
+    const q = quantizeTo("Q4_0", x);
+    expect(q[3]! & 15).toBe(8);
+    expect(dequantizeFrom("Q4_0", q, 32)[1]).toBe(0);
+  });
+
   it("Q4_1: d = (max - min)/15, m = min, q = min(15, trunc((x - min)/d + 0.5))", () => {
     // x[j] = x[16+j] = 1 + 0.5 j: min 1 (fp16 0x3c00), d = 7.5/15 = 0.5 (0x3800), q = j.
     const x = new Float32Array(32);
