@@ -120,6 +120,15 @@ const CHUNK_BYTES = 64 * 1024;
 // vocabularies hold a token that is exactly the BOM (llama-spm has one).
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+// NOTE: numeric arrays are copied byte for byte into typed arrays, which use the host's byte
+// order. GGUF here is little-endian, as are all hosts owl targets; refuse rather than misread.
+export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+export function requireLittleEndianHost(): void {
+  if (!HOST_IS_LITTLE_ENDIAN) {
+    throw new OwlError("ERR_UNSUPPORTED", "owl reads and writes GGUF only on little-endian hosts");
+  }
+}
+
 /** Index where the first invalid UTF-8 sequence of `b` starts (WHATWG rules), or -1 when valid. */
 export function firstInvalidUtf8(b: Uint8Array): number {
   let i = 0;
@@ -603,6 +612,7 @@ function readHeaderStart(c: HeaderCursor): { version: 2 | 3; nTensors: number; n
  * input. The source stays open and is closed by `close()` of the result.
  */
 export function readGguf(source: ByteSource): GgufFile {
+  requireLittleEndianHost();
   const c = new HeaderCursor(source);
   const { version, nTensors, nKv } = readHeaderStart(c);
 

@@ -26,6 +26,7 @@ import {
   GGUF_MAX_ARRAY_DEPTH,
   GGUF_MAX_DIMS,
   GGUF_TYPE_NAMES,
+  requireLittleEndianHost,
 } from "./read.ts";
 import type {
   GgufArray,
@@ -339,6 +340,7 @@ function writeMetadata(w: ByteWriter, md: GgufMetadata): void {
  * offset and size, and the total size. Produces no tensor data.
  */
 export function planGguf(input: GgufWriteInput): GgufLayout {
+  requireLittleEndianHost();
   const version = input.version ?? 3;
   if (version !== 2 && version !== 3) {
     throw new OwlError(
