@@ -294,6 +294,28 @@ describe("atomic writes", () => {
     );
   });
 
+  it("can rewrite the file it is reading from (edit metadata in place)", async () => {
+    const path = join(dir, "inplace.gguf");
+    await writeGguf(path, { metadata: metadataWith(64), tensors: tensorsOf(5) });
+    const g = openGguf(path);
+    try {
+      const input = toWriteInput(g);
+      input.metadata.set("general.name", gstr("edited"));
+      await writeGguf(path, input); // the open handle keeps reading the old file's inode
+    } finally {
+      g.close();
+    }
+    const h = openGguf(path);
+    try {
+      expect(h.metadata.get("general.name")).toEqual({ type: "STRING", value: "edited" });
+      for (const [i, t] of h.tensors.entries()) {
+        expect(Buffer.from(h.readTensor(t)).equals(Buffer.from(randomBytes(t.byteSize, 5 + i)))).toBe(true);
+      }
+    } finally {
+      h.close();
+    }
+  });
+
   it("replaces an existing file", async () => {
     const path = join(dir, "replace.gguf");
     writeFileSync(path, "old contents");

@@ -660,7 +660,6 @@ export function readGguf(source: ByteSource): GgufFile {
   const tensors: GgufTensorInfo[] = [];
   const byName = new Map<string, GgufTensorInfo>();
   const nameAt = new Map<string, number>();
-  const rawOffsets: number[] = [];
   for (let i = 0; i < nTensors; i++) {
     const at = c.pos;
     const name = c.string(`name of tensor ${i}`);
@@ -716,7 +715,6 @@ export function readGguf(source: ByteSource): GgufFile {
         { details: { tensor: name, offset: offAt, dataOffset: offset, alignment } },
       );
     }
-    rawOffsets.push(offset);
     const info: GgufTensorInfo = { name, dims, type, offset, fileOffset: 0, byteSize, nElements };
     tensors.push(info);
     byName.set(name, info);
