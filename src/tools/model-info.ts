@@ -6,6 +6,8 @@
  */
 import { archKeys, FILE_TYPE_NAMES, GENERAL, TOKENIZER } from "../formats/gguf/keys.ts";
 import type { GgufFile, GgufValue } from "../formats/gguf/types.ts";
+import type { HfModelDir } from "../formats/hf/model-dir.ts";
+import type { SafetensorsModel } from "../formats/safetensors/index.ts";
 
 export interface TensorTypeShare {
   type: string;
@@ -63,6 +65,8 @@ export interface ModelInfo {
   tensorTypes: TensorTypeShare[];
   tensorCount: number;
   tensors: TensorSummary[];
+  /** Side files that exist but could not be read (safetensors directories). */
+  warnings?: string[];
 }
 
 /** 260032 -> "260K", 1.1e9 -> "1.1B" (llama.cpp's size_label style). */
@@ -210,6 +214,69 @@ export function ggufModelInfo(f: GgufFile): ModelInfo {
     const eos = num(md.get(TOKENIZER.eosId));
     if (eos !== undefined) tok.eos = eos;
     if (typeof addBos === "boolean") tok.addBos = addBos;
+    info.tokenizer = tok;
+  }
+  return info;
+}
+
+/** Summarize a safetensors model (one file or sharded) plus its directory's side files. */
+export function safetensorsModelInfo(
+  model: SafetensorsModel,
+  file: string,
+  fileSize: number,
+  side: HfModelDir,
+): ModelInfo {
+  const tensors: TensorSummary[] = model.tensors.map((t) => ({
+    name: t.name,
+    type: t.dtype,
+    shape: t.shape,
+    offset: t.fileOffset,
+    bytes: t.byteSize,
+  }));
+  const nElements = new Map(model.tensors.map((t) => [t.name, t.nElements]));
+  const parameters = model.tensors.reduce((a, t) => a + t.nElements, 0);
+  const tensorTypes = shares(tensors, (t) => nElements.get(t.name) ?? 0);
+  const general: Record<string, string> = {};
+  for (const [k, v] of Object.entries(model.metadata)) general[`__metadata__.${k}`] = v;
+  const c = side.config;
+  if (c?.architectures?.length) general["config.architectures"] = c.architectures.join(", ");
+  if (c?.torchDtype) general["config.torch_dtype"] = c.torchDtype;
+  const metadata: Record<string, unknown> = { __metadata__: model.metadata };
+  if (model.indexMetadata) metadata["index"] = model.indexMetadata;
+  if (c) metadata["config"] = c;
+  const info: ModelInfo = {
+    format: "safetensors",
+    file,
+    fileSize,
+    parameters,
+    parameterLabel: parameterLabel(parameters),
+    chatTemplate: side.tokenizerConfig?.chatTemplate ?? false,
+    general,
+    metadata,
+    tensorTypes,
+    tensorCount: tensors.length,
+    tensors,
+  };
+  if (side.warnings.length > 0) info.warnings = side.warnings;
+  const set = <K extends keyof ModelInfo>(key: K, value: ModelInfo[K] | undefined) => {
+    if (value !== undefined) info[key] = value;
+  };
+  set("architecture", c?.modelType ?? c?.architectures?.[0]);
+  set("quantization", tensorTypes[0]?.type);
+  set("contextLength", c?.contextLength);
+  set("embeddingLength", c?.hiddenSize);
+  set("blockCount", c?.numLayers);
+  set("feedForwardLength", c?.intermediateSize);
+  set("headCount", c?.numHeads);
+  set("headCountKv", c?.numKvHeads);
+  set("ropeFreqBase", c?.ropeTheta);
+  set("expertCount", c?.numExperts);
+  set("expertUsedCount", c?.numExpertsPerToken);
+  set("vocabSize", c?.vocabSize ?? side.tokenizer?.tokens);
+  set("license", side.license);
+  if (side.tokenizer) {
+    const tok: NonNullable<ModelInfo["tokenizer"]> = { tokens: side.tokenizer.tokens };
+    if (side.tokenizer.model !== undefined) tok.model = side.tokenizer.model;
     info.tokenizer = tok;
   }
   return info;

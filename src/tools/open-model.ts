@@ -4,10 +4,13 @@
  * directory is a safetensors model (model.safetensors or model.safetensors.index.json).
  */
 import { statSync } from "node:fs";
+import { dirname } from "node:path";
 import { openGguf } from "../formats/gguf/index.ts";
+import { readHfModelDir } from "../formats/hf/model-dir.ts";
+import { openSafetensorsModel } from "../formats/safetensors/index.ts";
 import { FileSource } from "../util/bytes.ts";
 import { OwlError } from "../util/errors.ts";
-import { ggufModelInfo, type ModelInfo } from "./model-info.ts";
+import { ggufModelInfo, type ModelInfo, safetensorsModelInfo } from "./model-info.ts";
 
 export type ModelFormat = "gguf" | "safetensors" | "llama2c";
 
@@ -40,6 +43,17 @@ export function openModelInfo(path: string): ModelInfo {
       return ggufModelInfo(f);
     } finally {
       f.close();
+    }
+  }
+  if (format === "safetensors") {
+    const model = openSafetensorsModel(path);
+    try {
+      const isDir = statSync(path).isDirectory();
+      const dir = isDir ? path : dirname(path);
+      const size = model.files.reduce((a, f) => a + f.fileSize, 0);
+      return safetensorsModelInfo(model, path, size, readHfModelDir(dir));
+    } finally {
+      model.close();
     }
   }
   throw new OwlError(

@@ -82,6 +82,11 @@ export function renderModelInfo(info: ModelInfo, withTensors: boolean): string {
     Object.entries(info.general).map(([k, v]) => [k, v.length > 200 ? `${v.slice(0, 200)}…` : v]),
   );
   out += section("License", [["license", info.license ?? "(not recorded)"]]);
+  if (info.warnings?.length)
+    out += section(
+      "Warnings",
+      info.warnings.map((w, i) => [String(i + 1), w]),
+    );
   if (withTensors) {
     const nameWidth = Math.max(4, ...info.tensors.map((t) => t.name.length)) + 2;
     out += `  Tensor list (${info.tensorCount})\n`;
