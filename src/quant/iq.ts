@@ -332,7 +332,9 @@ export function dotIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
     const b13 = row[x + 15]!;
     const b14 = row[x + 16]!;
     const b15 = row[x + 17]!;
-    const sumi =
+    let s0 = 0;
+    let s1 = 0;
+    s0 +=
       a[k + 0]! * K[b0 & 15]! +
       a[k + 1]! * K[b1 & 15]! +
       a[k + 2]! * K[b2 & 15]! +
@@ -348,7 +350,8 @@ export function dotIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
       a[k + 12]! * K[b12 & 15]! +
       a[k + 13]! * K[b13 & 15]! +
       a[k + 14]! * K[b14 & 15]! +
-      a[k + 15]! * K[b15 & 15]! +
+      a[k + 15]! * K[b15 & 15]!;
+    s1 +=
       a[k + 16]! * K[b0 >> 4]! +
       a[k + 17]! * K[b1 >> 4]! +
       a[k + 18]! * K[b2 >> 4]! +
@@ -365,6 +368,7 @@ export function dotIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
       a[k + 29]! * K[b13 >> 4]! +
       a[k + 30]! * K[b14 >> 4]! +
       a[k + 31]! * K[b15 >> 4]!;
+    const sumi = s0 + s1;
     const d = fround(T[act[y]! | (act[y + 1]! << 8)]! * T[row[x]! | (row[x + 1]! << 8)]!);
     sumf = fround(sumf + fround(d * sumi));
   }
@@ -399,7 +403,9 @@ export function dotIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
       const b13 = row[q + 13]!;
       const b14 = row[q + 14]!;
       const b15 = row[q + 15]!;
-      const sumi =
+      let s0 = 0;
+      let s1 = 0;
+      s0 +=
         a[k + 0]! * K[b0 & 15]! +
         a[k + 1]! * K[b1 & 15]! +
         a[k + 2]! * K[b2 & 15]! +
@@ -415,7 +421,8 @@ export function dotIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
         a[k + 12]! * K[b12 & 15]! +
         a[k + 13]! * K[b13 & 15]! +
         a[k + 14]! * K[b14 & 15]! +
-        a[k + 15]! * K[b15 & 15]! +
+        a[k + 15]! * K[b15 & 15]!;
+      s1 +=
         a[k + 16]! * K[b0 >> 4]! +
         a[k + 17]! * K[b1 >> 4]! +
         a[k + 18]! * K[b2 >> 4]! +
@@ -432,6 +439,7 @@ export function dotIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
         a[k + 29]! * K[b13 >> 4]! +
         a[k + 30]! * K[b14 >> 4]! +
         a[k + 31]! * K[b15 >> 4]!;
+      const sumi = s0 + s1;
       sumf = fround(sumf + fround(fround(d4d8 * (ls - 32)) * sumi));
     }
   }
