@@ -28,15 +28,28 @@ export function dequantizeQ2K(src: Uint8Array, y: Float32Array, n: number): void
   for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 84, yo += QK_K) {
     const d = f16Table[src[o + 80]! | (src[o + 81]! << 8)]!;
     const dmin = f16Table[src[o + 82]! | (src[o + 83]! << 8)]!;
-    // Group g of 16 values: chunk c = g>>3, shift 2*((g>>1)&3), bytes 32c + 16(g&1) + 0..15.
-    for (let g = 0; g < 16; g++) {
-      const sc = src[o + g]!;
-      const dl = fr(d * (sc & 0xf));
-      const ml = fr(dmin * (sc >> 4));
-      const shift = 2 * ((g >> 1) & 3);
-      const q = o + 16 + 32 * (g >> 3) + 16 * (g & 1);
-      const p = yo + 16 * g;
-      for (let l = 0; l < 16; l++) y[p + l] = fr(dl * ((src[q + l]! >> shift) & 3)) - ml;
+    for (let c = 0; c < 2; c++) {
+      for (let hf = 0; hf < 2; hf++) {
+        // Byte 32c + 16hf + l holds values 128c + 32k + 16hf + l at bits 2k (scale 8c + 2k + hf).
+        const s = o + 8 * c + hf;
+        const d0 = fr(d * (src[s]! & 0xf));
+        const m0 = fr(dmin * (src[s]! >> 4));
+        const d1 = fr(d * (src[s + 2]! & 0xf));
+        const m1 = fr(dmin * (src[s + 2]! >> 4));
+        const d2 = fr(d * (src[s + 4]! & 0xf));
+        const m2 = fr(dmin * (src[s + 4]! >> 4));
+        const d3 = fr(d * (src[s + 6]! & 0xf));
+        const m3 = fr(dmin * (src[s + 6]! >> 4));
+        const q = o + 16 + 32 * c + 16 * hf;
+        const p = yo + 128 * c + 16 * hf;
+        for (let l = 0; l < 16; l++) {
+          const v = src[q + l]!;
+          y[p + l] = fr(d0 * (v & 3)) - m0;
+          y[p + 32 + l] = fr(d1 * ((v >> 2) & 3)) - m1;
+          y[p + 64 + l] = fr(d2 * ((v >> 4) & 3)) - m2;
+          y[p + 96 + l] = fr(d3 * (v >> 6)) - m3;
+        }
+      }
     }
   }
 }
@@ -56,17 +69,27 @@ export function dequantizeQ3K(src: Uint8Array, y: Float32Array, n: number): void
   for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 110, yo += QK_K) {
     const d = f16Table[src[o + 108]! | (src[o + 109]! << 8)]!;
     scalesQ3K(src, o + 96, q3Scales);
-    for (let g = 0; g < 16; g++) {
-      const dl = fr(d * q3Scales[g]!);
-      const k = (g >> 1) & 3;
-      const shift = 2 * k;
-      const hbit = (g >> 3) * 4 + k; // hmask bit = value index >> 5
-      const h = o + 16 * (g & 1);
-      const q = o + 32 + 32 * (g >> 3) + 16 * (g & 1);
-      const p = yo + 16 * g;
-      for (let l = 0; l < 16; l++) {
-        const v = ((src[q + l]! >> shift) & 3) - (((src[h + l]! >> hbit) & 1) ^ 1) * 4;
-        y[p + l] = dl * v;
+    for (let c = 0; c < 2; c++) {
+      for (let hf = 0; hf < 2; hf++) {
+        // Values 128c + 32k + 16hf + l (scale 8c + 2k + hf): bits 2k of qs[32c + 16hf + l], high
+        // bit 4c + k of hmask[16hf + l] (clear means minus 4).
+        const g = 8 * c + hf;
+        const d0 = fr(d * q3Scales[g]!);
+        const d1 = fr(d * q3Scales[g + 2]!);
+        const d2 = fr(d * q3Scales[g + 4]!);
+        const d3 = fr(d * q3Scales[g + 6]!);
+        const q = o + 32 + 32 * c + 16 * hf;
+        const h = o + 16 * hf;
+        const hs = 4 * c;
+        const p = yo + 128 * c + 16 * hf;
+        for (let l = 0; l < 16; l++) {
+          const v = src[q + l]!;
+          const w = src[h + l]! >> hs;
+          y[p + l] = d0 * (((v & 3) | ((w << 2) & 4)) - 4);
+          y[p + 32 + l] = d1 * ((((v >> 2) & 3) | ((w << 1) & 4)) - 4);
+          y[p + 64 + l] = d2 * ((((v >> 4) & 3) | (w & 4)) - 4);
+          y[p + 96 + l] = d3 * (((v >> 6) | ((w >> 1) & 4)) - 4);
+        }
       }
     }
   }
@@ -122,18 +145,27 @@ export function dequantizeQ5K(src: Uint8Array, y: Float32Array, n: number): void
 export function dequantizeQ6K(src: Uint8Array, y: Float32Array, n: number): void {
   for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 210, yo += QK_K) {
     const d = f16Table[src[o + 208]! | (src[o + 209]! << 8)]!;
-    // Group g of 16 values (scale g): c = g>>3, k = (g>>1)&3, l = 16(g&1) + 0..15.
-    for (let g = 0; g < 16; g++) {
-      const dl = fr(d * ((src[o + 192 + g]! << 24) >> 24));
-      const k = (g >> 1) & 3;
-      const ql = o + 64 * (g >> 3) + 32 * (k & 1) + 16 * (g & 1);
-      const qh = o + 128 + 32 * (g >> 3) + 16 * (g & 1);
-      const lshift = 4 * (k >> 1);
-      const hshift = 2 * k;
-      const p = yo + 16 * g;
-      for (let l = 0; l < 16; l++) {
-        const q = ((src[ql + l]! >> lshift) & 0xf) | (((src[qh + l]! >> hshift) & 3) << 4);
-        y[p + l] = dl * (q - 32);
+    for (let c = 0; c < 2; c++) {
+      for (let hf = 0; hf < 2; hf++) {
+        // Values 128c + 32k + 16hf + l (scale 8c + 2k + hf): low 4 bits in
+        // ql[64c + 32(k&1) + 16hf + l] at bit 4(k>>1), high 2 bits in qh[32c + 16hf + l] at bit 2k.
+        const s = o + 192 + 8 * c + hf;
+        const d0 = fr(d * ((src[s]! << 24) >> 24));
+        const d1 = fr(d * ((src[s + 2]! << 24) >> 24));
+        const d2 = fr(d * ((src[s + 4]! << 24) >> 24));
+        const d3 = fr(d * ((src[s + 6]! << 24) >> 24));
+        const ql = o + 64 * c + 16 * hf;
+        const qh = o + 128 + 32 * c + 16 * hf;
+        const p = yo + 128 * c + 16 * hf;
+        for (let l = 0; l < 16; l++) {
+          const a = src[ql + l]!;
+          const e = src[ql + 32 + l]!;
+          const h = src[qh + l]!;
+          y[p + l] = d0 * (((a & 15) | ((h & 3) << 4)) - 32);
+          y[p + 32 + l] = d1 * (((e & 15) | ((h << 2) & 0x30)) - 32);
+          y[p + 64 + l] = d2 * (((a >> 4) | (h & 0x30)) - 32);
+          y[p + 96 + l] = d3 * (((e >> 4) | ((h >> 2) & 0x30)) - 32);
+        }
       }
     }
   }
