@@ -257,7 +257,7 @@ describe("legacy kernels: dot vs dotRef on random rows", () => {
   }
 
   it("a dot of rows far apart in one big buffer reads the right bytes", () => {
-    // The kernels cache an Int8Array over the whole buffer; rows are subarrays of it.
+    // The kernels read int8 quants through Int8Array views at the rows' byte offsets.
     const rng = makeRng(7);
     const n = 256;
     const buf = new Uint8Array(1 << 16);

@@ -89,29 +89,3 @@ export function f32View(bytes: Uint8Array, n: number): Float32Array {
   new Uint8Array(out.buffer).set(bytes.subarray(0, n * 4));
   return out;
 }
-
-// Int8 views over whole buffers, cached per buffer: the activation row (and usually the weight
-// tensor) is the same buffer across the rows of a matrix-vector product, so the hot path makes
-// no view per call. NOTE: the cache keeps the last buffer of each slot reachable.
-let rowBuf: ArrayBufferLike | undefined;
-let rowI8: Int8Array<ArrayBufferLike> = new Int8Array(0);
-let actBuf: ArrayBufferLike | undefined;
-let actI8: Int8Array<ArrayBufferLike> = new Int8Array(0);
-
-/** Int8 view over the whole buffer of a weight row (index with row.byteOffset + k). */
-export function int8OfRow(row: Uint8Array): Int8Array<ArrayBufferLike> {
-  if (row.buffer !== rowBuf || rowI8.byteLength !== row.buffer.byteLength) {
-    rowBuf = row.buffer;
-    rowI8 = new Int8Array(row.buffer);
-  }
-  return rowI8;
-}
-
-/** Int8 view over the whole buffer of an activation row (index with act.byteOffset + k). */
-export function int8OfAct(act: Uint8Array): Int8Array<ArrayBufferLike> {
-  if (act.buffer !== actBuf || actI8.byteLength !== act.buffer.byteLength) {
-    actBuf = act.buffer;
-    actI8 = new Int8Array(act.buffer);
-  }
-  return actI8;
-}

@@ -20,7 +20,7 @@
  * Not here: Q8_K quantization (k-quants.ts) and the other IQ types (not implemented).
  */
 import { f16Table } from "../util/f16.ts";
-import { int8OfAct, nearestInt, readF32, readU16, toF16Bits, writeU16 } from "./c-float.ts";
+import { nearestInt, readF32, readU16, toF16Bits, writeU16 } from "./c-float.ts";
 import type { KernelTable } from "./kernels.ts";
 
 const fround = Math.fround;
@@ -319,10 +319,10 @@ export function dotIQ4_NL(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
   const LO = KV_LO;
   const HI = KV_HI;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (34 / QK4_NL);
   let sumf = 0;
-  for (let x = 0, y = 0, k = act.byteOffset + 2; y < end; x += 18, y += 34, k += 34) {
+  for (let x = 0, y = 0, k = 2; y < end; x += 18, y += 34, k += 34) {
     const b0 = row[x + 2]!;
     const b1 = row[x + 3]!;
     const b2 = row[x + 4]!;
@@ -387,13 +387,13 @@ export function dotIQ4_XS(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
   const LO = KV_LO;
   const HI = KV_HI;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (292 / QK_K);
   let sumf = 0;
   for (let x = 0, y = 0; y < end; x += 136, y += 292) {
     const d4d8 = fround(T[row[x]! | (row[x + 1]! << 8)]! * readF32(act, y));
     const sh = row[x + 2]! | (row[x + 3]! << 8);
-    for (let ib = 0, q = x + 8, k = act.byteOffset + y + 4; ib < 8; ib++, q += 16, k += 32) {
+    for (let ib = 0, q = x + 8, k = y + 4; ib < 8; ib++, q += 16, k += 32) {
       const ls = ((row[x + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
       const b0 = row[q + 0]!;
       const b1 = row[q + 1]!;

@@ -18,16 +18,7 @@
  * Not here: K-quants (k-quants.ts), IQ types (iq.ts), plain floats (float.ts).
  */
 import { f16Table } from "../util/f16.ts";
-import {
-  castInt8,
-  int8OfAct,
-  int8OfRow,
-  readU32,
-  roundf,
-  toF16Bits,
-  truncInt32,
-  writeU16,
-} from "./c-float.ts";
+import { castInt8, readU32, roundf, toF16Bits, truncInt32, writeU16 } from "./c-float.ts";
 import type { KernelTable } from "./kernels.ts";
 
 const fround = Math.fround;
@@ -426,8 +417,8 @@ export function dequantizeQ5_1(src: Uint8Array, y: Float32Array, n: number): voi
 /** Q8_0 blocks -> y (n); dequantize_row_q8_0. */
 export function dequantizeQ8_0(src: Uint8Array, y: Float32Array, n: number): void {
   const T = f16Table;
-  const q = int8OfRow(src);
-  for (let s = 0, o = 0, k = src.byteOffset + 2; o < n; s += 34, o += QK, k += 34) {
+  const q = new Int8Array(src.buffer, src.byteOffset, src.length);
+  for (let s = 0, o = 0, k = 2; o < n; s += 34, o += QK, k += 34) {
     const d = T[src[s]! | (src[s + 1]! << 8)]!;
     y[o + 0] = q[k + 0]! * d;
     y[o + 1] = q[k + 1]! * d;
@@ -467,8 +458,8 @@ export function dequantizeQ8_0(src: Uint8Array, y: Float32Array, n: number): voi
 /** Q8_1 blocks -> y (n): d * q (ggml has none; see the module comment). */
 export function dequantizeQ8_1(src: Uint8Array, y: Float32Array, n: number): void {
   const T = f16Table;
-  const q = int8OfRow(src);
-  for (let s = 0, o = 0, k = src.byteOffset + 4; o < n; s += 36, o += QK, k += 36) {
+  const q = new Int8Array(src.buffer, src.byteOffset, src.length);
+  for (let s = 0, o = 0, k = 4; o < n; s += 36, o += QK, k += 36) {
     const d = T[src[s]! | (src[s + 1]! << 8)]!;
     y[o + 0] = q[k + 0]! * d;
     y[o + 1] = q[k + 1]! * d;
@@ -513,10 +504,10 @@ export function dequantizeQ8_1(src: Uint8Array, y: Float32Array, n: number): voi
 /** row (n, Q4_0), act (n, Q8_0) -> float32; ggml_vec_dot_q4_0_q8_0_generic. */
 export function dotQ4_0(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (34 / QK);
   let sumf = 0;
-  for (let x = 0, y = 0, k = act.byteOffset + 2; y < end; x += 18, y += 34, k += 34) {
+  for (let x = 0, y = 0, k = 2; y < end; x += 18, y += 34, k += 34) {
     const b0 = row[x + 2]!;
     const b1 = row[x + 3]!;
     const b2 = row[x + 4]!;
@@ -580,10 +571,10 @@ export function dotQ4_0(row: Uint8Array, act: Uint8Array, n: number): number {
 /** row (n, Q4_1), act (n, Q8_1) -> float32; ggml_vec_dot_q4_1_q8_1_generic. */
 export function dotQ4_1(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (36 / QK);
   let sumf = 0;
-  for (let x = 0, y = 0, k = act.byteOffset + 4; y < end; x += 20, y += 36, k += 36) {
+  for (let x = 0, y = 0, k = 4; y < end; x += 20, y += 36, k += 36) {
     const b0 = row[x + 4]!;
     const b1 = row[x + 5]!;
     const b2 = row[x + 6]!;
@@ -649,10 +640,10 @@ export function dotQ4_1(row: Uint8Array, act: Uint8Array, n: number): number {
 /** row (n, Q5_0), act (n, Q8_0) -> float32; ggml_vec_dot_q5_0_q8_0_generic. */
 export function dotQ5_0(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (34 / QK);
   let sumf = 0;
-  for (let x = 0, y = 0, k = act.byteOffset + 2; y < end; x += 22, y += 34, k += 34) {
+  for (let x = 0, y = 0, k = 2; y < end; x += 22, y += 34, k += 34) {
     const qh = row[x + 2]! | (row[x + 3]! << 8) | (row[x + 4]! << 16) | (row[x + 5]! << 24);
     const b0 = row[x + 6]!;
     const b1 = row[x + 7]!;
@@ -717,10 +708,10 @@ export function dotQ5_0(row: Uint8Array, act: Uint8Array, n: number): number {
 /** row (n, Q5_1), act (n, Q8_1) -> float32; ggml_vec_dot_q5_1_q8_1_generic. */
 export function dotQ5_1(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
-  const a = int8OfAct(act);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (36 / QK);
   let sumf = 0;
-  for (let x = 0, y = 0, k = act.byteOffset + 4; y < end; x += 24, y += 36, k += 36) {
+  for (let x = 0, y = 0, k = 4; y < end; x += 24, y += 36, k += 36) {
     const qh = row[x + 4]! | (row[x + 5]! << 8) | (row[x + 6]! << 16) | (row[x + 7]! << 24);
     const b0 = row[x + 8]!;
     const b1 = row[x + 9]!;
@@ -787,11 +778,11 @@ export function dotQ5_1(row: Uint8Array, act: Uint8Array, n: number): number {
 /** row (n, Q8_0), act (n, Q8_0) -> float32; ggml_vec_dot_q8_0_q8_0_generic. */
 export function dotQ8_0(row: Uint8Array, act: Uint8Array, n: number): number {
   const T = f16Table;
-  const w = int8OfRow(row);
-  const a = int8OfAct(act);
+  const w = new Int8Array(row.buffer, row.byteOffset, row.length);
+  const a = new Int8Array(act.buffer, act.byteOffset, act.length);
   const end = n * (34 / QK);
   let sumf = 0;
-  for (let y = 0, kx = row.byteOffset + 2, ky = act.byteOffset + 2; y < end; y += 34, kx += 34, ky += 34) {
+  for (let y = 0, kx = 2, ky = 2; y < end; y += 34, kx += 34, ky += 34) {
     let s0 = 0;
     let s1 = 0;
     s0 +=
