@@ -1,7 +1,7 @@
 /**
  * C float32 semantics in JavaScript, for kernels that must match ggml bit for bit: the rounding
- * helpers ggml's quantizers use (roundf, nearest_int, float -> int casts), fp16 scale reads and
- * writes with ggml's conversion, and little-endian field access on block bytes.
+ * helpers ggml's quantizers use (roundf, nearest_int, float -> int casts), ggml's fp32 -> fp16
+ * conversion for block scales, and little-endian field access on block bytes.
  *
  * NOTE: ggml computes in C `float`; JS computes in float64. Every float32 operation (+ - * /) of
  * ggml is reproduced as Math.fround(a op b): a double result rounded once to float32 equals the

@@ -30,24 +30,8 @@ const QK_K = 256;
 const GROUP_MAX_EPS = Math.fround(1e-15);
 
 /** kvalues_iq4nl (ggml-common.h): the 16 non-linear levels. */
-export const KVALUES: Int8Array = Int8Array.of(
-  -127,
-  -104,
-  -83,
-  -65,
-  -49,
-  -35,
-  -22,
-  -10,
-  1,
-  13,
-  25,
-  38,
-  53,
-  69,
-  89,
-  113,
-);
+// biome-ignore format: a table
+export const KVALUES: Int8Array = Int8Array.of(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
 
 // KVALUES of the low and of the high nibble of a byte: one lookup per value in the dot loops.
 const KV_LO = Int8Array.from({ length: 256 }, (_, b) => KVALUES[b & 15]!);
