@@ -49,6 +49,8 @@ function readF16(src: Uint8Array, o: number): number {
 const L = new Uint8Array(QK_K);
 const L8 = new Int8Array(QK_K);
 const laux = new Uint8Array(32);
+/** fr(x[i] - min) for the current min of makeQkx2Quants. */
+const xmin = new Float32Array(32);
 const weights = new Float32Array(32);
 const scales = new Float32Array(QK_K / 16);
 const mins = new Float32Array(QK_K / 16);
@@ -94,8 +96,11 @@ function makeQkx2Quants(
   let bestError = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i]!;
-    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(xi - min)))));
+    const xm = fr(xi - min);
+    xmin[i] = xm;
+    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * xm))));
     L[lo + i] = l;
+    laux[i] = l;
     let diff = fr(fr(fr(scale * l) + min) - xi);
     diff = useMad ? Math.abs(diff) : fr(diff * diff);
     bestError = fr(bestError + fr(w[i]! * diff));
@@ -104,20 +109,31 @@ function makeQkx2Quants(
     qkx2Min = -min;
     return scale;
   }
+  // NOTE: a candidate whose levels equal the previous candidate's gets the same sums, scale, min
+  // and error, so it cannot win (ties do not replace); skipping it changes nothing. `laux` holds
+  // the previous candidate's levels (the first pass's at the start, which is not a candidate: so
+  // the first candidate is always evaluated).
+  let fresh = true;
   for (let is = 0; is <= nstep; is++) {
     // NOTE: `min` changes when a candidate wins, and ggml's later candidates use the new one.
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
+    let changed = fresh ? 1 : 0;
+    for (let i = 0; i < n; i++) {
+      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * xmin[i]!))));
+      changed |= l ^ laux[i]!;
+      laux[i] = l;
+    }
+    fresh = false;
+    if (changed === 0) continue;
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
-      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(xi - min)))));
-      laux[i] = l;
+      const l = laux[i]!;
       const wl = fr(w[i]! * l);
       sumL = fr(sumL + wl);
       sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * xi));
+      sumXL = fr(sumXL + fr(wl * x[xo + i]!));
     }
     const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
     if (D > 0) {
@@ -137,7 +153,10 @@ function makeQkx2Quants(
         for (let i = 0; i < n; i++) L[lo + i] = laux[i]!;
         bestError = curError;
         scale = thisScale;
-        min = thisMin;
+        if (thisMin !== min) {
+          min = thisMin;
+          for (let i = 0; i < n; i++) xmin[i] = fr(x[xo + i]! - min);
+        }
       }
     }
   }
