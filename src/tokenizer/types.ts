@@ -59,6 +59,23 @@ export interface Vocab {
   cleanSpaces: boolean;
   /** tokenizer.chat_template, when present. */
   chatTemplate: string | undefined;
+  // Optional extras (absent means the llama.cpp default named in each comment).
+  /** BPE: a pre-tokenized word that is itself a token is emitted whole (llama.cpp ignore_merges: llama3, tekken, ...). Default false. */
+  ignoreMerges?: boolean;
+  /** Tokens spell spaces as "▁" (llama.cpp escape_whitespaces). Default: true for SPM, false for BPE. */
+  escapeWhitespaces?: boolean;
+  /** WPM normalizer (tokenizer.ggml.normalizer.lowercase / strip_accents). Default true. */
+  lowercase?: boolean;
+  stripAccents?: boolean;
+  /** Fill-in-the-middle token ids, when the vocabulary has them. */
+  fimPre?: number;
+  fimSuf?: number;
+  fimMid?: number;
+  fimPad?: number;
+  fimRep?: number;
+  fimSep?: number;
+  /** What llama.cpp would log as a warning while loading (a bad special id it ignored, ...). */
+  warnings?: string[];
 }
 
 /**

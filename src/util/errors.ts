@@ -51,6 +51,15 @@ export type OwlErrorCode =
   // quantization
   | "ERR_QUANT_UNSUPPORTED_TYPE"
   | "ERR_QUANT_BAD_LENGTH"
+  // tokenizers (vocabulary metadata, encode/decode)
+  | "ERR_TOKENIZER_MISSING_METADATA"
+  | "ERR_TOKENIZER_BAD_METADATA"
+  | "ERR_UNSUPPORTED_TOKENIZER"
+  | "ERR_TOKEN_OUT_OF_RANGE"
+  // chat templates (Jinja): parse, render, and the template's own raise_exception
+  | "ERR_TEMPLATE_PARSE"
+  | "ERR_TEMPLATE_RENDER"
+  | "ERR_TEMPLATE_RAISED"
   // models and architectures
   | "ERR_UNKNOWN_FORMAT"
   | "ERR_UNSUPPORTED_ARCH"

@@ -75,6 +75,22 @@ export const TOKENIZER = {
   addBos: "tokenizer.ggml.add_bos_token",
   addEos: "tokenizer.ggml.add_eos_token",
   addSpacePrefix: "tokenizer.ggml.add_space_prefix",
+  addSep: "tokenizer.ggml.add_sep_token",
+  removeExtraWhitespaces: "tokenizer.ggml.remove_extra_whitespaces",
+  clsId: "tokenizer.ggml.cls_token_id",
+  fimPreId: "tokenizer.ggml.fim_pre_token_id",
+  fimSufId: "tokenizer.ggml.fim_suf_token_id",
+  fimMidId: "tokenizer.ggml.fim_mid_token_id",
+  fimPadId: "tokenizer.ggml.fim_pad_token_id",
+  fimRepId: "tokenizer.ggml.fim_rep_token_id",
+  fimSepId: "tokenizer.ggml.fim_sep_token_id",
+  /** Deprecated spellings of fim_pre/fim_suf/fim_mid, still read by llama.cpp. */
+  prefixId: "tokenizer.ggml.prefix_token_id",
+  suffixId: "tokenizer.ggml.suffix_token_id",
+  middleId: "tokenizer.ggml.middle_token_id",
+  tokenTypeCount: "tokenizer.ggml.token_type_count",
+  normalizerLowercase: "tokenizer.ggml.normalizer.lowercase",
+  normalizerStripAccents: "tokenizer.ggml.normalizer.strip_accents",
   chatTemplate: "tokenizer.chat_template",
 } as const;
 
