@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { readF32 } from "../src/quant/c-float.ts";
-import { IQ_KERNELS, KVALUES, quantizeIQ4_NLChunk } from "../src/quant/iq.ts";
+import { bestIndex, bestIndexSearch, IQ_KERNELS, KVALUES, quantizeIQ4_NLChunk } from "../src/quant/iq.ts";
 import { LEGACY_KERNELS } from "../src/quant/legacy.ts";
 import {
   assertSameBits,
@@ -60,6 +60,40 @@ describe("iq kernels: the table", () => {
     expect(XS.dotActivation).toBe("Q8_K");
     for (const k of [NL, XS]) {
       for (const f of [k.dequantize, k.quantize, k.dot, k.dotRef]) expect(f).toBeTypeOf("function");
+    }
+  });
+});
+
+describe("iq kernels: level search", () => {
+  it("the table lookup equals ggml's binary search with float32 differences", () => {
+    // Every float32 within 2^12 ulps of each midpoint between levels and of each level, the ends,
+    // random values, NaN and infinities.
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const xs: number[] = [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      0,
+      -0,
+      1e-30,
+      -1e-30,
+    ];
+    const centres: number[] = [...KVALUES];
+    for (let i = 0; i < 15; i++) centres.push((KVALUES[i]! + KVALUES[i + 1]!) / 2);
+    for (const c of centres) {
+      f[0] = c;
+      const b = u[0]!;
+      for (let k = -4096; k <= 4096; k++) {
+        u[0] = b + k;
+        xs.push(f[0]!);
+      }
+    }
+    const rng = makeRng(3);
+    for (let i = 0; i < 100000; i++) xs.push(Math.fround(300 * (rng() - 0.5)));
+    for (const x of xs) {
+      if (bestIndex(x) !== bestIndexSearch(x))
+        throw new Error(`level of ${x}: ${bestIndex(x)} vs ${bestIndexSearch(x)}`);
     }
   });
 });

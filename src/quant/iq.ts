@@ -163,8 +163,36 @@ export function dequantizeIQ4_XS(src: Uint8Array, y: Float32Array, n: number): v
 
 // ================================================================================ quantize
 
-/** best_index_int8: index of the level nearest to x (float32 compares; ties go up). */
-function bestIndex(x: number): number {
+// best_index_int8 (ggml-quants.c) picks the level nearest to x, comparing the float32 differences
+// x - K[i] < K[i+1] - x (a tie goes up). Near a midpoint m = (K[i] + K[i+1]) / 2 those
+// differences are exact (same binade as x), elsewhere rounding cannot reorder them, so the answer
+// is the number of midpoints <= x. The midpoints are multiples of 1/2, so a table over floor(2x)
+// gives it: LEVEL_BY_HALF[floor(2x) + 254] for -127 < x < 113.
+const LEVEL_BY_HALF = buildLevelByHalf();
+
+function buildLevelByHalf(): Uint8Array {
+  const t = new Uint8Array(481);
+  for (let k = 0; k < 481; k++) {
+    const x2 = k - 254; // floor(2x)
+    let l = 0;
+    for (let i = 0; i < 15; i++) if (x2 >= KVALUES[i]! + KVALUES[i + 1]!) l = i + 1;
+    t[k] = l;
+  }
+  return t;
+}
+
+const LEVEL_VALUE_BY_HALF = Int8Array.from(LEVEL_BY_HALF, (l) => KVALUES[l]!);
+
+/** best_index_int8(16, kvalues_iq4nl, x): index of the level nearest to x (ties go up). */
+export function bestIndex(x: number): number {
+  if (x <= -127) return 0;
+  if (x >= 113) return 15;
+  if (x !== x) return 15; // NaN: every comparison in ggml's search is false
+  return LEVEL_BY_HALF[(2 * x + 254) | 0]!; // 2x + 254 > 0 here, so truncation is floor
+}
+
+/** The same, by ggml's binary search (the readable twin bestIndex is tested against). */
+export function bestIndexSearch(x: number): number {
   const K = KVALUES;
   if (x <= K[0]!) return 0;
   if (x >= K[15]!) return 15;
@@ -183,15 +211,23 @@ function bestIndex(x: number): number {
  * optional search over 2*ntry+1 trial scales; fills L[lo..lo+31] with the first pass's indices.
  * Returns 0 (and leaves L alone) for an all-zero block.
  */
+const weight = new Float32Array(32);
+const block = new Float32Array(32);
+
 function blockScale(x: Float32Array, o: number, ntry: number, L: Uint8Array, lo: number): number {
   const K = KVALUES;
+  const w = weight;
   let amax = 0;
   let max = 0;
+  const xs = block;
   for (let j = 0; j < 32; j++) {
-    const ax = Math.abs(x[o + j]!);
+    const xj = x[o + j]!;
+    xs[j] = xj;
+    w[j] = xj * xj; // the store rounds: float32 x*x
+    const ax = Math.abs(xj);
     if (ax > amax) {
       amax = ax;
-      max = x[o + j]!;
+      max = xj;
     }
   }
   if (amax < GROUP_MAX_EPS) return 0;
@@ -204,7 +240,7 @@ function blockScale(x: Float32Array, o: number, ntry: number, L: Uint8Array, lo:
     const l = bestIndex(fround(id * xj));
     L[lo + j] = l;
     const q = K[l]!;
-    const wq = fround(fround(xj * xj) * q);
+    const wq = fround(w[j]! * q);
     sumqx = fround(sumqx + fround(wq * xj));
     sumq2 = fround(sumq2 + fround(wq * q));
   }
@@ -215,9 +251,11 @@ function blockScale(x: Float32Array, o: number, ntry: number, L: Uint8Array, lo:
     sumqx = 0;
     sumq2 = 0;
     for (let j = 0; j < 32; j++) {
-      const xj = x[o + j]!;
-      const q = K[bestIndex(fround(id * xj))]!;
-      const wq = fround(fround(xj * xj) * q);
+      const xj = xs[j]!;
+      const v = fround(id * xj);
+      // bestIndex inlined, straight to the level (this loop is most of IQ4_XS's quantize time)
+      const q = v <= -127 ? -127 : v >= 113 || v !== v ? 113 : LEVEL_VALUE_BY_HALF[(2 * v + 254) | 0]!;
+      const wq = fround(w[j]! * q);
       sumqx = fround(sumqx + fround(wq * xj));
       sumq2 = fround(sumq2 + fround(wq * q));
     }
