@@ -187,7 +187,7 @@ const LEVEL_VALUE_BY_HALF = Int8Array.from(LEVEL_BY_HALF, (l) => KVALUES[l]!);
 export function bestIndex(x: number): number {
   if (x <= -127) return 0;
   if (x >= 113) return 15;
-  if (x !== x) return 15; // NaN: every comparison in ggml's search is false
+  if (Number.isNaN(x)) return 15; // every comparison in ggml's search is false
   return LEVEL_BY_HALF[(2 * x + 254) | 0]!; // 2x + 254 > 0 here, so truncation is floor
 }
 
@@ -254,7 +254,8 @@ function blockScale(x: Float32Array, o: number, ntry: number, L: Uint8Array, lo:
       const xj = xs[j]!;
       const v = fround(id * xj);
       // bestIndex inlined, straight to the level (this loop is most of IQ4_XS's quantize time)
-      const q = v <= -127 ? -127 : v >= 113 || v !== v ? 113 : LEVEL_VALUE_BY_HALF[(2 * v + 254) | 0]!;
+      const q =
+        v <= -127 ? -127 : v >= 113 || Number.isNaN(v) ? 113 : LEVEL_VALUE_BY_HALF[(2 * v + 254) | 0]!;
       const wq = fround(w[j]! * q);
       sumqx = fround(sumqx + fround(wq * xj));
       sumq2 = fround(sumq2 + fround(wq * q));
