@@ -340,6 +340,25 @@ describe("K-quants: fast dot against its naive twin on seeded random rows", () =
   });
 });
 
+describe("K-quants: byte offsets", () => {
+  it("quantizes into and dequantizes from subarrays at odd byte offsets", () => {
+    const r = rng(99);
+    const n = 768;
+    const x = Float32Array.from({ length: n }, () => r.normal());
+    for (const t of ALL_TYPES) {
+      const q = quantize(t, x);
+      const big = new Uint8Array(q.length + 8);
+      kernels(t).quantize(x, big.subarray(3, 3 + q.length), n);
+      expectSameBytes(big.subarray(3, 3 + q.length), q, `${t} quantize at offset 3`);
+      expectSameFloatBits(
+        dequantize(t, big.subarray(3, 3 + q.length), n),
+        dequantize(t, q, n),
+        `${t} at offset 3`,
+      );
+    }
+  });
+});
+
 describe("K-quants: round-trip error on normal data", () => {
   const r = rng(2024);
   const n = 256 * 32;

@@ -128,14 +128,14 @@ export function dequantizeQ5K(src: Uint8Array, y: Float32Array, n: number): void
       const m2 = fr(dmin * minK4(src, o + 4, 2 * j + 1));
       const q = o + 48 + 32 * j;
       const h = o + 16;
-      const s1 = 2 * j;
-      const s2 = 2 * j + 1;
+      const s = 2 * j;
       const p = yo + 64 * j;
       for (let l = 0; l < 32; l++) {
+        // Bits 2j and 2j + 1 of qh[l] are bit 4 of values 64j + l and 64j + 32 + l.
         const v = src[q + l]!;
-        const hb = src[h + l]!;
-        y[p + l] = fr(d1 * ((v & 0xf) | (((hb >> s1) & 1) << 4))) - m1;
-        y[p + 32 + l] = fr(d2 * ((v >> 4) | (((hb >> s2) & 1) << 4))) - m2;
+        const hb = src[h + l]! >> s;
+        y[p + l] = fr(d1 * ((v & 0xf) | ((hb << 4) & 16))) - m1;
+        y[p + 32 + l] = fr(d2 * ((v >> 4) | ((hb << 3) & 16))) - m2;
       }
     }
   }
@@ -180,10 +180,27 @@ export function q8kScale(src: Uint8Array, o: number): number {
   return f32[0]!;
 }
 
+let i8Buffer: ArrayBufferLike | undefined;
+let i8View: Int8Array<ArrayBufferLike> = new Int8Array(0);
+
+/**
+ * An Int8Array over all of a's buffer (index it with a.byteOffset + i), reused while the buffer
+ * is, so reading Q8_K quants allocates nothing per call. NOTE: it keeps the last buffer alive.
+ */
+export function int8Of(a: Uint8Array): Int8Array<ArrayBufferLike> {
+  if (a.buffer !== i8Buffer) {
+    i8View = new Int8Array(a.buffer);
+    i8Buffer = a.buffer;
+  }
+  return i8View;
+}
+
 /** dequantize_row_q8_K: n/256 blocks of 292 bytes -> y (n). */
 export function dequantizeQ8K(src: Uint8Array, y: Float32Array, n: number): void {
+  const q8 = int8Of(src);
   for (let b = 0, o = 0, yo = 0; b < n / QK_K; b++, o += 292, yo += QK_K) {
     const d = q8kScale(src, o);
-    for (let l = 0; l < QK_K; l++) y[yo + l] = d * ((src[o + 4 + l]! << 24) >> 24);
+    const p = src.byteOffset + o + 4;
+    for (let l = 0; l < QK_K; l++) y[yo + l] = d * q8[p + l]!;
   }
 }

@@ -14,7 +14,7 @@
  * once and take every value packed in it (both nibbles, or two 2-bit fields and their high bits)
  * into 16 accumulators (t = one scale group, u = the other, one per lane), unrolled by lane.
  * Activations are read through an Int8Array over the activation's whole buffer, cached per buffer
- * so that a matrix-vector product allocates nothing.
+ * (int8Of) so that a matrix-vector product allocates nothing.
  */
 import { f16Table } from "../util/f16.ts";
 import {
@@ -24,6 +24,7 @@ import {
   dequantizeQ5K,
   dequantizeQ6K,
   dequantizeQ8K,
+  int8Of,
   minK4,
   q8kScale,
   scaleK4,
@@ -31,18 +32,6 @@ import {
 } from "./k-quants-dequantize.ts";
 
 const fr = Math.fround;
-
-let i8Buffer: ArrayBufferLike | undefined;
-let i8View: Int8Array<ArrayBufferLike> = new Int8Array(0);
-
-/** An Int8Array over all of a's buffer (index it with a.byteOffset + i); reused while the buffer is. */
-function int8Of(a: Uint8Array): Int8Array<ArrayBufferLike> {
-  if (a.buffer !== i8Buffer) {
-    i8View = new Int8Array(a.buffer);
-    i8Buffer = a.buffer;
-  }
-  return i8View;
-}
 
 /** bsums[j] (int16) of the Q8_K block at byte o. */
 function bsum(act: Uint8Array, o: number, j: number): number {
@@ -185,14 +174,16 @@ export function dotQ3K(row: Uint8Array, act: Uint8Array, n: number): number {
         t7 = (t7 + (((v & 3) | ((w << 2) & 4)) - 4) * a8[p + 7]!) | 0;
         u7 = (u7 + ((((v >> 2) & 3) | ((w << 1) & 4)) - 4) * a8[p + 39]!) | 0;
       }
-      i0 = (i0 + q3Scales[g0]! * t0 + q3Scales[g0 + 2]! * u0) | 0;
-      i1 = (i1 + q3Scales[g0]! * t1 + q3Scales[g0 + 2]! * u1) | 0;
-      i2 = (i2 + q3Scales[g0]! * t2 + q3Scales[g0 + 2]! * u2) | 0;
-      i3 = (i3 + q3Scales[g0]! * t3 + q3Scales[g0 + 2]! * u3) | 0;
-      i4 = (i4 + q3Scales[g0]! * t4 + q3Scales[g0 + 2]! * u4) | 0;
-      i5 = (i5 + q3Scales[g0]! * t5 + q3Scales[g0 + 2]! * u5) | 0;
-      i6 = (i6 + q3Scales[g0]! * t6 + q3Scales[g0 + 2]! * u6) | 0;
-      i7 = (i7 + q3Scales[g0]! * t7 + q3Scales[g0 + 2]! * u7) | 0;
+      const sa = q3Scales[g0]!;
+      const sb = q3Scales[g0 + 2]!;
+      i0 = (i0 + sa * t0 + sb * u0) | 0;
+      i1 = (i1 + sa * t1 + sb * u1) | 0;
+      i2 = (i2 + sa * t2 + sb * u2) | 0;
+      i3 = (i3 + sa * t3 + sb * u3) | 0;
+      i4 = (i4 + sa * t4 + sb * u4) | 0;
+      i5 = (i5 + sa * t5 + sb * u5) | 0;
+      i6 = (i6 + sa * t6 + sb * u6) | 0;
+      i7 = (i7 + sa * t7 + sb * u7) | 0;
     }
     const d = fr(f16Table[row[o + 108]! | (row[o + 109]! << 8)]! * q8kScale(act, ao));
     s0 = fr(s0 + fr(d * fr(i0)));
