@@ -2,8 +2,8 @@
  * K-quant reference quantizers: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_K (the activation format of the
  * K-quant dot products), bit-exact with ggml's quantize_row_q{2..6,8}_K_ref (ggml/src/ggml-quants.c,
  * ggml 0.23.0) and their helpers nearest_int, make_qkx2_quants, make_q3_quants, make_qx_quants.
- * Block layouts are described in k-quants.ts. Not here: dequantizers (k-quants.ts), dot products
- * (k-quants-dot.ts), the imatrix-weighted quantize_row_*_impl variants.
+ * Block layouts are described in k-quants.ts. Not here: dequantizers (k-quants-dequantize.ts),
+ * dot products (k-quants-dot.ts), the imatrix-weighted quantize_row_*_impl variants.
  *
  * NOTE: ggml computes in C float (binary32) and was built for baseline x86-64 (SSE2, no FMA), so
  * every float operation rounds to float32. Each one is rounded here with Math.fround, in the
