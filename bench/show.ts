@@ -21,7 +21,7 @@ async function makeModel(path: string): Promise<void> {
   const L = 21;
   const f16 = requireGgmlType(GgmlType.F16);
   const f32 = requireGgmlType(GgmlType.F32);
-  const zeros = new Uint8Array(FF * C * 2);
+  const zeros = new Uint8Array(Math.max(FF, V) * C * 2);
   const t = (name: string, dims: number[], type = f16): GgufTensorInput => ({
     name,
     dims,
