@@ -63,7 +63,10 @@ export type OwlErrorCode =
   // models and architectures
   | "ERR_UNKNOWN_FORMAT"
   | "ERR_UNSUPPORTED_ARCH"
-  | "ERR_MODEL_NOT_FOUND";
+  | "ERR_MODEL_NOT_FOUND"
+  // the owl engine: hyperparameters, evaluation
+  | "ERR_MODEL_METADATA"
+  | "ERR_CONTEXT_OVERFLOW";
 
 export interface OwlErrorOptions {
   /** A short next step for the user: "re-download the file", "pass --tokenizer". */
