@@ -1,0 +1,139 @@
+// Dot products of one row of a legacy block type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; 32 values per
+// block, layouts in src/quant/legacy.ts) with one activation row quantized to Q8_0 / Q8_1 and
+// expanded to EO i16 (quantize.ts). They follow ggml_vec_dot_q{4_0,4_1,5_0,5_1,8_0}_q8_{0,1}
+// (ggml-cpu/quants.c): the integer sum of each block is exact (i32 lanes, i32x4.dot_i16x8_s);
+// the block scale products are applied per lane in float32 and the four lanes summed at the
+// end, an order that differs from ggml's scalar loop (tolerance-tested).
+//
+// Decoding: 16 bytes of nibbles read as i16 lanes hold, in lane k, bytes 2k (low 8 bits) and
+// 2k+1: `& 0xf` gives value 2k, `>> 8 & 0xf` value 2k+1, `>> 4 & 0xf` value 2k+16 and `>> 12`
+// value 2k+17, exactly the four EO slots. The fifth bits (qh, bit j = value j) are spread to
+// lanes by masking a splat of qh with the lane's bit and comparing with zero.
+// Signature of every dot: (w row, qs (nb*32 i16 EO), d (nb f32), s (nb f32, Q8_1 only), nb) -> f32.
+import { f16, hsum } from "./common";
+
+const EVEN_BITS = i16x8(1, 4, 16, 64, 256, 1024, 4096, 16384);
+const ODD_BITS = i16x8(2, 8, 32, 128, 512, 2048, 8192, -32768);
+
+/** The 4 i32 lane sums of q (EO slots A, B, C, D) times the activation's 32 EO i16 at a. */
+@inline
+function dot4(qA: v128, qB: v128, qC: v128, qD: v128, a: usize): v128 {
+  const s = i32x4.add(i32x4.dot_i16x8_s(qA, v128.load(a)), i32x4.dot_i16x8_s(qB, v128.load(a, 16)));
+  return i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(qC, v128.load(a, 32)), i32x4.dot_i16x8_s(qD, v128.load(a, 48))));
+}
+
+/** -16 in the lanes whose bit of the splat `bits` is clear (Q5_0: value = nibble + 16 h - 16). */
+@inline
+function minus16Where0(bits: v128, mask: v128): v128 {
+  return v128.and(i16x8.eq(v128.and(bits, mask), i16x8.splat(0)), i16x8.splat(-16));
+}
+
+/** 16 in the lanes whose bit of the splat `bits` is set (Q5_1: value = nibble + 16 h). */
+@inline
+function plus16Where1(bits: v128, mask: v128): v128 {
+  return i16x8.shl(i16x8.min_u(v128.and(bits, mask), i16x8.splat(1)), 4);
+}
+
+/** block_q4_0 (18 B) row . Q8_0; ggml_vec_dot_q4_0_q8_0. */
+export function dotQ4_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  const m = i16x8.splat(15);
+  const e8 = i16x8.splat(8);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 18;
+    const v = v128.load(p, 2);
+    const qA = i16x8.sub(v128.and(v, m), e8);
+    const qB = i16x8.sub(v128.and(i16x8.shr_u(v, 8), m), e8);
+    const qC = i16x8.sub(v128.and(i16x8.shr_u(v, 4), m), e8);
+    const qD = i16x8.sub(i16x8.shr_u(v, 12), e8);
+    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
+  }
+  return hsum(acc);
+}
+
+/** block_q4_1 (20 B) row . Q8_1; ggml_vec_dot_q4_1_q8_1 (d*q + m: the m part uses Q8_1's s). */
+export function dotQ4_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  const m = i16x8.splat(15);
+  let acc = f32x4.splat(0);
+  let accm: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 20;
+    const v = v128.load(p, 4);
+    const qA = v128.and(v, m);
+    const qB = v128.and(i16x8.shr_u(v, 8), m);
+    const qC = v128.and(i16x8.shr_u(v, 4), m);
+    const qD = i16x8.shr_u(v, 12);
+    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const bo = <usize>b << 2;
+    const sc = f16(load<u16>(p)) * load<f32>(d + bo);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
+    accm += f16(load<u16>(p, 2)) * load<f32>(s + bo);
+  }
+  return hsum(acc) + accm;
+}
+
+/** block_q5_0 (22 B) row . Q8_0; ggml_vec_dot_q5_0_q8_0. */
+export function dotQ5_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  const m = i16x8.splat(15);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 22;
+    const qh = load<u32>(p, 2);
+    const lo = i16x8.splat(<i16>qh);
+    const hi = i16x8.splat(<i16>(qh >> 16));
+    const v = v128.load(p, 6);
+    const qA = i16x8.add(v128.and(v, m), minus16Where0(lo, EVEN_BITS));
+    const qB = i16x8.add(v128.and(i16x8.shr_u(v, 8), m), minus16Where0(lo, ODD_BITS));
+    const qC = i16x8.add(v128.and(i16x8.shr_u(v, 4), m), minus16Where0(hi, EVEN_BITS));
+    const qD = i16x8.add(i16x8.shr_u(v, 12), minus16Where0(hi, ODD_BITS));
+    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
+  }
+  return hsum(acc);
+}
+
+/** block_q5_1 (24 B) row . Q8_1; ggml_vec_dot_q5_1_q8_1. */
+export function dotQ5_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  const m = i16x8.splat(15);
+  let acc = f32x4.splat(0);
+  let accm: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 24;
+    const qh = load<u32>(p, 4);
+    const lo = i16x8.splat(<i16>qh);
+    const hi = i16x8.splat(<i16>(qh >> 16));
+    const v = v128.load(p, 8);
+    const qA = v128.or(v128.and(v, m), plus16Where1(lo, EVEN_BITS));
+    const qB = v128.or(v128.and(i16x8.shr_u(v, 8), m), plus16Where1(lo, ODD_BITS));
+    const qC = v128.or(v128.and(i16x8.shr_u(v, 4), m), plus16Where1(hi, EVEN_BITS));
+    const qD = v128.or(i16x8.shr_u(v, 12), plus16Where1(hi, ODD_BITS));
+    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const bo = <usize>b << 2;
+    const sc = f16(load<u16>(p)) * load<f32>(d + bo);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
+    accm += f16(load<u16>(p, 2)) * load<f32>(s + bo);
+  }
+  return hsum(acc) + accm;
+}
+
+/** block_q8_0 (34 B) row . Q8_0; ggml_vec_dot_q8_0_q8_0. */
+export function dotQ8_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 34;
+    const v0 = v128.load(p, 2);
+    const v1 = v128.load(p, 18);
+    // i8 pairs as i16 lanes: the even byte sign-extended from the low half, the odd from the high.
+    const qA = i16x8.shr_s(i16x8.shl(v0, 8), 8);
+    const qB = i16x8.shr_s(v0, 8);
+    const qC = i16x8.shr_s(i16x8.shl(v1, 8), 8);
+    const qD = i16x8.shr_s(v1, 8);
+    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
+  }
+  return hsum(acc);
+}

@@ -1,0 +1,161 @@
+// Matrix products y (T,OC) = x (T,C) . w^T over a range of weight rows [r0, r1), the unit of work
+// one thread takes. x arrives prepared by prepareAct (ops in index.ts): float32 (rounded to f16 /
+// bf16 for those weights) or quantized to Q8_0 / Q8_1 / Q8_K and expanded (quantize.ts). Type
+// codes are ggml's type ids (ggml.h).
+// Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
+import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF32, f16RowToF32 } from "./matmul-float";
+import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
+import { dotQ4_0, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
+
+export const T_F32: i32 = 0;
+export const T_F16: i32 = 1;
+export const T_Q4_0: i32 = 2;
+export const T_Q4_1: i32 = 3;
+export const T_Q5_0: i32 = 6;
+export const T_Q5_1: i32 = 7;
+export const T_Q8_0: i32 = 8;
+export const T_Q2_K: i32 = 10;
+export const T_Q3_K: i32 = 11;
+export const T_Q4_K: i32 = 12;
+export const T_Q5_K: i32 = 13;
+export const T_Q6_K: i32 = 14;
+export const T_BF16: i32 = 30;
+
+/** Bytes of one row of C values stored as `type`; 0 for a type without a kernel. */
+export function rowBytes(type: i32, C: i32): i32 {
+  switch (type) {
+    case T_F32:
+      return C * 4;
+    case T_F16:
+    case T_BF16:
+      return C * 2;
+    case T_Q4_0:
+      return (C >> 5) * 18;
+    case T_Q4_1:
+      return (C >> 5) * 20;
+    case T_Q5_0:
+      return (C >> 5) * 22;
+    case T_Q5_1:
+      return (C >> 5) * 24;
+    case T_Q8_0:
+      return (C >> 5) * 34;
+    case T_Q2_K:
+      return (C >> 8) * 84;
+    case T_Q3_K:
+      return (C >> 8) * 110;
+    case T_Q4_K:
+      return (C >> 8) * 144;
+    case T_Q5_K:
+      return (C >> 8) * 176;
+    case T_Q6_K:
+      return (C >> 8) * 210;
+    default:
+      return 0;
+  }
+}
+
+/** 1 for the K-quants (Q8_K activation, 256-value blocks), else 0. */
+@inline
+export function isKQuant(type: i32): bool {
+  return type >= T_Q2_K && type <= T_Q6_K;
+}
+
+/** 1 for the float weight types (float32 activation). */
+@inline
+export function isFloat(type: i32): bool {
+  return type == T_F32 || type == T_F16 || type == T_BF16;
+}
+
+@inline
+function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
+  switch (type) {
+    case T_Q4_0:
+      return dotQ4_0(w, qs, d, s, nb);
+    case T_Q4_1:
+      return dotQ4_1(w, qs, d, s, nb);
+    case T_Q5_0:
+      return dotQ5_0(w, qs, d, s, nb);
+    case T_Q5_1:
+      return dotQ5_1(w, qs, d, s, nb);
+    case T_Q8_0:
+      return dotQ8_0(w, qs, d, s, nb);
+    case T_Q2_K:
+      return dotQ2K(w, qs, d, s, nb);
+    case T_Q3_K:
+      return dotQ3K(w, qs, d, s, nb);
+    case T_Q4_K:
+      return dotQ4K(w, qs, d, s, nb);
+    case T_Q5_K:
+      return dotQ5K(w, qs, d, s, nb);
+    case T_Q6_K:
+      return dotQ6K(w, qs, d, s, nb);
+    default:
+      return NaN;
+  }
+}
+
+// Rows per tile when T > 1: each token's activation is read once per tile of rows, whose weights
+// stay in L1 meanwhile.
+const ROW_TILE: i32 = 4;
+
+/**
+ * Rows [r0, r1) of y (T,OC) = x (T,C) . w^T, w (OC,C) stored as `type`.
+ * Float types: xa = x (T,C) f32; ad, ax unused; scratch: C floats (F16/BF16 with T > 1).
+ * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
+ * Q8_K's bsums (T, C/16) i32.
+ */
+export function matmulRows(
+  type: i32,
+  w: usize,
+  xa: usize,
+  ad: usize,
+  ax: usize,
+  y: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  r0: i32,
+  r1: i32,
+  scratch: usize,
+): void {
+  const rb = <usize>rowBytes(type, C);
+  const ys = <usize>OC << 2;
+  if (isFloat(type)) {
+    const xs = <usize>C << 2;
+    for (let r = r0; r < r1; r++) {
+      let wr = w + <usize>r * rb;
+      const yr = y + (<usize>r << 2);
+      if (T == 1) {
+        const v = type == T_F32 ? dotF32(wr, xa, C) : type == T_F16 ? dotF16(wr, xa, C) : dotBF16(wr, xa, C);
+        store<f32>(yr, v);
+        continue;
+      }
+      if (type == T_F16) {
+        f16RowToF32(wr, scratch, C);
+        wr = scratch;
+      } else if (type == T_BF16) {
+        bf16RowToF32(wr, scratch, C);
+        wr = scratch;
+      }
+      let t = 0;
+      for (; t + 4 <= T; t += 4) dot4F32(wr, xa + <usize>t * xs, xs, C, yr + <usize>t * ys, ys);
+      for (; t < T; t++) store<f32>(yr + <usize>t * ys, dotF32(wr, xa + <usize>t * xs, C));
+    }
+    return;
+  }
+  const k = isKQuant(type);
+  const nb = k ? C >> 8 : C >> 5;
+  const qsStride = <usize>C << 1;
+  const dStride = <usize>nb << 2;
+  const xStride = k ? <usize>(C >> 4) << 2 : dStride;
+  for (let rt = r0; rt < r1; rt += ROW_TILE) {
+    const re = min(rt + ROW_TILE, r1);
+    for (let t = 0; t < T; t++) {
+      const qs = xa + <usize>t * qsStride;
+      const d = ad + <usize>t * dStride;
+      const s = ax + <usize>t * xStride;
+      const yt = y + <usize>t * ys;
+      for (let r = rt; r < re; r++) store<f32>(yt + (<usize>r << 2), qdot(type, w + <usize>r * rb, qs, d, s, nb));
+    }
+  }
+}

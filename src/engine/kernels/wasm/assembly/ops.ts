@@ -1,0 +1,234 @@
+// The non-matmul kernels of the engine over float32 buffers: rmsNorm, rope (normal and NEOX,
+// frequency factors), causal attention (GQA), softmax, add, addBias, swiglu. Each follows the
+// ggml CPU op named on it (ggml-cpu/ops.cpp, vec.h). Attention runs over a range of (token,
+// head) items so threads can share it; the rest run on one thread.
+
+import { expf1, expv, hmax } from "./common";
+import { dotF32 } from "./matmul-float";
+
+/** out (T,C) = x / sqrt(mean(x^2) + eps) * w (C); ggml_compute_forward_rms_norm_f32 + mul. */
+export function rmsNorm(x: usize, w: usize, out: usize, T: i32, C: i32, eps: f32): void {
+  for (let t = 0; t < T; t++) {
+    const xp = x + ((<usize>t * <usize>C) << 2);
+    const op = out + ((<usize>t * <usize>C) << 2);
+    // ggml sums the float32 squares in double.
+    let s0 = f64x2.splat(0);
+    let s1 = f64x2.splat(0);
+    let i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const v = v128.load(xp + ((<usize>i) << 2));
+      const sq = f32x4.mul(v, v);
+      s0 = f64x2.add(s0, f64x2.promote_low_f32x4(sq));
+      s1 = f64x2.add(s1, f64x2.promote_low_f32x4(i32x4.shuffle(sq, sq, 2, 3, 0, 1)));
+    }
+    const s = f64x2.add(s0, s1);
+    let sum = f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+    for (; i < C; i++) {
+      const v = load<f32>(xp + ((<usize>i) << 2));
+      sum += <f64>(v * v);
+    }
+    const mean = <f32>(sum / <f64>C);
+    const scale: f32 = <f32>1 / Mathf.sqrt(mean + eps);
+    const sv = f32x4.splat(scale);
+    i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const o = (<usize>i) << 2;
+      v128.store(op + o, f32x4.mul(f32x4.mul(v128.load(xp + o), sv), v128.load(w + o)));
+    }
+    for (; i < C; i++) {
+      const o = (<usize>i) << 2;
+      store<f32>(op + o, load<f32>(xp + o) * scale * load<f32>(w + o));
+    }
+  }
+}
+
+/**
+ * RoPE in place on x (T, nHeads, headDim) at positions pos (T i32); ggml_rope_cache_init +
+ * rotate_pairs (ext_factor 0, attn_factor 1): theta_i = pos * base^(-2i/nRot) by repeated float32
+ * products, divided by freq factor i (ff: nRot/2 f32, or 0), times freqScale. Normal pairs
+ * (2i, 2i+1), NEOX pairs (i, i + nRot/2); dims past nRot unchanged. cache: nRot floats of scratch.
+ */
+export function rope(
+  x: usize,
+  T: i32,
+  nHeads: i32,
+  headDim: i32,
+  pos: usize,
+  nRot: i32,
+  freqBase: f32,
+  freqScale: f32,
+  neox: i32,
+  ff: usize,
+  cache: usize,
+): void {
+  const half = nRot >> 1;
+  const thetaScale = <f32>Math.pow(<f64>freqBase, <f64>(<f32>-2.0 / <f32>nRot));
+  for (let t = 0; t < T; t++) {
+    let theta = <f32>load<i32>(pos + ((<usize>t) << 2));
+    for (let i = 0; i < half; i++) {
+      const f: f32 = ff != 0 ? load<f32>(ff + ((<usize>i) << 2)) : 1;
+      const th = freqScale * (theta / f);
+      store<f32>(cache + ((<usize>i) << 3), <f32>Math.cos(<f64>th));
+      store<f32>(cache + ((<usize>i) << 3), <f32>Math.sin(<f64>th), 4);
+      theta *= thetaScale;
+    }
+    for (let h = 0; h < nHeads; h++) {
+      const base = x + ((<usize>(t * nHeads + h) * <usize>headDim) << 2);
+      for (let i = 0; i < half; i++) {
+        const c = load<f32>(cache + ((<usize>i) << 3));
+        const s = load<f32>(cache + ((<usize>i) << 3), 4);
+        const p0 = base + (<usize>(neox != 0 ? i : 2 * i) << 2);
+        const p1 = neox ? p0 + ((<usize>half) << 2) : p0 + 4;
+        const x0 = load<f32>(p0);
+        const x1 = load<f32>(p1);
+        store<f32>(p0, x0 * c - x1 * s);
+        store<f32>(p1, x0 * s + x1 * c);
+      }
+    }
+  }
+}
+
+/** y (n) = exp(x - max) in place, returning the sum in double; the body of ggml_vec_soft_max_f32. */
+function expShifted(x: usize, n: i32, max: f32): f64 {
+  const mv = f32x4.splat(max);
+  let s0 = f64x2.splat(0);
+  let s1 = f64x2.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    const e = expv(f32x4.sub(v128.load(x + o), mv));
+    v128.store(x + o, e);
+    s0 = f64x2.add(s0, f64x2.promote_low_f32x4(e));
+    s1 = f64x2.add(s1, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1)));
+  }
+  const s = f64x2.add(s0, s1);
+  let sum = f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    const e = expf1(load<f32>(x + o) - max);
+    store<f32>(x + o, e);
+    sum += <f64>e;
+  }
+  return sum;
+}
+
+/** Largest of x (n). */
+function maxOf(x: usize, n: i32): f32 {
+  let m = f32x4.splat(-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) m = f32x4.max(m, v128.load(x + ((<usize>i) << 2)));
+  let r = hmax(m);
+  for (; i < n; i++) r = max(r, load<f32>(x + ((<usize>i) << 2)));
+  return r;
+}
+
+/** x (n) *= s. */
+function scaleRow(x: usize, n: i32, s: f32): void {
+  const sv = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    v128.store(x + o, f32x4.mul(v128.load(x + o), sv));
+  }
+  for (; i < n; i++) store<f32>(x + ((<usize>i) << 2), load<f32>(x + ((<usize>i) << 2)) * s);
+}
+
+/** Softmax in place over each of `rows` rows of n floats; ggml_vec_soft_max_f32 then scale by 1/sum. */
+export function softmax(x: usize, rows: i32, n: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const xp = x + ((<usize>r * <usize>n) << 2);
+    const sum = expShifted(xp, n, maxOf(xp, n));
+    scaleRow(xp, n, <f32>(1.0 / sum));
+  }
+}
+
+/**
+ * Causal attention for the (token, head) items tid, tid + nth, ... of T * nHead.
+ * q (T, nHead, headDim); k, v (nCtx, nHeadKv, headDim) holding positions 0..pos0+T-1;
+ * out (T, nHead, headDim); scratch: pos0 + T floats for this thread. Query head h reads KV head
+ * h / (nHead / nHeadKv) (llama.cpp's GQA broadcast). Scores = scale * q.k, softmax as
+ * ggml_soft_max_ext (max, expf, sum in double, times 1/sum), then the weighted sum of v.
+ */
+export function attention(
+  q: usize,
+  k: usize,
+  v: usize,
+  out: usize,
+  T: i32,
+  pos0: i32,
+  nHead: i32,
+  nHeadKv: i32,
+  headDim: i32,
+  scale: f32,
+  scratch: usize,
+  tid: i32,
+  nth: i32,
+): void {
+  const group = nHead / nHeadKv;
+  const rowBytes = (<usize>headDim) << 2;
+  const kvStride = <usize>nHeadKv * rowBytes;
+  for (let item = tid; item < T * nHead; item += nth) {
+    const t = item / nHead;
+    const h = item - t * nHead;
+    const n = pos0 + t + 1;
+    const qp = q + <usize>item * rowBytes;
+    const kvOff = <usize>(h / group) * rowBytes;
+    const kp = k + kvOff;
+    const vp = v + kvOff;
+    for (let j = 0; j < n; j++) {
+      store<f32>(scratch + ((<usize>j) << 2), dotF32(qp, kp + <usize>j * kvStride, headDim) * scale);
+    }
+    const sum = expShifted(scratch, n, maxOf(scratch, n));
+    const op = out + <usize>item * rowBytes;
+    memory.fill(op, 0, rowBytes);
+    for (let j = 0; j < n; j++) {
+      const p = load<f32>(scratch + ((<usize>j) << 2));
+      const pv = f32x4.splat(p);
+      const vj = vp + <usize>j * kvStride;
+      let i = 0;
+      for (; i + 4 <= headDim; i += 4) {
+        const o = (<usize>i) << 2;
+        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vj + o))));
+      }
+      for (; i < headDim; i++) {
+        const o = (<usize>i) << 2;
+        store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vj + o));
+      }
+    }
+    scaleRow(op, headDim, <f32>(1.0 / sum));
+  }
+}
+
+/** a (n) += b (n). */
+export function add(a: usize, b: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    v128.store(a + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
+  }
+  for (; i < n; i++)
+    store<f32>(a + ((<usize>i) << 2), load<f32>(a + ((<usize>i) << 2)) + load<f32>(b + ((<usize>i) << 2)));
+}
+
+/** a (T,C) += b (C) on every row. */
+export function addBias(a: usize, b: usize, T: i32, C: i32): void {
+  for (let t = 0; t < T; t++) add(a + ((<usize>t * <usize>C) << 2), b, C);
+}
+
+/** gate (n) = silu(gate) * up, silu(x) = x / (1 + expf(-x)); ggml_vec_swiglu_f32. */
+export function swiglu(gate: usize, up: usize, n: i32): void {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    const g = v128.load(gate + o);
+    const s = f32x4.div(g, f32x4.add(one, expv(f32x4.neg(g))));
+    v128.store(gate + o, f32x4.mul(s, v128.load(up + o)));
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    const g = load<f32>(gate + o);
+    const e = expf1(-g);
+    store<f32>(gate + o, (g / (1 + e)) * load<f32>(up + o));
+  }
+}

@@ -1,0 +1,163 @@
+// Activation quantizers, bit-exact with ggml's reference quantizers (ggml-quants.c:
+// quantize_row_q8_0_ref, quantize_row_q8_1_ref, quantize_row_q8_K_ref; ggml_fp32_to_fp16_row,
+// ggml_fp32_to_bf16_row_ref), and the "EO" expansion the integer dot kernels read.
+//
+// EO layout (per 32 quants of a row, 64 bytes): i16 lanes [q0 q2 .. q14 | q1 q3 .. q15 |
+// q16 q18 .. q30 | q17 q19 .. q31]. Read as i16 lanes, 16 bytes of a weight block put the values
+// of its even bytes in the low byte of each lane and of its odd bytes in the high byte, so the
+// kernels split them with shifts and masks and meet the activation values in this order with no
+// shuffle. The block scales go to separate float arrays (d; Q8_1's s), the K-quants' bsums to an
+// i32 array (one per 16 quants).
+// Not here: the dots (matmul-*.ts).
+import { f16, nearestInt, roundf, toBf16Bits, toF16Bits, truncI32 } from "./common";
+
+// ------------------------------------------------------------------------ ggml block quantizers
+
+/** x (n) -> n/32 block_q8_0 (34 B: f16 d, i8 qs[32]) at dst; quantize_row_q8_0_ref. */
+export function quantizeQ8_0(x: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n >> 5; b++) {
+    const xp = x + (<usize>b << 7);
+    const o = dst + <usize>b * 34;
+    let amax: f32 = 0;
+    for (let j = 0; j < 32; j++) {
+      const a = Mathf.abs(load<f32>(xp + (<usize>j << 2)));
+      amax = amax > a ? amax : a; // C's MAX: a NaN in x is skipped as ggml skips it
+    }
+    const d: f32 = amax / 127;
+    const id: f32 = d != 0 ? <f32>1 / d : 0;
+    store<u16>(o, <u16>toF16Bits(d));
+    for (let j = 0; j < 32; j++) {
+      store<i8>(o + 2 + j, <i8>truncI32(roundf(load<f32>(xp + (<usize>j << 2)) * id)));
+    }
+  }
+}
+
+/** x (n) -> n/32 block_q8_1 (36 B: f16 d, f16 s = d * sum(qs), i8 qs[32]); quantize_row_q8_1_ref. */
+export function quantizeQ8_1(x: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n >> 5; b++) {
+    const xp = x + (<usize>b << 7);
+    const o = dst + <usize>b * 36;
+    let amax: f32 = 0;
+    for (let j = 0; j < 32; j++) {
+      const a = Mathf.abs(load<f32>(xp + (<usize>j << 2)));
+      amax = amax > a ? amax : a;
+    }
+    const d: f32 = amax / 127;
+    const id: f32 = d != 0 ? <f32>1 / d : 0;
+    store<u16>(o, <u16>toF16Bits(d));
+    let sum = 0;
+    for (let j = 0; j < 32; j++) {
+      const q = <i8>truncI32(roundf(load<f32>(xp + (<usize>j << 2)) * id));
+      store<i8>(o + 4 + j, q);
+      sum += <i32>q;
+    }
+    store<u16>(o + 2, <u16>toF16Bits(<f32>sum * d));
+  }
+}
+
+/** x (n) -> n/256 block_q8_K (292 B: f32 d, i8 qs[256], i16 bsums[16]); quantize_row_q8_K_ref. */
+export function quantizeQ8K(x: usize, dst: usize, n: i32): void {
+  for (let b = 0; b < n >> 8; b++) {
+    const xp = x + (<usize>b << 10);
+    const o = dst + <usize>b * 292;
+    // The value of largest magnitude, first one on ties, with its sign.
+    let max: f32 = 0;
+    let amax: f32 = 0;
+    for (let j = 0; j < 256; j++) {
+      const v = load<f32>(xp + (<usize>j << 2));
+      const a = Mathf.abs(v);
+      if (a > amax) {
+        amax = a;
+        max = v;
+      }
+    }
+    if (max == 0) {
+      // NOTE: ggml leaves bsums unwritten here; ours are zero, like the reference vectors'.
+      memory.fill(o, 0, 292);
+      continue;
+    }
+    const iscale: f32 = <f32>-127 / max;
+    for (let g = 0; g < 16; g++) {
+      let sum = 0;
+      for (let i = 0; i < 16; i++) {
+        const j = 16 * g + i;
+        let v = nearestInt(iscale * load<f32>(xp + (<usize>j << 2)));
+        if (v > 127) v = 127;
+        store<i8>(o + 4 + j, <i8>v);
+        sum += <i32><i8>v;
+      }
+      store<i16>(o + 260 + 2 * g, <i16>sum);
+    }
+    store<f32>(o, <f32>1 / iscale);
+  }
+}
+
+/** x (n) -> n halves at dst (ggml_fp32_to_fp16_row). */
+export function toF16Row(x: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>toF16Bits(load<f32>(x + (<usize>i << 2))));
+}
+
+/** x (n) -> n bf16 at dst (ggml_fp32_to_bf16_row_ref). */
+export function toBf16Row(x: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>toBf16Bits(load<f32>(x + (<usize>i << 2))));
+}
+
+/** x (n) -> y (n): each value rounded to the nearest half and back (the F16 dot's activation). */
+export function roundF16Row(x: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 2;
+    store<f32>(y + p, f16(toF16Bits(load<f32>(x + p))));
+  }
+}
+
+/** x (n) -> y (n): each value rounded to the nearest bf16 and back (the BF16 dot's activation). */
+export function roundBf16Row(x: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 2;
+    store<u32>(y + p, toBf16Bits(load<f32>(x + p)) << 16);
+  }
+}
+
+// ---------------------------------------------------------------------------- EO expansion
+
+/** 32 i8 quants at q -> 64 bytes of EO-ordered i16 at out. */
+@inline
+function expand32(q: usize, out: usize): void {
+  const v0 = v128.load(q);
+  const v1 = v128.load(q, 16);
+  const s0 = i8x16.shuffle(v0, v0, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const s1 = i8x16.shuffle(v1, v1, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  v128.store(out, i16x8.extend_low_i8x16_s(s0));
+  v128.store(out, i16x8.extend_high_i8x16_s(s0), 16);
+  v128.store(out, i16x8.extend_low_i8x16_s(s1), 32);
+  v128.store(out, i16x8.extend_high_i8x16_s(s1), 48);
+}
+
+/** n/32 block_q8_0 -> qs (n i16, EO), d (n/32 f32). */
+export function expandQ8_0(src: usize, n: i32, qs: usize, d: usize): void {
+  for (let b = 0; b < n >> 5; b++) {
+    const o = src + <usize>b * 34;
+    store<f32>(d + (<usize>b << 2), f16(load<u16>(o)));
+    expand32(o + 2, qs + (<usize>b << 6));
+  }
+}
+
+/** n/32 block_q8_1 -> qs (n i16, EO), d (n/32 f32), s (n/32 f32). */
+export function expandQ8_1(src: usize, n: i32, qs: usize, d: usize, s: usize): void {
+  for (let b = 0; b < n >> 5; b++) {
+    const o = src + <usize>b * 36;
+    store<f32>(d + (<usize>b << 2), f16(load<u16>(o)));
+    store<f32>(s + (<usize>b << 2), f16(load<u16>(o + 2)));
+    expand32(o + 4, qs + (<usize>b << 6));
+  }
+}
+
+/** n/256 block_q8_K -> qs (n i16, EO), d (n/256 f32), bsums (n/16 i32). */
+export function expandQ8K(src: usize, n: i32, qs: usize, d: usize, bsums: usize): void {
+  for (let b = 0; b < n >> 8; b++) {
+    const o = src + <usize>b * 292;
+    store<f32>(d + (<usize>b << 2), load<f32>(o));
+    for (let g = 0; g < 8; g++) expand32(o + 4 + (<usize>g << 5), qs + (<usize>b << 9) + (<usize>g << 6));
+    for (let g = 0; g < 16; g++) store<i32>(bsums + (<usize>(16 * b + g) << 2), <i32>load<i16>(o + 260 + 2 * g));
+  }
+}

@@ -1,0 +1,525 @@
+/**
+ * WasmBackend: the KernelBackend (../../backend.ts) over WebAssembly SIMD kernels (assembly/,
+ * built to dist/kernels.wasm) and worker threads that share one WebAssembly.Memory.
+ *
+ * Memory: one shared memory (wasm32, at most 4 GiB) holds weights, KV cache, activations and the
+ * kernels' scratch. A bump allocator hands out 64-byte aligned ranges above the module's static
+ * data and the thread pool's control block; nothing is freed before dispose(). Growth: alloc (and
+ * a kernel needing more scratch than it had, on the first call with a larger shape) may grow the
+ * memory. Views from f32()/u8() stay valid after growth (a shared buffer is never detached) but
+ * do not cover memory added later: take views after allocating.
+ *
+ * Threads: matmul rows and attention heads are split across `threads` threads (the caller plus
+ * threads - 1 workers, pool.ts); the other ops are cheap and run on the caller. getRow
+ * dequantizes with src/quant's exact kernels (one row per token: not worth a SIMD twin).
+ * Not here: the kernels themselves (assembly/), the worker loop (worker.mjs).
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { kernelsFor } from "../../../quant/index.ts";
+import { assert, OwlError } from "../../../util/errors.ts";
+import { GgmlType, type GgmlTypeName, ggmlTypeByName, rowBytes } from "../../../util/ggml-types.ts";
+import type { Buf, KernelBackend, RopeParams } from "../../backend.ts";
+import { CONTROL_BYTES, ThreadPool } from "./pool.ts";
+import { WA, type WasmGlobal, type WasmMemory } from "./wasm-api.ts";
+
+export interface WasmBackendOptions {
+  /** Threads to split matmul and attention across, the caller included (default: availableParallelism()). */
+  threads?: number;
+  /** Most bytes the memory may grow to (default and ceiling 4 GiB, the wasm32 limit). */
+  maxMemoryBytes?: number;
+  /** Spin iterations before an idle thread sleeps (default 20000, about 50-100 us). */
+  spin?: number;
+}
+
+/** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
+export interface KernelExports {
+  heapBase(): number;
+  prepareAct(
+    type: number,
+    x: number,
+    T: number,
+    C: number,
+    xa: number,
+    ad: number,
+    ax: number,
+    tmp: number,
+  ): void;
+  matmulRows(
+    type: number,
+    w: number,
+    xa: number,
+    ad: number,
+    ax: number,
+    y: number,
+    T: number,
+    C: number,
+    OC: number,
+    r0: number,
+    r1: number,
+    scratch: number,
+  ): void;
+  rowBytes(type: number, C: number): number;
+  work(ctl: number, tid: number, nth: number): void;
+  rmsNorm(x: number, w: number, out: number, T: number, C: number, eps: number): void;
+  rope(
+    x: number,
+    T: number,
+    nHeads: number,
+    headDim: number,
+    pos: number,
+    nRot: number,
+    freqBase: number,
+    freqScale: number,
+    neox: number,
+    ff: number,
+    cache: number,
+  ): void;
+  softmax(x: number, rows: number, n: number): void;
+  attention(
+    q: number,
+    k: number,
+    v: number,
+    out: number,
+    T: number,
+    pos0: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    scale: number,
+    scratch: number,
+    tid: number,
+    nth: number,
+  ): void;
+  add(a: number, b: number, n: number): void;
+  addBias(a: number, b: number, T: number, C: number): void;
+  swiglu(gate: number, up: number, n: number): void;
+  quantizeQ8_0(x: number, dst: number, n: number): void;
+  quantizeQ8_1(x: number, dst: number, n: number): void;
+  quantizeQ8K(x: number, dst: number, n: number): void;
+  toF16Row(x: number, dst: number, n: number): void;
+  toBf16Row(x: number, dst: number, n: number): void;
+  OP_MATMUL: WasmGlobal;
+  OP_ATTENTION: WasmGlobal;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+const ALIGN = 64;
+/** Below this many multiply-adds a matmul runs on the caller alone (waking workers costs more). */
+const MIN_PARALLEL_MACS = 1 << 16;
+
+/** Weight types with a matmul kernel, by ggml type id. */
+const MATMUL_TYPES: ReadonlySet<GgmlTypeName> = new Set<GgmlTypeName>([
+  "F32",
+  "F16",
+  "BF16",
+  "Q8_0",
+  "Q4_0",
+  "Q4_1",
+  "Q5_0",
+  "Q5_1",
+  "Q2_K",
+  "Q3_K",
+  "Q4_K",
+  "Q5_K",
+  "Q6_K",
+]);
+
+const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
+
+/** Path of the built kernels (dist/kernels.wasm at the repository root). */
+export const KERNELS_WASM_PATH = fileURLToPath(new URL("../../../../dist/kernels.wasm", import.meta.url));
+
+/**
+ * The kernels' bytes, building them first when the file is missing or older than its sources
+ * and the AssemblyScript compiler is installed (a checkout after `git pull`, say).
+ */
+async function loadKernelBytes(): Promise<Uint8Array> {
+  const path = KERNELS_WASM_PATH;
+  const have = existsSync(path);
+  let buildError: unknown;
+  let stale = !have;
+  if (have) {
+    const { sourcesMtime } = await import("./build.mjs");
+    stale = sourcesMtime() > statSync(path).mtimeMs;
+  }
+  if (stale) {
+    try {
+      const { buildKernels } = await import("./build.mjs");
+      await buildKernels(path);
+    } catch (e) {
+      buildError = e;
+    }
+  }
+  if (!existsSync(path)) {
+    throw new OwlError(
+      "ERR_FILE_NOT_FOUND",
+      `the WebAssembly kernels ${path} are missing and could not be built`,
+      {
+        hint: "run `npm run build:wasm` (it needs the assemblyscript dev dependency: `npm ci`)",
+        cause: buildError,
+      },
+    );
+  }
+  return readFileSync(path);
+}
+
+export class WasmBackend implements KernelBackend {
+  readonly name = "wasm";
+  readonly threads: number;
+  /** The shared memory every buffer lives in. */
+  readonly memory: WasmMemory;
+  /** The module's exports, for tests and benchmarks. */
+  readonly kernels: KernelExports;
+
+  private readonly pool: ThreadPool;
+  private readonly maxBytes: number;
+  private top: number;
+  private scratchBuf: Buf = { offset: 0, bytes: 0 };
+  private disposed = false;
+  private readonly opMatmul: number;
+  private readonly opAttention: number;
+
+  private constructor(
+    memory: WasmMemory,
+    kernels: KernelExports,
+    pool: ThreadPool,
+    top: number,
+    maxBytes: number,
+  ) {
+    this.memory = memory;
+    this.kernels = kernels;
+    this.pool = pool;
+    this.threads = pool.threads;
+    this.top = top;
+    this.maxBytes = maxBytes;
+    this.opMatmul = kernels.OP_MATMUL.value as number;
+    this.opAttention = kernels.OP_ATTENTION.value as number;
+  }
+
+  static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", `threads must be an integer in 1..64, got ${threads}`);
+    }
+    const maxBytes = Math.min(options.maxMemoryBytes ?? MAX_PAGES * PAGE, MAX_PAGES * PAGE);
+    if (!(maxBytes >= 16 * PAGE)) {
+      throw new OwlError(
+        "ERR_INVALID_ARGUMENT",
+        `maxMemoryBytes must be at least ${16 * PAGE}, got ${maxBytes}`,
+      );
+    }
+    const module = await WA.compile(await loadKernelBytes());
+    const maxPages = Math.floor(maxBytes / PAGE);
+    const memory = new WA.Memory({ initial: 16, maximum: maxPages, shared: true });
+    const instance = await WA.instantiate(module, { env: { memory } });
+    const kernels = instance.exports as unknown as KernelExports;
+    const ctl = align(kernels.heapBase());
+    const top = ctl + align(CONTROL_BYTES);
+    const pool = await ThreadPool.start(module, memory, (c, t, n) => kernels.work(c, t, n), ctl, threads, {
+      spin: options.spin ?? 20000,
+    });
+    return new WasmBackend(memory, kernels, pool, top, maxPages * PAGE);
+  }
+
+  // ------------------------------------------------------------------------------- memory
+
+  alloc(bytes: number): Buf {
+    this.live();
+    if (!Number.isInteger(bytes) || bytes < 0) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", `alloc: bytes must be a non-negative integer, got ${bytes}`);
+    }
+    const offset = align(this.top);
+    const end = offset + bytes;
+    if (end > this.maxBytes) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `the WebAssembly backend needs ${end} bytes of memory but its limit is ${this.maxBytes}`,
+        {
+          hint: "use a smaller model or quantization (wasm32 memory ends at 4 GiB), or raise maxMemoryBytes",
+        },
+      );
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return { offset, bytes };
+  }
+
+  upload(data: Uint8Array): Buf {
+    const buf = this.alloc(data.byteLength);
+    this.u8(buf).set(data);
+    return buf;
+  }
+
+  f32(buf: Buf): Float32Array {
+    return new Float32Array(this.memory.buffer, buf.offset, buf.bytes >>> 2);
+  }
+
+  u8(buf: Buf): Uint8Array {
+    return new Uint8Array(this.memory.buffer, buf.offset, buf.bytes);
+  }
+
+  usedBytes(): number {
+    return this.top;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.pool.close();
+  }
+
+  // ------------------------------------------------------------------------------ kernels
+
+  matmul(type: GgmlTypeName, w: Buf, x: Buf, y: Buf, T: number, C: number, OC: number): void {
+    this.live();
+    const info = ggmlTypeByName(type);
+    if (!info || !MATMUL_TYPES.has(type)) {
+      throw new OwlError("ERR_UNSUPPORTED", `matmul has no WebAssembly kernel for weights of type ${type}`, {
+        details: { supported: [...MATMUL_TYPES] },
+      });
+    }
+    const code = GgmlType[type];
+    const k = this.kernels;
+    const actBlock = info.blockSize === 256 ? 256 : info.blockSize === 32 ? 32 : 1;
+    if (C % actBlock !== 0 || C <= 0 || OC <= 0 || T <= 0) {
+      throw new OwlError(
+        "ERR_TENSOR_SHAPE",
+        `matmul ${type}: C must be a positive multiple of ${actBlock}, got T=${T} C=${C} OC=${OC}`,
+      );
+    }
+    this.checkBuf("matmul w", w, OC * rowBytes(info, C));
+    this.checkBuf("matmul x", x, T * C * 4);
+    this.checkBuf("matmul y", y, T * OC * 4);
+    // Scratch: the prepared activation, then one C-float row per thread.
+    let xa = x.offset;
+    let ad = 0;
+    let ax = 0;
+    let tmp = 0;
+    let need = 0;
+    const rowScratch = align(C * 4);
+    if (type === "F16" || type === "BF16") {
+      need = align(T * C * 4);
+    } else if (type !== "F32") {
+      const kq = actBlock === 256;
+      const nb = C / actBlock;
+      const qsBytes = align(T * C * 2);
+      const dBytes = align(T * nb * 4);
+      const axBytes = align(kq ? T * (C / 16) * 4 : T * nb * 4);
+      const tmpBytes = align(kq ? nb * 292 : nb * 36);
+      need = qsBytes + dBytes + axBytes + tmpBytes;
+    }
+    const s = this.scratch(need + rowScratch * this.threads);
+    const base = s.offset;
+    if (type === "F16" || type === "BF16") {
+      xa = base;
+    } else if (type !== "F32") {
+      const kq = actBlock === 256;
+      const nb = C / actBlock;
+      xa = base;
+      ad = xa + align(T * C * 2);
+      ax = ad + align(T * nb * 4);
+      tmp = ax + align(kq ? T * (C / 16) * 4 : T * nb * 4);
+    }
+    const rows = base + need;
+    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp);
+    if (this.threads === 1 || T * C * OC < MIN_PARALLEL_MACS || OC < this.threads) {
+      k.matmulRows(code, w.offset, xa, ad, ax, y.offset, T, C, OC, 0, OC, rows);
+      return;
+    }
+    const p = this.pool;
+    p.setInt(0, code);
+    p.setInt(1, w.offset);
+    p.setInt(2, xa);
+    p.setInt(3, ad);
+    p.setInt(4, ax);
+    p.setInt(5, y.offset);
+    p.setInt(6, T);
+    p.setInt(7, C);
+    p.setInt(8, OC);
+    p.setInt(9, rows);
+    p.setInt(10, rowScratch);
+    p.run(this.opMatmul);
+  }
+
+  getRow(type: GgmlTypeName, e: Buf, row: number, C: number, out: Buf, outOffsetFloats = 0): void {
+    this.live();
+    const info = ggmlTypeByName(type);
+    const deq = info && kernelsFor(info).dequantize;
+    if (!info || !deq) throw new OwlError("ERR_UNSUPPORTED", `getRow: no dequantizer for type ${type}`);
+    const rb = rowBytes(info, C);
+    this.checkBuf("getRow e", e, (row + 1) * rb);
+    this.checkBuf("getRow out", out, (outOffsetFloats + C) * 4);
+    const src = new Uint8Array(this.memory.buffer, e.offset + row * rb, rb);
+    const dst = new Float32Array(this.memory.buffer, out.offset + outOffsetFloats * 4, C);
+    deq(src, dst, C);
+  }
+
+  rmsNorm(x: Buf, w: Buf, out: Buf, T: number, C: number, eps: number): void {
+    this.live();
+    this.checkBuf("rmsNorm x", x, T * C * 4);
+    this.checkBuf("rmsNorm w", w, C * 4);
+    this.checkBuf("rmsNorm out", out, T * C * 4);
+    this.kernels.rmsNorm(x.offset, w.offset, out.offset, T, C, eps);
+  }
+
+  rope(x: Buf, T: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+    this.live();
+    if (p.nRot % 2 !== 0 || p.nRot > headDim || p.nRot <= 0) {
+      throw new OwlError(
+        "ERR_INVALID_ARGUMENT",
+        `rope: nRot must be even and in 2..headDim (${headDim}), got ${p.nRot}`,
+      );
+    }
+    if (positions.length < T) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", `rope: ${T} tokens but ${positions.length} positions`);
+    }
+    this.checkBuf("rope x", x, T * nHeads * headDim * 4);
+    if (p.freqFactors) this.checkBuf("rope freqFactors", p.freqFactors, (p.nRot / 2) * 4);
+    const s = this.scratch(align(T * 4) + p.nRot * 4);
+    new Int32Array(this.memory.buffer, s.offset, T).set(positions.subarray(0, T));
+    this.kernels.rope(
+      x.offset,
+      T,
+      nHeads,
+      headDim,
+      s.offset,
+      p.nRot,
+      p.freqBase,
+      p.freqScale,
+      p.neox ? 1 : 0,
+      p.freqFactors ? p.freqFactors.offset : 0,
+      s.offset + align(T * 4),
+    );
+  }
+
+  attention(
+    q: Buf,
+    kCache: Buf,
+    vCache: Buf,
+    out: Buf,
+    T: number,
+    pos0: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    scale = 1 / Math.sqrt(headDim),
+  ): void {
+    this.live();
+    if (nHeadKv <= 0 || nHead % nHeadKv !== 0) {
+      throw new OwlError(
+        "ERR_INVALID_ARGUMENT",
+        `attention: nHead (${nHead}) must be a multiple of nHeadKv (${nHeadKv})`,
+      );
+    }
+    const n = pos0 + T;
+    this.checkBuf("attention q", q, T * nHead * headDim * 4);
+    this.checkBuf("attention kCache", kCache, n * nHeadKv * headDim * 4);
+    this.checkBuf("attention vCache", vCache, n * nHeadKv * headDim * 4);
+    this.checkBuf("attention out", out, T * nHead * headDim * 4);
+    const per = align(n * 4);
+    const s = this.scratch(per * this.threads);
+    const items = T * nHead;
+    if (this.threads === 1 || items < 2 || items * n * headDim < MIN_PARALLEL_MACS) {
+      this.kernels.attention(
+        q.offset,
+        kCache.offset,
+        vCache.offset,
+        out.offset,
+        T,
+        pos0,
+        nHead,
+        nHeadKv,
+        headDim,
+        scale,
+        s.offset,
+        0,
+        1,
+      );
+      return;
+    }
+    const p = this.pool;
+    p.setInt(0, q.offset);
+    p.setInt(1, kCache.offset);
+    p.setInt(2, vCache.offset);
+    p.setInt(3, out.offset);
+    p.setInt(4, T);
+    p.setInt(5, pos0);
+    p.setInt(6, nHead);
+    p.setInt(7, nHeadKv);
+    p.setInt(8, headDim);
+    p.setFloat(9, scale);
+    p.setInt(10, s.offset);
+    p.setInt(11, per);
+    p.run(this.opAttention);
+  }
+
+  add(a: Buf, b: Buf, n: number): void {
+    this.live();
+    this.checkBuf("add a", a, n * 4);
+    this.checkBuf("add b", b, n * 4);
+    this.kernels.add(a.offset, b.offset, n);
+  }
+
+  addBias(a: Buf, b: Buf, T: number, C: number): void {
+    this.live();
+    this.checkBuf("addBias a", a, T * C * 4);
+    this.checkBuf("addBias b", b, C * 4);
+    this.kernels.addBias(a.offset, b.offset, T, C);
+  }
+
+  swiglu(gate: Buf, up: Buf, n: number): void {
+    this.live();
+    this.checkBuf("swiglu gate", gate, n * 4);
+    this.checkBuf("swiglu up", up, n * 4);
+    this.kernels.swiglu(gate.offset, up.offset, n);
+  }
+
+  softmax(x: Buf, rows: number, n: number): void {
+    this.live();
+    this.checkBuf("softmax x", x, rows * n * 4);
+    this.kernels.softmax(x.offset, rows, n);
+  }
+
+  copy(src: Buf, dst: Buf, n: number, srcOffsetFloats = 0, dstOffsetFloats = 0): void {
+    this.live();
+    this.checkBuf("copy src", src, (srcOffsetFloats + n) * 4);
+    this.checkBuf("copy dst", dst, (dstOffsetFloats + n) * 4);
+    const b = new Uint8Array(this.memory.buffer);
+    const from = src.offset + srcOffsetFloats * 4;
+    b.copyWithin(dst.offset + dstOffsetFloats * 4, from, from + n * 4);
+  }
+
+  // ------------------------------------------------------------------------------ helpers
+
+  /** A scratch range of at least `bytes`, reused across calls; grows (by doubling) when too small. */
+  private scratch(bytes: number): Buf {
+    if (this.scratchBuf.bytes < bytes) {
+      this.scratchBuf = this.alloc(Math.max(align(bytes), this.scratchBuf.bytes * 2, 1 << 20));
+    }
+    return this.scratchBuf;
+  }
+
+  private checkBuf(what: string, b: Buf, need: number): void {
+    if (b.bytes < need || b.offset + b.bytes > this.top) {
+      throw new OwlError(
+        "ERR_TENSOR_OUT_OF_BOUNDS",
+        `${what}: needs ${need} bytes, the buffer at ${b.offset} has ${b.bytes} (backend memory in use: ${this.top})`,
+      );
+    }
+  }
+
+  private live(): void {
+    assert(!this.disposed, "WasmBackend used after dispose()");
+  }
+}
+
+/** Creates a WasmBackend: compiles (building if needed) the kernels and starts the worker threads. */
+export function createWasmBackend(
+  options: { threads?: number; maxMemoryBytes?: number } = {},
+): Promise<WasmBackend> {
+  return WasmBackend.create(options);
+}

@@ -1,0 +1,166 @@
+/**
+ * The thread pool of the WebAssembly backend: worker threads (worker.mjs) that instantiate the
+ * kernels module over the same shared WebAssembly.Memory and take ops from a control block in
+ * that memory, synchronized with Atomics.wait/notify (no message per op: decode runs hundreds
+ * of ops per token). The calling thread is thread 0 and does its share too, so `run` is
+ * synchronous and `threads` counts the caller.
+ *
+ * Control block (i32, 64 bytes at `ctl`): [0] sequence number (bumped to start an op),
+ * [1] workers done, [2] op code (-1 = exit), [3] error flag, [4..15] the op's arguments.
+ * Not here: the kernels (assembly/), memory allocation (backend.ts).
+ */
+import { Worker } from "node:worker_threads";
+import { assert, OwlError } from "../../../util/errors.ts";
+import type { WasmMemory, WasmModule } from "./wasm-api.ts";
+
+const SEQ = 0;
+const DONE = 1;
+const OP = 2;
+const ERR = 3;
+const ARGS = 4;
+export const CONTROL_BYTES = 64;
+export const MAX_ARGS = 12;
+
+/** The module's `work` export: thread `tid` of `nth` runs its share of the op at ctl. */
+export type WorkFn = (ctl: number, tid: number, nth: number) => void;
+
+export interface PoolOptions {
+  /** Spin iterations before a waiting thread sleeps in Atomics.wait. */
+  spin: number;
+}
+
+export class ThreadPool {
+  readonly threads: number;
+  private readonly c: Int32Array;
+  private readonly f: Float32Array;
+  private readonly workers: Worker[];
+  private readonly spin: number;
+  private lastWorkerError: string | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly work: WorkFn,
+    memory: WasmMemory,
+    private readonly ctl: number,
+    threads: number,
+    workers: Worker[],
+    spin: number,
+  ) {
+    this.threads = threads;
+    this.c = new Int32Array(memory.buffer, ctl, CONTROL_BYTES / 4);
+    this.f = new Float32Array(memory.buffer, ctl, CONTROL_BYTES / 4);
+    this.workers = workers;
+    this.spin = spin;
+    for (const w of workers) {
+      w.on("message", (m: { error?: string }) => {
+        if (m.error) this.lastWorkerError = m.error;
+      });
+    }
+  }
+
+  /** Starts threads - 1 workers over `module` and `memory`; resolves when all are running. */
+  static async start(
+    module: WasmModule,
+    memory: WasmMemory,
+    work: WorkFn,
+    ctl: number,
+    threads: number,
+    options: PoolOptions,
+  ): Promise<ThreadPool> {
+    const workers: Worker[] = [];
+    const ready: Promise<void>[] = [];
+    for (let tid = 1; tid < threads; tid++) {
+      const w = new Worker(new URL("./worker.mjs", import.meta.url), {
+        workerData: { module, memory, ctl, tid, nth: threads, spin: options.spin },
+      });
+      // A worker blocked in Atomics.wait must not keep the process alive.
+      w.unref();
+      workers.push(w);
+      ready.push(
+        new Promise<void>((resolve, reject) => {
+          w.once("message", () => resolve());
+          w.once("error", (e) =>
+            reject(
+              new OwlError("ERR_IO", `kernel worker ${tid} failed to start: ${String(e)}`, { cause: e }),
+            ),
+          );
+        }),
+      );
+    }
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
+    return new ThreadPool(work, memory, ctl, threads, workers, options.spin);
+  }
+
+  /** Sets argument i (an int: pointer, size or code). */
+  setInt(i: number, v: number): void {
+    assert(i < MAX_ARGS, "pool argument index");
+    this.c[ARGS + i] = v | 0;
+  }
+
+  /** Sets argument i to a float32. */
+  setFloat(i: number, v: number): void {
+    assert(i < MAX_ARGS, "pool argument index");
+    this.f[ARGS + i] = v;
+  }
+
+  /** Runs op `op` with the arguments set on all threads; returns when every thread is done. */
+  run(op: number): void {
+    assert(!this.closed, "thread pool used after dispose");
+    const c = this.c;
+    c[OP] = op;
+    const nth = this.threads;
+    if (nth === 1) {
+      this.work(this.ctl, 0, 1);
+      return;
+    }
+    Atomics.store(c, DONE, 0);
+    Atomics.store(c, ERR, 0);
+    Atomics.add(c, SEQ, 1); // publishes OP and the arguments (sequentially consistent)
+    Atomics.notify(c, SEQ);
+    let failure: unknown;
+    try {
+      this.work(this.ctl, 0, nth);
+    } catch (e) {
+      failure = e;
+    }
+    // Wait for the workers even when our share failed: they still read the arguments.
+    let n = 0;
+    const start = Date.now();
+    for (;;) {
+      const done = Atomics.load(c, DONE);
+      if (done >= nth - 1) break;
+      if (++n > this.spin) {
+        Atomics.wait(c, DONE, done, 100);
+        if (Date.now() - start > 120_000) {
+          throw new OwlError("ERR_IO", `kernel threads did not finish op ${op} within 120 s`);
+        }
+      }
+    }
+    if (failure !== undefined) throw failure;
+    if (Atomics.load(c, ERR) !== 0) {
+      throw new OwlError("ERR_IO", `a kernel worker thread failed running op ${op}`, {
+        details: { workerError: this.lastWorkerError },
+      });
+    }
+  }
+
+  /** Stops the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.workers.length === 0) return;
+    const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
+    Atomics.store(this.c, OP, -1);
+    Atomics.add(this.c, SEQ, 1);
+    Atomics.notify(this.c, SEQ);
+    const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 2000).unref());
+    if ((await Promise.race([Promise.all(exited), timeout])) === "timeout") {
+      await Promise.all(this.workers.map((w) => w.terminate()));
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * WasmBackend.matmul against src/quant's ggml-exact scalar dot products, for every weight type
+ * with a kernel, at T = 1 and T > 1, odd sizes (OC not a multiple of the thread count), on 1 and
+ * 2 threads. Tolerance: |got - want| <= RTOL * sum_i |w_i a_i| + ATOL per output (w, a the
+ * dequantized row and activation): the integer block sums are exact, only the float order
+ * differs from ggml's scalar loop. 1 and 2 threads must agree bit for bit.
+ * Not here: the other kernels (engine-wasm-ops.test.ts), activation quantizers (engine-wasm-quantize.test.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createWasmBackend, type WasmBackend } from "../src/engine/kernels/wasm/backend.ts";
+import type { GgmlTypeName } from "../src/util/ggml-types.ts";
+import { expectClose, quantizeMatrix, randomFloats, refMatmul } from "./helpers/engine-wasm-reference.ts";
+
+const RTOL = 4e-7;
+const ATOL = 1e-6;
+
+const FLOAT_TYPES: GgmlTypeName[] = ["F32", "F16", "BF16"];
+const LEGACY_TYPES: GgmlTypeName[] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"];
+const K_TYPES: GgmlTypeName[] = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"];
+
+// [T, C, OC]
+const COMMON: [number, number, number][] = [
+  [1, 256, 13],
+  [7, 256, 13],
+  [1, 4096, 67],
+  [7, 1024, 37],
+  [3, 768, 5],
+];
+const FLOAT_EXTRA: [number, number, number][] = [
+  [1, 100, 9],
+  [5, 36, 3],
+];
+const LEGACY_EXTRA: [number, number, number][] = [[2, 96, 11]];
+
+let b1: WasmBackend;
+let b2: WasmBackend;
+
+beforeAll(async () => {
+  b1 = await createWasmBackend({ threads: 1 });
+  b2 = await createWasmBackend({ threads: 2 });
+});
+
+afterAll(async () => {
+  await b1?.dispose();
+  await b2?.dispose();
+});
+
+function run(
+  b: WasmBackend,
+  type: GgmlTypeName,
+  w: Uint8Array,
+  x: Float32Array,
+  T: number,
+  C: number,
+  OC: number,
+) {
+  const wb = b.upload(w);
+  const xb = b.upload(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  const yb = b.alloc(T * OC * 4);
+  b.matmul(type, wb, xb, yb, T, C, OC);
+  return b.f32(yb).slice();
+}
+
+function check(type: GgmlTypeName, T: number, C: number, OC: number, seed: number) {
+  // Weights with a spread of row scales, activations with a few large values (outliers are
+  // what per-block scales must survive).
+  const wf = randomFloats(OC * C, seed, 0.5);
+  for (let r = 0; r < OC; r++) for (let i = 0; i < C; i++) wf[r * C + i]! *= 1 + (r % 5);
+  const x = randomFloats(T * C, seed + 1, 1);
+  for (let i = 0; i < x.length; i += 97) x[i]! *= 8;
+  const w = quantizeMatrix(type, wf, OC, C);
+  const want = refMatmul(type, w, x, T, C, OC);
+  const got1 = run(b1, type, w, x, T, C, OC);
+  const got2 = run(b2, type, w, x, T, C, OC);
+  const d = expectClose(`${type} T=${T} C=${C} OC=${OC}`, got1, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+  expect(Array.from(got2)).toEqual(Array.from(got1));
+  return d;
+}
+
+describe("WasmBackend.matmul", () => {
+  for (const type of [...FLOAT_TYPES, ...LEGACY_TYPES, ...K_TYPES]) {
+    const cases = [
+      ...COMMON,
+      ...(FLOAT_TYPES.includes(type) ? FLOAT_EXTRA : []),
+      ...(LEGACY_TYPES.includes(type) ? LEGACY_EXTRA : []),
+    ];
+    it(`${type}: matches ggml's scalar dot within ${RTOL} x sum|w a|`, () => {
+      let seed = 1000;
+      for (const [T, C, OC] of cases) check(type, T, C, OC, seed++);
+    });
+  }
+
+  it("rejects a type without a kernel and a C that is not a multiple of the block size", () => {
+    const w = b1.alloc(1024);
+    const x = b1.alloc(1024);
+    const y = b1.alloc(1024);
+    expect(() => b1.matmul("IQ4_NL", w, x, y, 1, 32, 1)).toThrow(/no WebAssembly kernel/);
+    expect(() => b1.matmul("Q4_K", w, x, y, 1, 32, 1)).toThrow(/multiple of 256/);
+    expect(() => b1.matmul("F32", w, x, y, 1, 512, 1)).toThrow(/needs 2048 bytes/);
+  });
+});
