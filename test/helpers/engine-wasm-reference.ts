@@ -147,15 +147,15 @@ export function refRope(
   return out;
 }
 
-/** Softmax of each row in float64. */
+/** Softmax of each row: exp(fround(x - max)) (ggml subtracts in float32) in float64. */
 export function refSoftmax(x: Float32Array, rows: number, n: number): Float32Array {
   const out = new Float32Array(rows * n);
   for (let r = 0; r < rows; r++) {
     let max = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < n; i++) max = Math.max(max, x[r * n + i]!);
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += Math.exp(x[r * n + i]! - max);
-    for (let i = 0; i < n; i++) out[r * n + i] = Math.exp(x[r * n + i]! - max) / sum;
+    for (let i = 0; i < n; i++) sum += Math.exp(fr(x[r * n + i]! - max));
+    for (let i = 0; i < n; i++) out[r * n + i] = Math.exp(fr(x[r * n + i]! - max)) / sum;
   }
   return out;
 }
