@@ -153,6 +153,30 @@ describe("Jinja2 behaviours bridged over @huggingface/jinja", () => {
     ).toBe("aTrueNone1[1] True None [1, 'b']");
   });
 
+  it("applies string filters to str() of any value (Jinja2)", () => {
+    expect(
+      render("[{{ none|trim }}][{{ missing|trim }}][{{ [' a ']|trim }}][{{ true|upper }}][{{ 3|lower }}]"),
+    ).toBe("[None][][[' a ']][TRUE][3]");
+  });
+
+  it("gives undefined for a subscript that is not a key, and calls undefined and dicts iterable (Jinja2)", () => {
+    expect(
+      render("{% set m = {'a': 1} %}[{{ m[missing] }}][{{ m[none] }}][{{ m['a'] }}][{{ [1,2][missing] }}]"),
+    ).toBe("[][][1][]");
+    expect(
+      render("{{ missing is iterable }} {{ {} is iterable }} {{ 3 is iterable }} {{ 'x' is not iterable }}"),
+    ).toBe("True True False False");
+  });
+
+  it("adds like Python: a string only to a string (Jinja2)", () => {
+    expect(render("{{ 1 + 2 }} {{ [1] + [2] }} {{ 'a' + 'b' }} {{ 1.5 + 1 }}")).toBe("3 [1, 2] ab 2.5");
+    const e = expectCode(() => render("{{ 'a' + [1] }}"), "ERR_TEMPLATE_RENDER");
+    expect(e.message).toContain('can only concatenate str (not "list") to str');
+    expect(expectCode(() => render("{{ [1] + 'a' }}"), "ERR_TEMPLATE_RENDER").message).toContain(
+      'can only concatenate list (not "str") to list',
+    );
+  });
+
   it("loops over undefined as empty and over a string by characters (Jinja2)", () => {
     expect(
       render(

@@ -19,18 +19,24 @@
  *   Jinja's undefined, as in the reference renders and llama.cpp), `bos_token` / `eos_token` when
  *   given, then `input.extra` (enable_thinking, reasoning_effort, custom kwargs).
  *
- * Where the library differs from Jinja2, this file bridges it without touching template text:
- * - `{% for x in undefined %}` iterates nothing (Jinja2) instead of throwing; a string iterates
- *   its characters. (NousResearch Hermes 3's tool_use template loops over `tools` unconditionally.)
- * - Printed values, `~` and the `string` filter use Python's str(): `{{ true }}` is "True",
- *   `{{ none }}` "None", a list "[1, 'a']", a dict "{'k': 'v'}" (chat-template-python.ts).
+ * Where the library differs from Jinja2, this file bridges it without touching template text
+ * (ChatTemplateInterpreter re-routes those AST nodes; the library does the rest):
+ * - `{% for x in undefined %}` iterates nothing instead of throwing; a string iterates its
+ *   characters. (NousResearch Hermes 3's tool_use template loops over `tools` unconditionally.)
+ * - Python's str() where Jinja2 calls it: printed values, `~`, and the filters string, trim,
+ *   upper, lower, capitalize, title: `{{ true }}` is "True", `{{ none }}` "None", a list
+ *   "[1, 'a']", a dict "{'k': 'v'}", `none|trim` "None" (chat-template-python.ts).
+ * - `+` joins a string only to a string ("a" + [1] fails as in Python, instead of "a1").
+ * - `d[key]` with a key that is not a string or integer (undefined, none) is undefined; an
+ *   undefined value and a dict pass the `iterable` test (Hermes 3's json_to_python_type).
+ * test/chat-template-jinja2.test.ts checks these on 168 more conversations against Jinja2.
  * Known differences that remain (none affects the 12 reference templates; each was checked
  * against Jinja2 3.1.6): numbers come from JavaScript, so 2.0 in the input is the integer 2
  * (Python prints "2.0"); strings are indexed and measured in UTF-16 units (`"🦙"|length` is 2);
  * `join` on non-strings and `dict.items()` print JavaScript-style ("true", lists, not tuples);
- * the library is lenient where Jinja2 raises (`"a" + 1`, `undefined.attr`); it has no `format`
- * filter, `dict()`, `{% raw %}`, `{% include %}`, one-element tuples or `1e16` literals;
- * `tojson(sort_keys=true)` sorts with localeCompare, not by code point.
+ * an attribute of an undefined value is undefined where Jinja2 raises; the library has no
+ * `format` filter, `dict()`, `{% raw %}`, `{% include %}`, one-element tuples or `1e16`
+ * literals; `tojson(sort_keys=true)` sorts with localeCompare, not by code point.
  *
  * Limits: a render counts evaluation steps (one per expression or statement evaluated, five per
  * loop item) and stops with ERR_TEMPLATE_RENDER past `maxSteps`: Jinja has no while-loops, but
@@ -212,6 +218,18 @@ interface BinaryNode extends JinjaNode {
   operator: { value: string };
   left: JinjaNode;
   right: JinjaNode;
+}
+interface MemberNode extends JinjaNode {
+  type: "MemberExpression";
+  object: JinjaNode;
+  property: JinjaNode;
+  computed: boolean;
+}
+interface TestNode extends JinjaNode {
+  type: "TestExpression";
+  operand: JinjaNode;
+  negate: boolean;
+  test: JinjaNode & { value?: unknown };
 }
 interface FilterNode extends JinjaNode {
   type: "FilterExpression";
@@ -442,6 +460,8 @@ function globalEnvironment(now: Date): JinjaEnvironment {
   env.set("True", true);
   env.set("False", false);
   env.set("None", null);
+  env.set(TRUE_VAR, true);
+  env.set(FALSE_VAR, false);
   env.set("range", safeRange);
   env.set("raise_exception", (message: unknown) => {
     throw new TemplateRaised(typeof message === "string" ? message : String(message));
@@ -454,6 +474,41 @@ function globalEnvironment(now: Date): JinjaEnvironment {
 // The interpreter, with the Jinja2 bridges of the module comment
 
 const ITERABLE_VAR = "__owl_for_iterable";
+/** Booleans for the bridges, declared with the globals (`true` could be shadowed by a template). */
+const TRUE_VAR = "__owl_true";
+const FALSE_VAR = "__owl_false";
+/** What Jinja2's `iterable` test accepts. */
+const ITERABLE_TYPES = new Set([
+  "ArrayValue",
+  "TupleValue",
+  "StringValue",
+  "ObjectValue",
+  "KeywordArgumentsValue",
+  "UndefinedValue",
+]);
+/** Never declared: looking it up gives the library's undefined value. */
+const UNDEFINED_VAR = "__owl_undefined";
+/** Filters that Jinja2 applies to str() of their operand. */
+const STRING_FILTERS = new Set(["string", "trim", "upper", "lower", "capitalize", "title"]);
+/** Subscripts the library handles like Jinja2 already. */
+const LITERAL_KEYS = new Set(["StringLiteral", "IntegerLiteral", "SliceExpression"]);
+
+/** Python's name for the type of a runtime value, for TypeError messages. */
+function pyTypeName(v: JinjaValue): string {
+  const names: Record<string, string> = {
+    IntegerValue: "int",
+    FloatValue: "float",
+    BooleanValue: "bool",
+    NullValue: "NoneType",
+    UndefinedValue: "Undefined",
+    ArrayValue: "list",
+    TupleValue: "tuple",
+    ObjectValue: "dict",
+    NamespaceValue: "Namespace",
+    FunctionValue: "function",
+  };
+  return names[v.type] ?? v.type;
+}
 
 class ChatTemplateInterpreter extends Interpreter {
   private steps = 0;
@@ -481,34 +536,99 @@ class ChatTemplateInterpreter extends Interpreter {
 
   private bridge(statement: JinjaNode | undefined, environment: JinjaEnvironment): JinjaValue {
     if (statement === undefined) return super.evaluate(statement, environment);
+    const value = this.bridgeValue(statement, environment);
+    if (value.type !== "StringValue" && this.printed.has(statement)) {
+      const s = pyStrOrUndefined(value);
+      if (s !== undefined) return this.bridgeStr(s, environment);
+    }
+    return value;
+  }
+
+  private bridgeValue(statement: JinjaNode, environment: JinjaEnvironment): JinjaValue {
     switch (statement.type) {
       case "For":
         return this.bridgeFor(statement as ForNode, environment);
       case "BinaryExpression": {
         const b = statement as BinaryNode;
-        if (b.operator.value === "~") {
-          const left = this.evaluate(b.left, environment);
-          const right = this.evaluate(b.right, environment);
-          return this.bridgeStr(pyStr(left) + pyStr(right), environment);
+        const op = b.operator.value;
+        if (op !== "~" && op !== "+") break;
+        const left = this.evaluate(b.left, environment);
+        const right = this.evaluate(b.right, environment);
+        if (op === "~") return this.bridgeStr(pyStr(left) + pyStr(right), environment);
+        // Python's + joins two strings, and refuses a string with anything else (the library
+        // would concatenate JavaScript's text: "a" + [1] as "a1", a dict as "[object Map]").
+        const ls = left.type === "StringValue";
+        const rs = right.type === "StringValue";
+        if (ls && rs) return this.bridgeStr(String(left.value) + String(right.value), environment);
+        if (ls) throw new TypeError(`can only concatenate str (not "${pyTypeName(right)}") to str`);
+        if (rs) {
+          const l = pyTypeName(left);
+          throw new TypeError(
+            l === "list" || l === "tuple"
+              ? `can only concatenate ${l} (not "str") to ${l}`
+              : `unsupported operand type(s) for +: '${l}' and 'str'`,
+          );
         }
-        break;
+        return this.evaluateWith(b, { left, right }, environment);
       }
       case "FilterExpression": {
+        // Jinja2's string filters take str() of anything (`none|trim` is "None", an undefined
+        // description|trim is ""); the library accepts only strings. Hand it str() of the operand.
         const f = statement as FilterNode;
-        if (f.filter.type === "Identifier" && f.filter.value === "string") {
-          const operand = this.evaluate(f.operand, environment);
-          const s = pyStrOrUndefined(operand);
-          if (s !== undefined) return this.bridgeStr(s, environment);
+        if (f.filter.type !== "Identifier" || !STRING_FILTERS.has(String(f.filter.value))) break;
+        const operand = this.evaluate(f.operand, environment);
+        const s = operand.type === "StringValue" ? undefined : pyStrOrUndefined(operand);
+        if (s === undefined) return this.evaluateWith(f, { operand }, environment);
+        const str = this.bridgeStr(s, environment);
+        return f.filter.value === "string" ? str : this.evaluateWith(f, { operand: str }, environment);
+      }
+      case "TestExpression": {
+        // Jinja2: a dict and an undefined value are iterable (the library says no; Hermes 3
+        // tests `spec.type is iterable` on an undefined type).
+        const t = statement as TestNode;
+        if (t.test.value !== "iterable") break;
+        const operand = this.evaluate(t.operand, environment);
+        return this.bridgeBool(ITERABLE_TYPES.has(operand.type) !== t.negate, environment);
+      }
+      case "MemberExpression": {
+        // Jinja2 gives undefined for a missing key, whatever the key; the library throws for a
+        // key that is not a string or an integer (Hermes 3 looks up `map[spec.type]` with an
+        // undefined type). Literal keys and slices go straight to the library.
+        const m = statement as MemberNode;
+        if (!m.computed || LITERAL_KEYS.has(m.property.type)) break;
+        const object = this.evaluate(m.object, environment);
+        const property = this.evaluate(m.property, environment);
+        if (property.type !== "StringValue" && property.type !== "IntegerValue") {
+          return super.evaluate(literal("Identifier", UNDEFINED_VAR), environment);
         }
-        break;
+        return this.evaluateWith(m, { object, property }, environment);
       }
     }
-    const value = super.evaluate(statement, environment);
-    if (this.printed.has(statement) && value.type !== "StringValue") {
-      const s = pyStrOrUndefined(value);
-      if (s !== undefined) return this.bridgeStr(s, environment);
+    return super.evaluate(statement, environment);
+  }
+
+  /**
+   * Let the library evaluate `n` with some of its operand fields already evaluated: the values
+   * are bound to hidden names in a scope of their own and the fields point to those names, so no
+   * operand is evaluated twice.
+   */
+  private evaluateWith(
+    n: JinjaNode,
+    operands: Record<string, JinjaValue>,
+    environment: JinjaEnvironment,
+  ): JinjaValue {
+    const scope = new Environment(environment);
+    const clone: Record<string, unknown> = { ...n };
+    for (const [field, value] of Object.entries(operands)) {
+      const name = `__owl_operand_${field}`;
+      scope.setVariable(name, value);
+      clone[field] = literal("Identifier", name);
     }
-    return value;
+    return super.evaluate(clone as unknown as JinjaNode, scope);
+  }
+
+  private bridgeBool(b: boolean, environment: JinjaEnvironment): JinjaValue {
+    return super.evaluate(literal("Identifier", b ? TRUE_VAR : FALSE_VAR), environment);
   }
 
   /** A string value, made by the library from a literal (its value classes are not exported). */
