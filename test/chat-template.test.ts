@@ -57,6 +57,11 @@ describe("environment as in transformers' apply_chat_template", () => {
     expect(render("a{# c #}\n  {%- if true -%}  b  {%- endif %}\n\n")).toBe("ab");
   });
 
+  it("reads \\r\\n and \\r as newlines, as Jinja2's lexer does (Jinja2)", () => {
+    expect(render('a\r\n{% if true %}\r\n  b\r\n  {% endif %}\r\n{{ "x\r\ny" }}\r\n')).toBe("a\n  b\nx\ny");
+    expect(render("a\r{% if true %}\rb{% endif %}\r")).toBe("a\nb");
+  });
+
   it("has break and continue (Jinja2)", () => {
     const t =
       "{% for i in [1,2,3,4,5] %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ i }}{% endfor %}";

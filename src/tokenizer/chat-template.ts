@@ -8,6 +8,7 @@
  * - trim_blocks and lstrip_blocks: the library's Template applies both always; compile passes
  *   them explicitly to tokenize(). It also drops one trailing newline (keep_trailing_newline off)
  *   and strips `{% generation %}` / `{% endgeneration %}` (transformers' passthrough tag).
+ *   Newlines are normalized to "\n" first, as Jinja2's lexer does.
  * - loopcontrols (`break`, `continue`): built into the library.
  * - `tojson`: the library's, which is Python's json.dumps(ensure_ascii=False) with the default
  *   separators ", " / ": " (with `indent`, "," / ": "), as transformers' tojson.
@@ -297,8 +298,8 @@ function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function parseError(name: string, source: string, e: unknown): OwlError {
-  const where = locateTemplateError(source);
+function parseError(name: string, source: string, text: string, e: unknown): OwlError {
+  const where = locateTemplateError(text);
   const at = where ? ` at line ${where.line}, column ${where.column} (${where.problem})` : "";
   return new OwlError("ERR_TEMPLATE_PARSE", `${name} does not parse${at}: ${describe(e)}`, {
     hint: where
@@ -674,11 +675,14 @@ export function compileChatTemplate(source: string, options: ChatTemplateOptions
   if (typeof source !== "string")
     throw invalid(`${name}: expected the template text, found ${typeof source}`);
   if (!(maxSteps > 0)) throw invalid(`maxSteps must be positive, found ${maxSteps}`);
+  // Jinja2's lexer turns every \r\n and \r into \n (its newline_sequence), in text and in
+  // string literals alike; the library keeps them, and its trim_blocks looks for "%}\n" only.
+  const text = source.replace(/\r\n?/g, "\n");
   let program: JinjaProgram;
   try {
-    program = parse(tokenize(source, { lstrip_blocks: true, trim_blocks: true }));
+    program = parse(tokenize(text, { lstrip_blocks: true, trim_blocks: true }));
   } catch (e) {
-    throw parseError(name, source, e);
+    throw parseError(name, source, text, e);
   }
   const printed = collectPrintedNodes(program);
   return {
