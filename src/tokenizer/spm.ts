@@ -16,27 +16,48 @@ const ESCAPED_SPACE = "\u2581";
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
 
+/** The priority queue of bigrams the merge loop uses (try_add_bigram pushes, the loop pops). */
+interface BigramQueue {
+  reset(): void;
+  /** Queue the pair (left, right) whose text is token `id` and `size` code units long. */
+  push(id: number, left: number, right: number, size: number): void;
+  /** Take the best entry into left/right/size; false when empty. */
+  pop(): boolean;
+  left: number;
+  right: number;
+  size: number;
+}
+
 /**
- * A max-heap of bigrams (llm_bigram_spm): higher score first, then smaller left index
- * (llm_bigram_spm::comparator). Entries are packed four doubles each (score, left, right, size)
- * in one array and the heap is 4-ary, so a sift touches one or two cache lines per level: on a
- * long run without word boundaries the heap outgrows the caches.
+ * A max-heap of bigrams (llm_bigram_spm): higher priority first, then smaller left index
+ * (llm_bigram_spm::comparator, with priority = the token's score). Entries are packed four doubles
+ * each (priority, left, right, size) in one array and the heap is 4-ary, so a sift touches one or
+ * two cache lines per level.
  */
-class BigramHeap {
+class BigramHeap implements BigramQueue {
   h = new Float64Array(4 * 256);
   length = 0;
+  left = 0;
+  right = 0;
+  size = 0;
+  private readonly priority: Float32Array;
+
+  constructor(priority: Float32Array) {
+    this.priority = priority;
+  }
 
   reset(): void {
     this.length = 0;
   }
 
-  push(score: number, left: number, right: number, size: number): void {
+  push(id: number, left: number, right: number, size: number): void {
     if (4 * (this.length + 1) > this.h.length) {
       const g = new Float64Array(this.h.length * 2);
       g.set(this.h);
       this.h = g;
     }
     const h = this.h;
+    const score = this.priority[id]!;
     let i = this.length++;
     while (i > 0) {
       const p = (i - 1) >> 2;
@@ -54,24 +75,20 @@ class BigramHeap {
     h[4 * i + 3] = size;
   }
 
-  /**
-   * Remove the top entry; it is left in `h` at the returned offset (just past the new end), where
-   * the caller reads left, right and size (offset + 1, + 2, + 3).
-   */
-  pop(): number {
+  pop(): boolean {
+    if (this.length === 0) return false;
     const h = this.h;
+    this.left = h[1]! | 0;
+    this.right = h[2]! | 0;
+    this.size = h[3]! | 0;
     const n = --this.length;
+    if (n === 0) return true;
+    // Sift the last entry down from the root.
     const o = 4 * n;
-    // Swap the top entry with the last one, then sift that one down from the root.
     const score = h[o]!;
     const left = h[o + 1]!;
     const right = h[o + 2]!;
     const size = h[o + 3]!;
-    h[o] = h[0]!;
-    h[o + 1] = h[1]!;
-    h[o + 2] = h[2]!;
-    h[o + 3] = h[3]!;
-    if (n === 0) return o;
     let i = 0;
     for (;;) {
       const c0 = 4 * i + 1;
@@ -99,7 +116,166 @@ class BigramHeap {
     h[4 * i + 1] = left;
     h[4 * i + 2] = right;
     h[4 * i + 3] = size;
-    return o;
+    return true;
+  }
+}
+
+/**
+ * The same order as BigramHeap, for long segments (a run of one character, a long line of
+ * digits): scores become dense ranks, each rank has a FIFO of entries, and an entry whose left is
+ * not past its FIFO's tail goes to a heap (overflow). The merge loop mostly pushes entries of a
+ * given score in left order, so almost every push and pop is O(1) and touches memory in order,
+ * where a heap of millions of entries costs a cache miss per level.
+ */
+class RunQueue implements BigramQueue {
+  left = 0;
+  right = 0;
+  size = 0;
+  private readonly rankOf: Int32Array;
+  private readonly head: Int32Array;
+  private readonly tail: Int32Array;
+  private readonly queued: Uint8Array;
+  // Ranks with a (possibly emptied) FIFO, as a binary min-heap.
+  private ranks = new Int32Array(64);
+  private nRanks = 0;
+  // FIFO nodes: left, right, size, next; freed nodes are chained through `next`.
+  private nodes = new Int32Array(4 * 1024);
+  private used = 0;
+  private free = -1;
+  private readonly overflow: BigramHeap;
+
+  constructor(scores: Float32Array) {
+    const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
+    this.rankOf = new Int32Array(scores.length);
+    let rank = -1;
+    let last = Number.NaN;
+    for (const id of order) {
+      if (scores[id] !== last) {
+        rank++;
+        last = scores[id]!;
+      }
+      this.rankOf[id] = rank;
+    }
+    this.head = new Int32Array(rank + 1).fill(-1);
+    this.tail = new Int32Array(rank + 1).fill(-1);
+    this.queued = new Uint8Array(rank + 1);
+    this.overflow = new BigramHeap(Float32Array.from(this.rankOf, (r) => -r));
+  }
+
+  reset(): void {
+    for (let i = 0; i < this.nRanks; i++) {
+      const r = this.ranks[i]!;
+      this.head[r] = -1;
+      this.tail[r] = -1;
+      this.queued[r] = 0;
+    }
+    this.nRanks = 0;
+    this.used = 0;
+    this.free = -1;
+    this.overflow.reset();
+  }
+
+  private node(left: number, right: number, size: number): number {
+    let k = this.free;
+    if (k >= 0) this.free = this.nodes[4 * k + 3]!;
+    else {
+      k = this.used++;
+      if (4 * this.used > this.nodes.length) {
+        const g = new Int32Array(this.nodes.length * 2);
+        g.set(this.nodes);
+        this.nodes = g;
+      }
+    }
+    const o = 4 * k;
+    this.nodes[o] = left;
+    this.nodes[o + 1] = right;
+    this.nodes[o + 2] = size;
+    this.nodes[o + 3] = -1;
+    return k;
+  }
+
+  private pushRank(r: number): void {
+    if (this.nRanks === this.ranks.length) {
+      const g = new Int32Array(this.ranks.length * 2);
+      g.set(this.ranks);
+      this.ranks = g;
+    }
+    const a = this.ranks;
+    let i = this.nRanks++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]! <= r) break;
+      a[i] = a[p]!;
+      i = p;
+    }
+    a[i] = r;
+    this.queued[r] = 1;
+  }
+
+  private popRank(): void {
+    const a = this.ranks;
+    this.queued[a[0]!] = 0;
+    const n = --this.nRanks;
+    const r = a[n]!;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && a[c + 1]! < a[c]!) c++;
+      if (a[c]! >= r) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    if (n > 0) a[i] = r;
+  }
+
+  push(id: number, left: number, right: number, size: number): void {
+    const r = this.rankOf[id]!;
+    const t = this.tail[r]!;
+    if (t === -1) {
+      const k = this.node(left, right, size);
+      this.head[r] = k;
+      this.tail[r] = k;
+      if (this.queued[r] === 0) this.pushRank(r);
+    } else if (left >= this.nodes[4 * t]!) {
+      // NOTE: an equal left is a duplicate or a stale entry; their order among themselves is free.
+      const k = this.node(left, right, size);
+      this.nodes[4 * t + 3] = k;
+      this.tail[r] = k;
+    } else this.overflow.push(id, left, right, size);
+  }
+
+  pop(): boolean {
+    while (this.nRanks > 0 && this.head[this.ranks[0]!] === -1) this.popRank();
+    const haveFifo = this.nRanks > 0;
+    const o = this.overflow;
+    if (!haveFifo && o.length === 0) return false;
+    let fromFifo = haveFifo;
+    if (haveFifo && o.length > 0) {
+      const r = this.ranks[0]!;
+      const ro = -o.h[0]!;
+      fromFifo = r < ro || (r === ro && this.nodes[4 * this.head[r]!]! <= o.h[1]!);
+    }
+    if (!fromFifo) return o.pop() && this.take(o);
+    const r = this.ranks[0]!;
+    const k = this.head[r]!;
+    const nodes = this.nodes;
+    this.left = nodes[4 * k]!;
+    this.right = nodes[4 * k + 1]!;
+    this.size = nodes[4 * k + 2]!;
+    const next = nodes[4 * k + 3]!;
+    this.head[r] = next;
+    if (next === -1) this.tail[r] = -1;
+    nodes[4 * k + 3] = this.free;
+    this.free = k;
+    return true;
+  }
+
+  private take(o: BigramHeap): boolean {
+    this.left = o.left;
+    this.right = o.right;
+    this.size = o.size;
+    return true;
   }
 }
 
@@ -289,7 +465,12 @@ class SpmCodec implements ModelCodec {
   private readonly singleBmp: Int32Array;
   private readonly singleAstral = new Map<number, number>();
   private readonly pieces: (Uint8Array | undefined)[];
-  private readonly heap = new BigramHeap();
+  private readonly heap: BigramHeap;
+  /** The queue of the segment being merged (heap or runQueue). */
+  private queue: BigramQueue;
+  private runQueue: RunQueue | undefined;
+  /** Segments of more symbols than this use the RunQueue. */
+  private readonly longSegment: number;
   // Symbols of the current segment (llm_symbol, plus the code point, hash and B^len), grown on demand.
   private start = new Int32Array(64);
   private len = new Int32Array(64);
@@ -301,9 +482,12 @@ class SpmCodec implements ModelCodec {
   /** PairTable value of symbols (i, i + 1) as split. */
   private pairValue = new Int32Array(64);
 
-  constructor(vocab: Vocab) {
+  constructor(vocab: Vocab, longSegment: number) {
     this.vocab = vocab;
     this.scores = vocab.scores;
+    this.heap = new BigramHeap(vocab.scores);
+    this.queue = this.heap;
+    this.longSegment = longSegment;
     this.table = new TokenTable(vocab.tokens);
     this.bytes = byteTokens(vocab);
     this.pairs = new PairTable(vocab);
@@ -383,32 +567,36 @@ class SpmCodec implements ModelCodec {
     const size = this.len[left]! + this.len[right]!;
     const h = (Math.imul(this.hash[left]!, this.pow[right]!) + this.hash[right]!) | 0;
     const id = this.table.find(text, this.start[left]!, size, h);
-    if (id >= 0) this.heap.push(this.scores[id]!, left, right, size);
+    if (id >= 0) this.queue.push(id, left, right, size);
   }
 
   /** The merges of llm_tokenizer_spm_session::tokenize over symbols 0..n-1, then resegment. */
   private mergeSegment(text: string, n: number, out: number[]): void {
-    const { len, prev, next, cps, hash, pow, heap } = this;
+    const { len, prev, next, cps, hash, pow } = this;
     if (n > 1) {
       for (let i = 0; i < n; i++) {
         prev[i] = i - 1;
         next[i] = i + 1;
       }
       next[n - 1] = -1;
-      heap.reset();
+      let queue: BigramQueue = this.heap;
+      if (n > this.longSegment) {
+        this.runQueue ??= new RunQueue(this.scores);
+        queue = this.runQueue;
+      }
+      this.queue = queue;
+      queue.reset();
       // The first bigrams are pairs of single characters, looked up by code point while splitting.
       const pv = this.pairValue;
       for (let i = 1; i < n; i++) {
         const id = pv[i - 1]!;
-        if (id >= 0) heap.push(this.scores[id]!, i - 1, i, len[i - 1]! + len[i]!);
+        if (id >= 0) queue.push(id, i - 1, i, len[i - 1]! + len[i]!);
       }
-      while (heap.length > 0) {
-        const o = heap.pop();
-        const h = heap.h;
-        const left = h[o + 1]! | 0;
-        const right = h[o + 2]! | 0;
+      while (queue.pop()) {
+        const left = queue.left;
+        const right = queue.right;
         // One of the symbols already took part in another merge: a stale entry.
-        if (len[left] === 0 || len[right] === 0 || len[left]! + len[right]! !== h[o + 3]) continue;
+        if (len[left] === 0 || len[right] === 0 || len[left]! + len[right]! !== queue.size) continue;
         len[left] = len[left]! + len[right]!;
         len[right] = 0;
         hash[left] = (Math.imul(hash[left]!, pow[right]!) + hash[right]!) | 0;
@@ -499,6 +687,6 @@ class SpmCodec implements ModelCodec {
 }
 
 /** The SPM codec of a "llama" vocabulary. */
-export function createSpmCodec(vocab: Vocab): ModelCodec {
-  return new SpmCodec(vocab);
+export function createSpmCodec(vocab: Vocab, options: { longSegment?: number } = {}): ModelCodec {
+  return new SpmCodec(vocab, options.longSegment ?? 1024);
 }

@@ -235,21 +235,22 @@ export class Tokenizer {
     }
     if (removeSpecial && v.addEos && end > start && ids[end - 1] === v.eos) end--;
 
-    const parts: Uint8Array[] = [];
+    // Two passes over the (cached) pieces: sizes, then bytes; no per-token allocation.
     let total = 0;
-    for (let i = start; i < end; i++) {
-      let b = this.pieceBytes(ids[i]!, renderSpecial);
-      if (removeSpace && b.length > 0 && b[0] === 0x20) b = b.subarray(1);
-      removeSpace = false;
-      parts.push(b);
-      total += b.length;
-    }
+    for (let i = start; i < end; i++) total += this.pieceBytes(ids[i]!, renderSpecial).length;
     let text: Uint8Array = new Uint8Array(total);
     let o = 0;
-    for (const b of parts) {
-      text.set(b, o);
-      o += b.length;
+    for (let i = start; i < end; i++) {
+      const b = this.pieceBytes(ids[i]!, renderSpecial);
+      let k = 0;
+      if (removeSpace && b.length > 0 && b[0] === 0x20) k = 1;
+      removeSpace = false;
+      if (b.length - k > 16) {
+        text.set(k === 0 ? b : b.subarray(k), o);
+        o += b.length - k;
+      } else for (; k < b.length; k++) text[o++] = b[k]!;
     }
+    text = text.subarray(0, o);
     if (v.cleanSpaces) text = cleanSpaces(text);
     return new TextDecoder().decode(text);
   }
