@@ -6,12 +6,14 @@
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { runEngineKernelsBench } from "./engine-kernels.ts";
 import { runQuantBench } from "./quant.ts";
 import { runShowBench } from "./show.ts";
 
 const sections: [string, () => string | Promise<string>][] = [
   ["Dequantize and dot throughput (src/quant, plain TypeScript kernels, 1 thread)", runQuantBench],
   ["`owl show` on a 2 GB GGUF", runShowBench],
+  ["Engine kernels: WebAssembly SIMD, 1 and 2 threads, vs plain TypeScript", runEngineKernelsBench],
 ];
 
 const only = process.argv[2];

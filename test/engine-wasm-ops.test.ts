@@ -28,7 +28,7 @@ let b2: WasmBackend;
 
 beforeAll(async () => {
   b1 = await createWasmBackend({ threads: 1 });
-  b2 = await createWasmBackend({ threads: 2 });
+  b2 = await createWasmBackend({ threads: 2, minParallelWork: 0 });
 });
 
 afterAll(async () => {

@@ -29,13 +29,16 @@ export interface WasmBackendOptions {
   threads?: number;
   /** Most bytes the memory may grow to (default and ceiling 4 GiB, the wasm32 limit). */
   maxMemoryBytes?: number;
-  /** Spin iterations before an idle thread sleeps (default 20000, about 50-100 us). */
+  /** Spin iterations before an idle thread sleeps (default 20000, about 50-100 µs). */
   spin?: number;
+  /** Multiply-adds below which matmul and attention stay on the caller (default 2^20; 0 in tests). */
+  minParallelWork?: number;
 }
 
 /** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
 export interface KernelExports {
   heapBase(): number;
+  initTables(): void;
   prepareAct(
     type: number,
     x: number,
@@ -107,8 +110,11 @@ export interface KernelExports {
 const PAGE = 65536;
 const MAX_PAGES = 65536;
 const ALIGN = 64;
-/** Below this many multiply-adds a matmul runs on the caller alone (waking workers costs more). */
-const MIN_PARALLEL_MACS = 1 << 16;
+/**
+ * Below this many multiply-adds (about 50-100 µs of one thread) an op runs on the caller alone:
+ * waking a worker costs 10-50 µs, more on a busy machine.
+ */
+const MIN_PARALLEL_MACS = 1 << 20;
 
 /** Weight types with a matmul kernel, by ggml type id. */
 const MATMUL_TYPES: ReadonlySet<GgmlTypeName> = new Set<GgmlTypeName>([
@@ -181,6 +187,7 @@ export class WasmBackend implements KernelBackend {
   private disposed = false;
   private readonly opMatmul: number;
   private readonly opAttention: number;
+  private readonly minParallel: number;
 
   private constructor(
     memory: WasmMemory,
@@ -188,7 +195,9 @@ export class WasmBackend implements KernelBackend {
     pool: ThreadPool,
     top: number,
     maxBytes: number,
+    minParallel: number,
   ) {
+    this.minParallel = minParallel;
     this.memory = memory;
     this.kernels = kernels;
     this.pool = pool;
@@ -217,11 +226,20 @@ export class WasmBackend implements KernelBackend {
     const instance = await WA.instantiate(module, { env: { memory } });
     const kernels = instance.exports as unknown as KernelExports;
     const ctl = align(kernels.heapBase());
+    if (ctl + PAGE > 16 * PAGE) memory.grow(Math.ceil((ctl + PAGE) / PAGE) - 16);
+    kernels.initTables();
     const top = ctl + align(CONTROL_BYTES);
     const pool = await ThreadPool.start(module, memory, (c, t, n) => kernels.work(c, t, n), ctl, threads, {
       spin: options.spin ?? 20000,
     });
-    return new WasmBackend(memory, kernels, pool, top, maxPages * PAGE);
+    return new WasmBackend(
+      memory,
+      kernels,
+      pool,
+      top,
+      maxPages * PAGE,
+      options.minParallelWork ?? MIN_PARALLEL_MACS,
+    );
   }
 
   // ------------------------------------------------------------------------------- memory
@@ -326,7 +344,7 @@ export class WasmBackend implements KernelBackend {
     }
     const rows = base + need;
     k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp);
-    if (this.threads === 1 || T * C * OC < MIN_PARALLEL_MACS || OC < this.threads) {
+    if (this.threads === 1 || T * C * OC < this.minParallel || OC < this.threads) {
       k.matmulRows(code, w.offset, xa, ad, ax, y.offset, T, C, OC, 0, OC, rows);
       return;
     }
@@ -423,7 +441,7 @@ export class WasmBackend implements KernelBackend {
     const per = align(n * 4);
     const s = this.scratch(per * this.threads);
     const items = T * nHead;
-    if (this.threads === 1 || items < 2 || items * n * headDim < MIN_PARALLEL_MACS) {
+    if (this.threads === 1 || items < 2 || items * n * headDim < this.minParallel) {
       this.kernels.attention(
         q.offset,
         kCache.offset,
@@ -518,8 +536,6 @@ export class WasmBackend implements KernelBackend {
 }
 
 /** Creates a WasmBackend: compiles (building if needed) the kernels and starts the worker threads. */
-export function createWasmBackend(
-  options: { threads?: number; maxMemoryBytes?: number } = {},
-): Promise<WasmBackend> {
+export function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
   return WasmBackend.create(options);
 }

@@ -73,8 +73,6 @@ export class ThreadPool {
       const w = new Worker(new URL("./worker.mjs", import.meta.url), {
         workerData: { module, memory, ctl, tid, nth: threads, spin: options.spin },
       });
-      // A worker blocked in Atomics.wait must not keep the process alive.
-      w.unref();
       workers.push(w);
       ready.push(
         new Promise<void>((resolve, reject) => {
@@ -93,6 +91,9 @@ export class ThreadPool {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
     }
+    // Once running, a worker blocked in Atomics.wait must not keep the process alive (unref'd
+    // before it is ready, the process could exit while awaiting it).
+    for (const w of workers) w.unref();
     return new ThreadPool(work, memory, ctl, threads, workers, options.spin);
   }
 

@@ -3,6 +3,7 @@
 // module allocates nothing: every pointer is a byte offset chosen by the JS allocator, which
 // starts above heapBase(). Work split across threads goes through `work`, which reads one op and
 // its arguments from a control block in memory (layout: ../pool.ts).
+import { TABLES_END } from "./common";
 import { isKQuant, matmulRows, T_BF16, T_F16, T_F32, T_Q4_1, T_Q5_1 } from "./matmul";
 import { attention } from "./ops";
 import {
@@ -24,9 +25,11 @@ export { quantizeQ8_0, quantizeQ8_1, quantizeQ8K, toBf16Row, toF16Row } from "./
 export const OP_MATMUL: i32 = 1;
 export const OP_ATTENTION: i32 = 2;
 
-/** First byte past the module's static data: the JS allocator starts above it. */
+export { initTables } from "./common";
+
+/** First byte past the module's static data and tables: the JS allocator starts above it. */
 export function heapBase(): usize {
-  return __heap_base;
+  return TABLES_END;
 }
 
 /**

@@ -9,7 +9,7 @@
 // Every 32 consecutive values of these layouts sit at the same bit position of 32 consecutive
 // bytes, so 2 x 16 bytes read as i16 lanes give the four EO slots with shifts and masks (see
 // matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32.
-import { f16, hsum } from "./common";
+import { f16t, hsum } from "./common";
 
 /** Lane sums of slots A, B (the first 16 values of a group of 32) with the activation at a. */
 @inline
@@ -72,8 +72,8 @@ export function dotQ2K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
     let summs = 0;
     for (let j = 0; j < 16; j++) summs += (<i32>load<u8>(p + j) >> 4) * load<i32>(bs + (<usize>j << 2));
     const d8 = load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d8 * f16(load<u16>(p, 80)))));
-    accm += d8 * f16(load<u16>(p, 82)) * <f32>summs;
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d8 * f16t(load<u16>(p, 80)))));
+    accm += d8 * f16t(load<u16>(p, 82)) * <f32>summs;
   }
   return hsum(acc) - accm;
 }
@@ -108,7 +108,7 @@ export function dotQ3K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
         isum = i32x4.add(isum, i32x4.mul(dotCD(qC, qD, a), i32x4.splat(scaleQ3K(p + 96, j + 1))));
       }
     }
-    const dd = f16(load<u16>(p, 108)) * load<f32>(d + (<usize>b << 2));
+    const dd = f16t(load<u16>(p, 108)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dd)));
   }
   return hsum(acc);
@@ -142,8 +142,8 @@ export function dotQ4K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
         minK4(p + 4, 2 * j + 1) * (load<i32>(bo, 8) + load<i32>(bo, 12));
     }
     const d8 = load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16(load<u16>(p)) * d8)));
-    accm += f16(load<u16>(p, 2)) * d8 * <f32>summ;
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8)));
+    accm += f16t(load<u16>(p, 2)) * d8 * <f32>summ;
   }
   return hsum(acc) - accm;
 }
@@ -205,8 +205,8 @@ export function dotQ5K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
         minK4(p + 4, g1) * (load<i32>(bo, 8) + load<i32>(bo, 12));
     }
     const d8 = load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16(load<u16>(p)) * d8)));
-    accm += f16(load<u16>(p, 2)) * d8 * <f32>summ;
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8)));
+    accm += f16t(load<u16>(p, 2)) * d8 * <f32>summ;
   }
   return hsum(acc) - accm;
 }
@@ -244,7 +244,7 @@ export function dotQ6K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
         isum = i32x4.add(isum, i32x4.mul(dotCD(qC, qD, a), i32x4.splat(<i32>load<i8>(sp, 1))));
       }
     }
-    const dd = f16(load<u16>(p, 208)) * load<f32>(d + (<usize>b << 2));
+    const dd = f16t(load<u16>(p, 208)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dd)));
   }
   return hsum(acc);

@@ -10,7 +10,7 @@
 // value 2k+17, exactly the four EO slots. The fifth bits (qh, bit j = value j) are spread to
 // lanes by masking a splat of qh with the lane's bit and comparing with zero.
 // Signature of every dot: (w row, qs (nb*32 i16 EO), d (nb f32), s (nb f32, Q8_1 only), nb) -> f32.
-import { f16, hsum } from "./common";
+import { f16t, hsum } from "./common";
 
 const EVEN_BITS = i16x8(1, 4, 16, 64, 256, 1024, 4096, 16384);
 const ODD_BITS = i16x8(2, 8, 32, 128, 512, 2048, 8192, -32768);
@@ -47,7 +47,7 @@ export function dotQ4_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
     const qC = i16x8.sub(v128.and(i16x8.shr_u(v, 4), m), e8);
     const qD = i16x8.sub(i16x8.shr_u(v, 12), e8);
     const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
-    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    const sc = f16t(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
   }
   return hsum(acc);
@@ -67,9 +67,9 @@ export function dotQ4_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
     const qD = i16x8.shr_u(v, 12);
     const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
     const bo = <usize>b << 2;
-    const sc = f16(load<u16>(p)) * load<f32>(d + bo);
+    const sc = f16t(load<u16>(p)) * load<f32>(d + bo);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
-    accm += f16(load<u16>(p, 2)) * load<f32>(s + bo);
+    accm += f16t(load<u16>(p, 2)) * load<f32>(s + bo);
   }
   return hsum(acc) + accm;
 }
@@ -89,7 +89,7 @@ export function dotQ5_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
     const qC = i16x8.add(v128.and(i16x8.shr_u(v, 4), m), minus16Where0(hi, EVEN_BITS));
     const qD = i16x8.add(i16x8.shr_u(v, 12), minus16Where0(hi, ODD_BITS));
     const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
-    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    const sc = f16t(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
   }
   return hsum(acc);
@@ -112,9 +112,9 @@ export function dotQ5_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
     const qD = v128.or(i16x8.shr_u(v, 12), plus16Where1(hi, ODD_BITS));
     const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
     const bo = <usize>b << 2;
-    const sc = f16(load<u16>(p)) * load<f32>(d + bo);
+    const sc = f16t(load<u16>(p)) * load<f32>(d + bo);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
-    accm += f16(load<u16>(p, 2)) * load<f32>(s + bo);
+    accm += f16t(load<u16>(p, 2)) * load<f32>(s + bo);
   }
   return hsum(acc) + accm;
 }
@@ -132,7 +132,7 @@ export function dotQ8_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
     const qC = i16x8.shr_s(i16x8.shl(v1, 8), 8);
     const qD = i16x8.shr_s(v1, 8);
     const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
-    const sc = f16(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
+    const sc = f16t(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
   }
   return hsum(acc);
