@@ -50,6 +50,11 @@ class BigramHeap implements BigramQueue {
     this.length = 0;
   }
 
+  shrink(): void {
+    this.length = 0;
+    if (this.h.length > 4 * 256) this.h = new Float64Array(4 * 256);
+  }
+
   push(id: number, left: number, right: number, size: number): void {
     if (4 * (this.length + 1) > this.h.length) {
       const g = new Float64Array(this.h.length * 2);
@@ -175,6 +180,13 @@ class RunQueue implements BigramQueue {
     this.overflow.reset();
   }
 
+  /** Drop the storage a huge segment grew (the queue must be empty). */
+  shrink(): void {
+    this.reset();
+    if (this.nodes.length > 4 * 1024) this.nodes = new Int32Array(4 * 1024);
+    this.overflow.shrink();
+  }
+
   private node(left: number, right: number, size: number): number {
     let k = this.free;
     if (k >= 0) this.free = this.nodes[4 * k + 3]!;
@@ -278,6 +290,9 @@ class RunQueue implements BigramQueue {
     return true;
   }
 }
+
+/** Symbols of scratch space kept between calls (a segment longer than this grows it for the call). */
+const SCRATCH_KEEP = 1 << 16;
 
 /** Multiplier of the polynomial string hash H(s + c) = H(s) * B + c (mod 2^32). */
 const B = 0x01000193;
@@ -501,10 +516,14 @@ class SpmCodec implements ModelCodec {
   }
 
   private grow(): void {
-    const c = this.start.length * 2;
+    this.resize(this.start.length * 2);
+  }
+
+  /** Reallocate the symbol arrays to `c` entries, keeping what fits. */
+  private resize(c: number): void {
     const g = (a: Int32Array) => {
       const b = new Int32Array(c);
-      b.set(a);
+      b.set(a.length <= c ? a : a.subarray(0, c));
       return b;
     };
     this.start = g(this.start);
@@ -559,6 +578,11 @@ class SpmCodec implements ModelCodec {
       o += w;
     }
     if (n > 0) this.mergeSegment(text, n, out);
+    // Do not keep hundreds of MB of scratch space alive after one huge segment.
+    if (this.start.length > SCRATCH_KEEP) {
+      this.resize(SCRATCH_KEEP);
+      this.runQueue?.shrink();
+    }
   }
 
   /** Queue the pair (left, right) when its text is a token (try_add_bigram). */

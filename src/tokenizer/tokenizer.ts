@@ -12,6 +12,7 @@
 
 import type { GgufMetadata } from "../formats/gguf/index.ts";
 import { OwlError } from "../util/errors.ts";
+import { createBpeCodec } from "./bpe.ts";
 import { type Fragment, SpecialSplitter } from "./special-split.ts";
 import { createSpmCodec } from "./spm.ts";
 import {
@@ -23,10 +24,15 @@ import {
   type Vocab,
 } from "./types.ts";
 import { vocabFromGguf, vocabFromGgufFile } from "./vocab.ts";
+import { createWpmCodec } from "./wpm.ts";
 
 export type CodecFactory = (vocab: Vocab) => ModelCodec;
 
-const codecFactories = new Map<TokenizerModelName, CodecFactory>([["llama", createSpmCodec]]);
+const codecFactories = new Map<TokenizerModelName, CodecFactory>([
+  ["llama", createSpmCodec],
+  ["gpt2", (v) => createBpeCodec(v)],
+  ["bert", (v) => createWpmCodec(v)],
+]);
 
 /** Make `factory` the codec of every vocabulary whose tokenizer.ggml.model is `model`. */
 export function registerCodec(model: TokenizerModelName, factory: CodecFactory): void {
@@ -35,6 +41,8 @@ export function registerCodec(model: TokenizerModelName, factory: CodecFactory):
 
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
+/** Invalid bytes become U+FFFD; a leading U+FEFF is text like any other (TextDecoder drops it by default). */
+const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const ESCAPED_SPACE = "\u2581";
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 const ATTR_SPECIAL = TokenAttr.UNKNOWN | TokenAttr.CONTROL;
@@ -215,7 +223,7 @@ export class Tokenizer {
   tokenToPiece(id: number, options: PieceOptions = {}): string {
     let b = this.pieceBytes(id, options.renderSpecial ?? true);
     for (let i = 0, n = options.lstrip ?? 0; i < n && b.length > 0 && b[0] === 0x20; i++) b = b.subarray(1);
-    return new TextDecoder().decode(b);
+    return utf8Decoder.decode(b);
   }
 
   /** Token ids -> text, as llama_vocab::impl::detokenize(tokens, remove_special, unparse_special). */
@@ -252,7 +260,7 @@ export class Tokenizer {
     }
     text = text.subarray(0, o);
     if (v.cleanSpaces) text = cleanSpaces(text);
-    return new TextDecoder().decode(text);
+    return utf8Decoder.decode(text);
   }
 
   /** Whether the id ends generation (EOS, EOT, EOM and the <|im_end|>-like tokens). */
@@ -332,7 +340,7 @@ function cleanSpaces(text: Uint8Array): Uint8Array {
 export class StreamingDecoder {
   private readonly tokenizer: Tokenizer;
   private readonly renderSpecial: boolean;
-  private decoder = new TextDecoder();
+  private decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
   constructor(tokenizer: Tokenizer, options: { renderSpecial?: boolean } = {}) {
     this.tokenizer = tokenizer;
@@ -345,7 +353,7 @@ export class StreamingDecoder {
 
   flush(): string {
     const rest = this.decoder.decode();
-    this.decoder = new TextDecoder();
+    this.decoder = new TextDecoder("utf-8", { ignoreBOM: true });
     return rest;
   }
 }

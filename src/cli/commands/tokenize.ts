@@ -20,7 +20,7 @@ async function readProcessStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   // NOTE: invalid UTF-8 becomes U+FFFD (owl's tokenizer takes text, not bytes).
-  return new TextDecoder().decode(Buffer.concat(chunks));
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(Buffer.concat(chunks));
 }
 
 interface TokenizeOptions {
@@ -40,7 +40,7 @@ function displayPiece(tok: Tokenizer, id: number): string {
   const bytes = tok.pieceBytes(id);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     return ((tok.vocab.attrs[id] ?? 0) & TokenAttr.BYTE) !== 0 ? tok.vocab.tokens[id]! : tok.tokenToPiece(id);
   }
