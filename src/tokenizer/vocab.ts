@@ -476,59 +476,48 @@ export function vocabFromGguf(md: GgufMetadata, where = "GGUF metadata"): Vocab 
       attrs[i] = attrs[i]! | TokenAttr.CONTROL;
     }
   };
-  // The map holds the last id of each text; walk the texts through it as llama.cpp does.
-  const unique: [string, number][] = [];
-  for (let i = n - 1; i >= 0; i--) if (tokenToId.get(tokens[i]!) === i) unique.push([tokens[i]!, i]);
-  for (const [text, i] of unique) {
-    if (eot === undefined && EOT_TEXTS.has(text)) {
-      eot = i;
-      forceControl(i, text);
+  // The map holds the last id of each text. Rather than walk every token (llama.cpp's loop), look
+  // each listed text up: the match the walk would meet first is the one with the highest id.
+  const firstOf = (texts: ReadonlySet<string>): number | undefined => {
+    let best: number | undefined;
+    for (const t of texts) {
+      const i = tokenToId.get(t);
+      if (i !== undefined && (best === undefined || i > best)) best = i;
     }
-    if (eom === undefined && EOM_TEXTS.has(text)) {
-      eom = i;
-      forceControl(i, text);
-    }
-    if (fimPre === undefined && FIM_PRE_TEXTS.has(text)) {
-      fimPre = i;
-      forceControl(i, text);
-    }
-    if (fimSuf === undefined && FIM_SUF_TEXTS.has(text)) {
-      fimSuf = i;
-      forceControl(i, text);
-    }
-    if (fimMid === undefined && FIM_MID_TEXTS.has(text)) {
-      fimMid = i;
-      forceControl(i, text);
-    }
-    if (fimPad === undefined && FIM_PAD_TEXTS.has(text)) {
-      fimPad = i;
-      forceControl(i, text);
-    }
-    if (fimRep === undefined && FIM_REP_TEXTS.has(text)) {
-      fimRep = i;
-      forceControl(i, text);
-    }
-    if (fimSep === undefined && FIM_SEP_TEXTS.has(text)) {
-      fimSep = i;
-      forceControl(i, text);
-    }
-  }
-  // Control tokens whose text says "unused" are unused.
-  for (const [text, i] of unique) {
-    if ((attrs[i]! & TokenAttr.CONTROL) !== 0 && text.includes("unused"))
+    if (best !== undefined) forceControl(best, tokens[best]!);
+    return best;
+  };
+  eot ??= firstOf(EOT_TEXTS);
+  eom ??= firstOf(EOM_TEXTS);
+  fimPre ??= firstOf(FIM_PRE_TEXTS);
+  fimSuf ??= firstOf(FIM_SUF_TEXTS);
+  fimMid ??= firstOf(FIM_MID_TEXTS);
+  fimPad ??= firstOf(FIM_PAD_TEXTS);
+  fimRep ??= firstOf(FIM_REP_TEXTS);
+  fimSep ??= firstOf(FIM_SEP_TEXTS);
+  // Control tokens whose text says "unused" are unused (only the id the map holds for a text).
+  for (let i = 0; i < n; i++) {
+    if (
+      (attrs[i]! & TokenAttr.CONTROL) !== 0 &&
+      tokens[i]!.includes("unused") &&
+      tokenToId.get(tokens[i]!) === i
+    )
       attrs[i] = attrs[i]! | TokenAttr.UNUSED;
   }
 
   // ---- end of generation ----
   const eog = new Set<number>();
   for (const f of [fimPad, fimRep, fimSep]) if (f !== undefined) eog.add(f);
-  for (const [text, i] of unique) {
-    if (EOG_TEXTS.has(text)) {
-      eog.add(i);
-      forceControl(i, text);
-    }
+  for (const text of EOG_TEXTS) {
+    const i = tokenToId.get(text);
+    if (i === undefined) continue;
+    eog.add(i);
+    forceControl(i, text);
   }
-  for (const [text, i] of unique) if (ALWAYS_RENDERED.has(text)) attrs[i] = TokenAttr.USER_DEFINED;
+  for (const text of ALWAYS_RENDERED) {
+    const i = tokenToId.get(text);
+    if (i !== undefined) attrs[i] = TokenAttr.USER_DEFINED;
+  }
   for (const [name, v] of [
     ["eos", eos],
     ["eot", eot],
