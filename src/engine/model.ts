@@ -289,7 +289,10 @@ export async function loadModel(source: string | GgufFile, options: LoadModelOpt
     const hp = arch.hyperparams(md);
     const specs = arch.tensors(hp, (name) => file.tensor(name) !== undefined);
     checkAborted(options.signal);
-    const backend = options.backend ?? new RefBackend();
+    // Reserve the weights up front so that the reference backend does not copy while loading.
+    let weightBytes = 0;
+    for (const spec of specs) weightBytes += (file.tensor(spec.name)?.byteSize ?? 0) + 64;
+    const backend = options.backend ?? new RefBackend({ initialBytes: weightBytes + (1 << 20) });
     const { weights, bytes } = loadWeights(file, specs, backend, options.onProgress);
     const forward = arch.build(weights, hp);
     return new Model(arch.name, hp, backend, bytes, forward, options.backend === undefined, options.session);

@@ -1,5 +1,7 @@
 /**
- * RefBackend: the reference KernelBackend, plain TypeScript over one growable ArrayBuffer. It is
+ * RefBackend: the reference KernelBackend, plain TypeScript over one ArrayBuffer that grows by
+ * copying (NOTE: not a resizable ArrayBuffer: V8 in Node 20 runs loops over views of those about
+ * 3x slower). It is
  * the oracle the WebAssembly kernels (kernels/wasm) are tested against, so it favours clarity
  * over speed, and it follows the float32 arithmetic of ggml's CPU kernels step by step (each
  * function names the ggml-cpu function it follows). Where ggml's SIMD code sums in a different
@@ -14,23 +16,21 @@ import type { QuantKernels } from "../../../quant/kernels.ts";
 import { assert, OwlError } from "../../../util/errors.ts";
 import { GgmlType, type GgmlTypeName, requireGgmlType, rowBytes } from "../../../util/ggml-types.ts";
 import type { Buf, KernelBackend, RopeParams } from "../../backend.ts";
+import { type ActivationMode, activationQuantizer } from "./activations.ts";
 
 const fround = Math.fround;
 const ALIGN = 64;
 
-/** ES2024 resizable ArrayBuffer (Node 20 has it; the TypeScript lib here is ES2023). */
-interface ResizableArrayBuffer extends ArrayBuffer {
-  readonly maxByteLength: number;
-  resize(byteLength: number): void;
-}
-type ResizableArrayBufferConstructor = new (
-  byteLength: number,
-  options: { maxByteLength: number },
-) => ResizableArrayBuffer;
-
 export interface RefBackendOptions {
   /** Upper bound of backend memory in bytes (default and maximum 4 GiB, V8's limit in Node 20). */
   maxBytes?: number;
+  /** Bytes to allocate up front, so that loading does not copy memory while growing. */
+  initialBytes?: number;
+  /**
+   * How activation rows are quantized before the dots: "x86" (default) as ggml-cpu's x86 build,
+   * "ref" with ggml's reference quantizers; see activations.ts.
+   */
+  activations?: ActivationMode;
 }
 
 /** The kernels of a weight type that matmul needs, or an error naming what is missing. */
@@ -43,18 +43,22 @@ interface MatmulKernels {
 export class RefBackend implements KernelBackend {
   readonly name = "ref";
   readonly threads = 1;
-  private mem: ResizableArrayBuffer;
+  private mem: ArrayBuffer;
+  private readonly maxBytes: number;
   private used = 0;
   private readonly matmulKernels = new Map<GgmlTypeName, MatmulKernels>();
+  private readonly activations: ActivationMode;
   /** Attention scores of one query row (grown on demand; JS memory, not backend memory). */
   private scores = new Float32Array(0);
   /** Output accumulator of one attention head (float64, as the sum is exact-ish). */
   private acc = new Float64Array(0);
 
   constructor(options: RefBackendOptions = {}) {
-    const max = Math.min(options.maxBytes ?? 2 ** 32, 2 ** 32);
-    const Ctor = ArrayBuffer as unknown as ResizableArrayBufferConstructor;
-    this.mem = new Ctor(0, { maxByteLength: max });
+    this.maxBytes = Math.min(options.maxBytes ?? 2 ** 32, 2 ** 32);
+    this.mem = new ArrayBuffer(
+      Math.min(Math.ceil((options.initialBytes ?? 0) / ALIGN) * ALIGN, this.maxBytes),
+    );
+    this.activations = options.activations ?? "x86";
   }
 
   // ------------------------------------------------------------------------------- memory
@@ -64,15 +68,17 @@ export class RefBackend implements KernelBackend {
     const offset = this.used;
     const end = offset + Math.ceil(bytes / ALIGN) * ALIGN;
     if (end > this.mem.byteLength) {
-      if (end > this.mem.maxByteLength) {
+      if (end > this.maxBytes) {
         throw new OwlError(
           "ERR_INVALID_ARGUMENT",
-          `the reference backend needs ${end} bytes but may use at most ${this.mem.maxByteLength}`,
-          { hint: "use a smaller model or context", details: { need: end, max: this.mem.maxByteLength } },
+          `the reference backend needs ${end} bytes but may use at most ${this.maxBytes}`,
+          { hint: "use a smaller model or context", details: { need: end, max: this.maxBytes } },
         );
       }
-      // Grow geometrically; a resizable buffer grows in place, so views stay valid.
-      this.mem.resize(Math.min(this.mem.maxByteLength, Math.max(end, this.mem.byteLength * 2, 1 << 20)));
+      // Grow geometrically by copying: views taken before this call are stale afterwards.
+      const grown = new ArrayBuffer(Math.min(this.maxBytes, Math.max(end, this.mem.byteLength * 2, 1 << 20)));
+      new Uint8Array(grown).set(new Uint8Array(this.mem, 0, this.used));
+      this.mem = grown;
     }
     this.used = end;
     return { offset, bytes };
@@ -97,7 +103,7 @@ export class RefBackend implements KernelBackend {
   }
 
   async dispose(): Promise<void> {
-    this.mem.resize(0);
+    this.mem = new ArrayBuffer(0);
     this.used = 0;
   }
 
@@ -117,7 +123,7 @@ export class RefBackend implements KernelBackend {
     if (k) return k;
     const w = KERNELS[type];
     const act = w?.dotActivation;
-    const quantizeAct = act ? KERNELS[act]?.quantize : undefined;
+    const quantizeAct = act ? activationQuantizer(act, this.activations) : undefined;
     if (!w?.dot || !act || !quantizeAct) {
       throw new OwlError(
         "ERR_QUANT_UNSUPPORTED_TYPE",
@@ -134,11 +140,15 @@ export class RefBackend implements KernelBackend {
 
   /**
    * y (T,OC) = x (T,C) · wᵀ, w (OC,C) stored as `type`. Each activation row is first converted
-   * to the weight type's vec_dot activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32) with the
-   * quant module's quantizer, then dotted with each weight row: ggml_compute_forward_mul_mat's
-   * from_float + vec_dot (ggml-cpu.c).
+   * to the weight type's vec_dot activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32) as
+   * ggml-cpu's from_float does (activations.ts), then dotted with each weight row by the quant
+   * module's dot: ggml_compute_forward_mul_mat's from_float + vec_dot (ggml-cpu.c).
    */
   matmul(type: GgmlTypeName, w: Buf, x: Buf, y: Buf, T: number, C: number, OC: number): void {
+    if (type === "F32") {
+      this.matmulF32(w, x, y, T, C, OC);
+      return;
+    }
     const k = this.kernelsOf(type);
     const info = requireGgmlType(GgmlType[type]);
     const wRow = rowBytes(info, C);
@@ -151,6 +161,24 @@ export class RefBackend implements KernelBackend {
       const out = this.floats(y, OC, t * OC);
       for (let o = 0; o < OC; o++) {
         out[o] = k.dot(wBytes.subarray(o * wRow, (o + 1) * wRow), act, C);
+      }
+    }
+  }
+
+  /**
+   * F32 weights: a plain loop, exact float32 products summed in float64. NOTE: ggml sums in float32
+   * SIMD lanes (ggml_vec_dot_f32, tinyBLAS), an order no portable code reproduces; the results
+   * agree to float rounding.
+   */
+  private matmulF32(w: Buf, x: Buf, y: Buf, T: number, C: number, OC: number): void {
+    const wv = this.floats(w, OC * C);
+    for (let t = 0; t < T; t++) {
+      const xv = this.floats(x, C, t * C);
+      const out = this.floats(y, OC, t * OC);
+      for (let o = 0, base = 0; o < OC; o++, base += C) {
+        let sum = 0;
+        for (let i = 0; i < C; i++) sum += wv[base + i]! * xv[i]!;
+        out[o] = sum;
       }
     }
   }
