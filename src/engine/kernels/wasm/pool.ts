@@ -55,6 +55,10 @@ export class ThreadPool {
       w.on("message", (m: { error?: string }) => {
         if (m.error) this.lastWorkerError = m.error;
       });
+      // A worker idling in Atomics.wait must not keep the process alive. NOTE: only now, after
+      // the listeners (adding one refs the worker again) and after it is ready (an unref'd worker
+      // lets the process exit while start() awaits it).
+      w.unref();
     }
   }
 
@@ -72,6 +76,8 @@ export class ThreadPool {
     for (let tid = 1; tid < threads; tid++) {
       const w = new Worker(new URL("./worker.mjs", import.meta.url), {
         workerData: { module, memory, ctl, tid, nth: threads, spin: options.spin },
+        // NOTE: not the parent's flags (--input-type, --import tsx, ...): the worker is plain JS.
+        execArgv: [],
       });
       workers.push(w);
       ready.push(
@@ -91,9 +97,6 @@ export class ThreadPool {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
     }
-    // Once running, a worker blocked in Atomics.wait must not keep the process alive (unref'd
-    // before it is ready, the process could exit while awaiting it).
-    for (const w of workers) w.unref();
     return new ThreadPool(work, memory, ctl, threads, workers, options.spin);
   }
 
