@@ -383,6 +383,21 @@ describe("merges", () => {
   });
 });
 
+describe('vocabularies without byte encoding (sarvam-moe, granite-embed-multi-311m: raw UTF-8, "▁" spaces)', () => {
+  it("escapes spaces, merges code points, falls back to <0xXX> tokens, and decodes back", () => {
+    const tokens = ["▁", "a", "b", "▁a", "<0x0A>", "<0xC3>", "<0xA9>"];
+    const vocab = makeVocab(tokens, ["▁ a"], "sarvam-moe");
+    vocab.escapeWhitespaces = true;
+    for (const i of [4, 5, 6]) vocab.attrs[i] = TokenAttr.BYTE;
+    const codec = createBpeCodec(vocab);
+    const out: number[] = [];
+    codec.encodeFragment(" a\nbé", out);
+    // words: "▁a" | "\n" | "bé"; "\n" and "é" are no tokens, so their UTF-8 bytes are looked up as <0xXX>
+    expect(out).toEqual([3, 4, 2, 5, 6]);
+    expect(decodePieces(codec, out)).toBe(" a\nbé");
+  });
+});
+
 describe("pieceBytes (llama.cpp token_to_piece, BPE)", () => {
   it("maps byte-level text back to bytes, control tokens to their text, and rejects bad ids", () => {
     const tokens = byteTokens(["<|endoftext|>", `${byteChar(0x20)}h`]);

@@ -19,7 +19,14 @@
  * Not here: byte-level encoding and merges (bpe.ts), special-token splitting (tokenizer.ts).
  */
 import { assert, OwlError } from "../util/errors.ts";
-import { CodepointBuffer, CptFlag, cptFlags, replaceLoneSurrogates, toLowerCpt } from "./unicode.ts";
+import {
+  CodepointBuffer,
+  CPT_FLAGS,
+  CptFlag,
+  cptFlags,
+  replaceLoneSurrogates,
+  toLowerCpt,
+} from "./unicode.ts";
 
 /** What a BPE vocabulary's pre-tokenizer does, by tokenizer.ggml.pre. */
 export interface BpePreConfig {
@@ -430,7 +437,10 @@ export class PreTokenizer {
     if (this.flags.length < n) this.flags = new Uint16Array(Math.max(n, this.flags.length * 2));
     const flags = this.flags;
     const cps = buf.cps;
-    for (let i = 0; i < n; i++) flags[i] = cptFlags(cps[i]!);
+    for (let i = 0; i < n; i++) {
+      const f = CPT_FLAGS[cps[i]!]!;
+      flags[i] = f !== 0 ? f : cptFlags(cps[i]!);
+    }
     if (this.needsCollapsed) this.collapsed = this.collapse(n);
     if (this.needsWide) this.wide = text.replace(NON_ASCII_WS, "\v");
     for (const step of this.steps) {

@@ -226,8 +226,12 @@ export function isNewerThanLlamaTables(cp: number): boolean {
   return false;
 }
 
-/** Lazily filled flag table: 0 = not computed yet (every real code point has a category bit). */
-const FLAGS = new Uint16Array(MAX_CODEPOINTS);
+/**
+ * Lazily filled flag table: 0 = not computed yet (every real code point has a category bit).
+ * Hot loops read it directly and call cptFlags on a 0.
+ */
+export const CPT_FLAGS = new Uint16Array(MAX_CODEPOINTS);
+const FLAGS = CPT_FLAGS;
 
 const RE_L = /^\p{L}$/u;
 const RE_N = /^\p{N}$/u;
