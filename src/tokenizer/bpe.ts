@@ -37,6 +37,8 @@ export interface BpeCodec extends ModelCodec {
 
 /** Words with at most this many initial symbols merge by array rescans (bpe-merge.ts). */
 const SMALL_WORD = 48;
+/** Scratch grown past this many entries by one huge input is dropped afterwards. */
+const SHRINK_ABOVE = 1 << 20;
 /** Words longer than this (code points) are not cached. */
 const MAX_CACHED_WORD = 64;
 
@@ -225,6 +227,11 @@ export function createBpeCodec(vocab: Vocab, options: BpeCodecOptions = {}): Bpe
         encodeWord(cps, start, end, byteEncode ? "" : clean.slice(buf.offset(start), buf.offset(end)), out);
       }
       start = end;
+    }
+    if (buf.n > SHRINK_ABOVE) {
+      pre.shrink(SHRINK_ABOVE);
+      if (bytes.length > SHRINK_ABOVE) bytes = new Uint8Array(256);
+      if (sym.length > SHRINK_ABOVE) sym = new Int32Array(256);
     }
   };
 

@@ -465,6 +465,14 @@ export class PreTokenizer {
     this.wide = "";
   }
 
+  /** Drop buffers grown past `keep` code points by a large input (they would otherwise stay). */
+  shrink(keep = 1 << 20): void {
+    if (this.flags.length > keep) this.flags = new Uint16Array(256);
+    if (this.ends.a.length > keep) this.ends = new Ends();
+    if (this.spare.a.length > keep) this.spare = new Ends();
+    this.buf.shrink(keep);
+  }
+
   /** The words of `text` as strings (for tests and tools; lone surrogates become U+FFFD). */
   split(text: string): string[] {
     const clean = replaceLoneSurrogates(text);

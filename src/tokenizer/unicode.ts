@@ -398,6 +398,14 @@ export class CodepointBuffer {
     }
   }
 
+  /** Drop arrays grown past `keep` entries. */
+  shrink(keep: number): void {
+    if (this.cps.length > keep) this.cps = new Int32Array(256);
+    if (this.u16.length > keep) this.u16 = new Int32Array(0);
+    this.n = 0;
+    this.astral = false;
+  }
+
   /** UTF-16 offset of code point index k. */
   offset(k: number): number {
     return this.astral ? this.u16[k]! : k;
