@@ -2,8 +2,9 @@
  * Differential test of the owl engine (RefBackend) against llama.cpp, per architecture variant:
  * llama with separate output + GQA 4:1 + llama3 rope_freqs, llama with linear RoPE scaling,
  * llama-MoE (4 experts, top 2), qwen2 (q/k/v biases, NEOX RoPE), qwen3 (q/k norms, NEOX RoPE,
- * nHead*headDim != C). Each in F32 (tight: float rounding only), Q8_0 and Q4_K (the tolerances
- * and their reason are in engine-llamacpp-types.test.ts, which runs every type on tied llama).
+ * nHead*headDim != C). Each in F32 (tight: float rounding only), Q4_K and one legacy block type
+ * (the tolerances and their reason are in engine-llamacpp-types.test.ts, which runs every type
+ * on tied llama).
  * In F32 the owl side also decodes on its own (KV cache reuse, one token per step) and must
  * produce llama.cpp's 64 greedy tokens exactly, and both are checked against a float64 forward
  * written independently in the test helper.
@@ -23,29 +24,34 @@ import { naiveLogits, type TinySpec, tinyModel } from "./helpers/engine-tiny-mod
 const PROMPT = [1, 270, 280, 290, 100, 42];
 const STEPS = 64;
 
-const VARIANTS: Record<string, Omit<TinySpec, "type">> = {
+/** Each variant runs F32, Q4_K and one legacy block type (a different one per variant). */
+const VARIANTS: Record<string, { spec: Omit<TinySpec, "type">; legacy: GgmlTypeName }> = {
   "llama separate output, GQA 4:1, llama3 rope_freqs": {
-    arch: "llama",
-    seed: 2,
-    nHeadKv: 2,
-    ropeFreqs: true,
-    freqBase: 500000,
+    spec: { arch: "llama", seed: 2, nHeadKv: 2, ropeFreqs: true, freqBase: 500000 },
+    legacy: "Q8_0",
   },
-  "llama linear rope scaling x4": { arch: "llama", seed: 3, tied: true, ropeScale: 4 },
-  "llama MoE 4 experts top-2": { arch: "llama", seed: 4, nExpert: 4, nExpertUsed: 2 },
-  "qwen2 (biases)": { arch: "qwen2", seed: 5, freqBase: 1000000 },
-  "qwen3 (q/k norms, headDim 64)": { arch: "qwen3", seed: 6, headDim: 64, freqBase: 1000000 },
+  "llama linear rope scaling x4": {
+    spec: { arch: "llama", seed: 3, tied: true, ropeScale: 4 },
+    legacy: "Q4_0",
+  },
+  "llama MoE 4 experts top-2": {
+    spec: { arch: "llama", seed: 4, nExpert: 4, nExpertUsed: 2 },
+    legacy: "Q8_0",
+  },
+  "qwen2 (biases)": { spec: { arch: "qwen2", seed: 5, freqBase: 1000000 }, legacy: "Q5_1" },
+  "qwen3 (q/k norms, headDim 64)": {
+    spec: { arch: "qwen3", seed: 6, headDim: 64, freqBase: 1000000 },
+    legacy: "Q5_0",
+  },
 };
 
-const TYPES: { type: GgmlTypeName; prob: number; gap: number }[] = [
-  { type: "F32", prob: 1e-5, gap: 0 },
-  { type: "Q8_0", prob: 5e-2, gap: 0.2 },
-  { type: "Q4_K", prob: 5e-2, gap: 0.2 },
-];
+const QUANTIZED = { prob: 5e-2, gap: 0.2 };
 /** MoE: a flip can also change which experts a token uses. */
 const MOE_QUANTIZED = { prob: 1e-1, gap: 0.2 };
 
-const cases = Object.entries(VARIANTS).flatMap(([name, v]) => TYPES.map((t) => ({ name, v, ...t })));
+const cases = Object.entries(VARIANTS).flatMap(([name, { spec, legacy }]) =>
+  (["F32", "Q4_K", legacy] as GgmlTypeName[]).map((type) => ({ name, v: spec, type })),
+);
 
 describe("owl engine vs llama.cpp: architecture variants", () => {
   let llama: Llama;
@@ -61,12 +67,12 @@ describe("owl engine vs llama.cpp: architecture variants", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it.each(cases)("$name, $type", async ({ name, v, type, prob, gap }) => {
+  it.each(cases)("$name, $type", async ({ name, v, type }) => {
     const spec = { ...v, nFf: 256, type } as TinySpec;
     const path = join(dir, `${v.arch}-${v.seed}-${type}.gguf`);
     await writeGguf(path, tinyModel(spec));
     const c = await compareWithLlamaCpp(llama, path, PROMPT, STEPS);
-    const tol = (v.nExpert ?? 0) > 0 && type !== "F32" ? MOE_QUANTIZED : { prob, gap };
+    const tol = type === "F32" ? { prob: 1e-5, gap: 0 } : (v.nExpert ?? 0) > 0 ? MOE_QUANTIZED : QUANTIZED;
     const what = `${name} ${type}: ${summarize(c)}`;
     expect(c.steps.length, what).toBe(STEPS);
     for (const [i, s] of c.steps.entries()) {
@@ -101,7 +107,7 @@ describe("owl engine vs llama.cpp: architecture variants", () => {
   });
 
   it("llama.cpp's greedy tokens do not depend on the batch split (sanity of the reference)", async () => {
-    const spec = { ...VARIANTS["qwen2 (biases)"]!, nFf: 256, type: "F32" } as TinySpec;
+    const spec = { ...VARIANTS["qwen2 (biases)"]!.spec, nFf: 256, type: "F32" } as TinySpec;
     const path = join(dir, "qwen2-sanity.gguf");
     await writeGguf(path, tinyModel(spec));
     const a = await llamaCppGreedy(llama, path, PROMPT, 16, 256);
