@@ -42,9 +42,11 @@ describe("WasmBackend memory", () => {
     await expect(createWasmBackend({ threads: 0 })).rejects.toThrow(/threads/);
   });
 
-  it("a process that never calls dispose() still exits", () => {
+  it("a process runs on after awaiting dispose(), and exits when one backend is never disposed", () => {
     const code = [
       `const { createWasmBackend } = await import(${JSON.stringify(new URL("../src/engine/kernels/wasm/backend.ts", import.meta.url).href)});`,
+      "const a = await createWasmBackend({ threads: 2 });",
+      "await a.dispose();",
       "const b = await createWasmBackend({ threads: 2 });",
       "process.stdout.write(String(b.threads));",
     ].join("\n");

@@ -91,6 +91,7 @@ export interface KernelExports {
     nHeadKv: number,
     headDim: number,
     scale: number,
+    gsz: number,
     scratch: number,
     tid: number,
     nth: number,
@@ -438,10 +439,15 @@ export class WasmBackend implements KernelBackend {
     this.checkBuf("attention kCache", kCache, n * nHeadKv * headDim * 4);
     this.checkBuf("attention vCache", vCache, n * nHeadKv * headDim * 4);
     this.checkBuf("attention out", out, T * nHead * headDim * 4);
-    const per = align(n * 4);
+    const group = nHead / nHeadKv;
+    const items = T * nHeadKv;
+    const parallel = this.threads > 1 && items * group * n * headDim >= this.minParallel;
+    // Query heads of a group share each K/V row load; split the groups only when whole groups
+    // are too few to keep the threads busy.
+    const gsz = !parallel || items >= 2 * this.threads ? group : 1;
+    const per = align(gsz * n * 4);
     const s = this.scratch(per * this.threads);
-    const items = T * nHead;
-    if (this.threads === 1 || items < 2 || items * n * headDim < this.minParallel) {
+    if (!parallel) {
       this.kernels.attention(
         q.offset,
         kCache.offset,
@@ -453,6 +459,7 @@ export class WasmBackend implements KernelBackend {
         nHeadKv,
         headDim,
         scale,
+        gsz,
         s.offset,
         0,
         1,
@@ -472,6 +479,7 @@ export class WasmBackend implements KernelBackend {
     p.setFloat(9, scale);
     p.setInt(10, s.offset);
     p.setInt(11, per);
+    p.setInt(12, gsz);
     p.run(this.opAttention);
   }
 

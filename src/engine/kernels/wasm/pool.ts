@@ -5,8 +5,8 @@
  * of ops per token). The calling thread is thread 0 and does its share too, so `run` is
  * synchronous and `threads` counts the caller.
  *
- * Control block (i32, 64 bytes at `ctl`): [0] sequence number (bumped to start an op),
- * [1] workers done, [2] op code (-1 = exit), [3] error flag, [4..15] the op's arguments.
+ * Control block (i32, 128 bytes at `ctl`): [0] sequence number (bumped to start an op),
+ * [1] workers done, [2] op code (-1 = exit), [3] error flag, [4..31] the op's arguments.
  * Not here: the kernels (assembly/), memory allocation (backend.ts).
  */
 import { Worker } from "node:worker_threads";
@@ -18,8 +18,8 @@ const DONE = 1;
 const OP = 2;
 const ERR = 3;
 const ARGS = 4;
-export const CONTROL_BYTES = 64;
-export const MAX_ARGS = 12;
+export const CONTROL_BYTES = 128;
+export const MAX_ARGS = 28;
 
 /** The module's `work` export: thread `tid` of `nth` runs its share of the op at ctl. */
 export type WorkFn = (ctl: number, tid: number, nth: number) => void;
@@ -158,13 +158,20 @@ export class ThreadPool {
     if (this.closed) return;
     this.closed = true;
     if (this.workers.length === 0) return;
+    // Ref'd again while we await their exit, or the event loop could empty and end the process
+    // with this promise pending.
+    for (const w of this.workers) w.ref();
     const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
     Atomics.store(this.c, OP, -1);
     Atomics.add(this.c, SEQ, 1);
     Atomics.notify(this.c, SEQ);
-    const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 2000).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), 2000);
+    });
     if ((await Promise.race([Promise.all(exited), timeout])) === "timeout") {
       await Promise.all(this.workers.map((w) => w.terminate()));
     }
+    clearTimeout(timer);
   }
 }

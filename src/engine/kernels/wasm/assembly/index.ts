@@ -109,6 +109,7 @@ export function work(ctl: usize, tid: i32, nth: i32): void {
       arg(ctl, 7),
       arg(ctl, 8),
       reinterpret<f32>(arg(ctl, 9)),
+      arg(ctl, 12),
       scratch,
       tid,
       nth,

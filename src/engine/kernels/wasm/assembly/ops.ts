@@ -116,7 +116,7 @@ function expShifted(x: usize, n: i32, max: f32): f64 {
 function maxOf(x: usize, n: i32): f32 {
   let m = f32x4.splat(-Infinity);
   let i = 0;
-  for (; i + 4 <= n; i += 4) m = f32x4.max(m, v128.load(x + ((<usize>i) << 2)));
+  for (; i + 4 <= n; i += 4) m = f32x4.pmax(m, v128.load(x + ((<usize>i) << 2)));
   let r = hmax(m);
   for (; i < n; i++) r = max(r, load<f32>(x + ((<usize>i) << 2)));
   return r;
@@ -143,10 +143,13 @@ export function softmax(x: usize, rows: i32, n: i32): void {
 }
 
 /**
- * Causal attention for the (token, head) items tid, tid + nth, ... of T * nHead.
+ * Causal attention. Work items are (token t, KV head, slice of gsz of the query heads that share
+ * that KV head), taken as tid, tid + nth, ...: each K and V row is read from memory once per item
+ * and reused from L1 by the gsz query heads (GQA), so gsz = the whole group unless there are too
+ * few items to share among the threads.
  * q (T, nHead, headDim); k, v (nCtx, nHeadKv, headDim) holding positions 0..pos0+T-1;
- * out (T, nHead, headDim); scratch: pos0 + T floats for this thread. Query head h reads KV head
- * h / (nHead / nHeadKv) (llama.cpp's GQA broadcast). Scores = scale * q.k, softmax as
+ * out (T, nHead, headDim); scratch: gsz * (pos0 + T) floats for this thread. Query head h reads
+ * KV head h / (nHead / nHeadKv) (llama.cpp's GQA broadcast). Scores = scale * q.k, softmax as
  * ggml_soft_max_ext (max, expf, sum in double, times 1/sum), then the weighted sum of v.
  */
 export function attention(
@@ -160,42 +163,57 @@ export function attention(
   nHeadKv: i32,
   headDim: i32,
   scale: f32,
+  gsz: i32,
   scratch: usize,
   tid: i32,
   nth: i32,
 ): void {
   const group = nHead / nHeadKv;
-  const rowBytes = (<usize>headDim) << 2;
+  const slices = group / gsz;
+  const rowBytes = <usize>headDim << 2;
   const kvStride = <usize>nHeadKv * rowBytes;
-  for (let item = tid; item < T * nHead; item += nth) {
-    const t = item / nHead;
-    const h = item - t * nHead;
+  const items = T * nHeadKv * slices;
+  for (let item = tid; item < items; item += nth) {
+    const t = item / (nHeadKv * slices);
+    const rest = item - t * nHeadKv * slices;
+    const kh = rest / slices;
+    const h0 = kh * group + (rest - kh * slices) * gsz; // first query head of the slice
     const n = pos0 + t + 1;
-    const qp = q + <usize>item * rowBytes;
-    const kvOff = <usize>(h / group) * rowBytes;
-    const kp = k + kvOff;
-    const vp = v + kvOff;
+    const sBytes = <usize>n << 2;
+    const q0 = q + <usize>(t * nHead + h0) * rowBytes;
+    const out0 = out + <usize>(t * nHead + h0) * rowBytes;
+    const kvOff = <usize>kh * rowBytes;
     for (let j = 0; j < n; j++) {
-      store<f32>(scratch + ((<usize>j) << 2), dotF32(qp, kp + <usize>j * kvStride, headDim) * scale);
-    }
-    const sum = expShifted(scratch, n, maxOf(scratch, n));
-    const op = out + <usize>item * rowBytes;
-    memory.fill(op, 0, rowBytes);
-    for (let j = 0; j < n; j++) {
-      const p = load<f32>(scratch + ((<usize>j) << 2));
-      const pv = f32x4.splat(p);
-      const vj = vp + <usize>j * kvStride;
-      let i = 0;
-      for (; i + 4 <= headDim; i += 4) {
-        const o = (<usize>i) << 2;
-        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vj + o))));
-      }
-      for (; i < headDim; i++) {
-        const o = (<usize>i) << 2;
-        store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vj + o));
+      const kj = k + kvOff + <usize>j * kvStride;
+      for (let g = 0; g < gsz; g++) {
+        const d = dotF32(q0 + <usize>g * rowBytes, kj, headDim) * scale;
+        store<f32>(scratch + <usize>g * sBytes + (<usize>j << 2), d);
       }
     }
-    scaleRow(op, headDim, <f32>(1.0 / sum));
+    memory.fill(out0, 0, <usize>gsz * rowBytes);
+    for (let g = 0; g < gsz; g++) {
+      const sg = scratch + <usize>g * sBytes;
+      const sum = expShifted(sg, n, maxOf(sg, n));
+      // Fold 1/sum into the probabilities: out = sum_j (p_j / sum) v_j.
+      scaleRow(sg, n, <f32>(1.0 / sum));
+    }
+    for (let j = 0; j < n; j++) {
+      const vj = v + kvOff + <usize>j * kvStride;
+      for (let g = 0; g < gsz; g++) {
+        const p = load<f32>(scratch + <usize>g * sBytes + (<usize>j << 2));
+        const pv = f32x4.splat(p);
+        const op = out0 + <usize>g * rowBytes;
+        let i = 0;
+        for (; i + 4 <= headDim; i += 4) {
+          const o = <usize>i << 2;
+          v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vj + o))));
+        }
+        for (; i < headDim; i++) {
+          const o = <usize>i << 2;
+          store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vj + o));
+        }
+      }
+    }
   }
 }
 
