@@ -274,7 +274,7 @@ export class RefBackend implements KernelBackend {
     nHead: number,
     nHeadKv: number,
     headDim: number,
-    scale = 1 / Math.sqrt(headDim),
+    scale = fround(1 / fround(Math.sqrt(headDim))), // llama.cpp: 1.0f/sqrtf(float(n_embd_head))
   ): void {
     assert(nHead % nHeadKv === 0, `attention: nHead ${nHead} is not a multiple of nHeadKv ${nHeadKv}`);
     const group = nHead / nHeadKv;
