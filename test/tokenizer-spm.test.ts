@@ -123,6 +123,29 @@ describe("SPM codec against a plain port of llm_tokenizer_spm_session", () => {
   });
 });
 
+describe("SPM codec scratch space", () => {
+  const path = fixturePath("tokenizer/ggml-vocab-llama-spm.gguf");
+  it.skipIf(!path)(
+    "a fresh codec that grows its arrays in the middle of a segment gives the reference ids",
+    () => {
+      // Regression: the scan kept a stale reference to an array that grow() had replaced.
+      const vocab = Tokenizer.fromGgufFile(path!).vocab;
+      // Only pairs that occur inside tokens, so the text stays one merge segment.
+      const unit = "abracadabra";
+      for (const n of [63, 64, 65, 66, 100, 129, 257, 1025, 5000]) {
+        const text = unit.repeat(Math.ceil(n / unit.length)).slice(0, n);
+        for (const longSegment of [1024, 0]) {
+          const ids: number[] = [];
+          createSpmCodec(vocab, { longSegment }).encodeFragment(text, ids);
+          expect(ids, `${n} chars, longSegment ${longSegment}`).toEqual(
+            referenceSpm(vocab, text.replaceAll(" ", "▁")),
+          );
+        }
+      }
+    },
+  );
+});
+
 describe("SPM on large inputs", () => {
   const path = fixturePath("tokenizer/ggml-vocab-llama-spm.gguf");
   const story =

@@ -543,7 +543,7 @@ class SpmCodec implements ModelCodec {
    */
   encodeFragment(text: string, out: number[]): void {
     const tl = text.length;
-    const pv = this.pairValue;
+    // NOTE: no local copies of the symbol arrays here: grow() replaces them mid-loop.
     let n = 0;
     for (let o = 0; o < tl; ) {
       let c = text.charCodeAt(o);
@@ -566,7 +566,7 @@ class SpmCodec implements ModelCodec {
         if (v === -1) {
           this.mergeSegment(text, n, out);
           n = 0;
-        } else pv[n - 1] = v;
+        } else this.pairValue[n - 1] = v;
       }
       if (n === this.start.length) this.grow();
       this.start[n] = o;
