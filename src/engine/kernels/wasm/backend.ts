@@ -319,7 +319,8 @@ export class WasmBackend implements KernelBackend {
     let ax = 0;
     let tmp = 0;
     let need = 0;
-    const rowScratch = align(C * 4);
+    // Per thread: a float32 row (F16/BF16, T > 1) or a decoded quantized row (about 2.7 C bytes).
+    const rowScratch = align(C * 4 + 256);
     if (type === "F16" || type === "BF16") {
       need = align(T * C * 4);
     } else if (type !== "F32") {

@@ -4,7 +4,8 @@
 // starts above heapBase(). Work split across threads goes through `work`, which reads one op and
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
-import { isKQuant, matmulRows, T_BF16, T_F16, T_F32, T_Q4_1, T_Q5_1 } from "./matmul";
+import { isKQuant, matmulRows } from "./matmul";
+import { T_BF16, T_F16, T_F32, T_Q4_1, T_Q5_1 } from "./types";
 import { attention } from "./ops";
 import {
   expandQ8_0,

@@ -5,21 +5,11 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
 import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF32, f16RowToF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
+import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedLegacy } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
+import { T_BF16, T_F16, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
-export const T_F32: i32 = 0;
-export const T_F16: i32 = 1;
-export const T_Q4_0: i32 = 2;
-export const T_Q4_1: i32 = 3;
-export const T_Q5_0: i32 = 6;
-export const T_Q5_1: i32 = 7;
-export const T_Q8_0: i32 = 8;
-export const T_Q2_K: i32 = 10;
-export const T_Q3_K: i32 = 11;
-export const T_Q4_K: i32 = 12;
-export const T_Q5_K: i32 = 13;
-export const T_Q6_K: i32 = 14;
-export const T_BF16: i32 = 30;
+export { T_BF16, T_F16, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Bytes of one row of C values stored as `type`; 0 for a type without a kernel. */
 export function rowBytes(type: i32, C: i32): i32 {
@@ -94,13 +84,10 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
   }
 }
 
-// Rows per tile when T > 1: each token's activation is read once per tile of rows, whose weights
-// stay in L1 meanwhile.
-const ROW_TILE: i32 = 4;
-
 /**
  * Rows [r0, r1) of y (T,OC) = x (T,C) . w^T, w (OC,C) stored as `type`.
  * Float types: xa = x (T,C) f32; ad, ax unused; scratch: C floats (F16/BF16 with T > 1).
+ * Quantized types with T > 1: scratch holds a decoded row (matmul-decoded.ts).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
  * Q8_K's bsums (T, C/16) i32.
  */
@@ -148,14 +135,20 @@ export function matmulRows(
   const qsStride = <usize>C << 1;
   const dStride = <usize>nb << 2;
   const xStride = k ? <usize>(C >> 4) << 2 : dStride;
-  for (let rt = r0; rt < r1; rt += ROW_TILE) {
-    const re = min(rt + ROW_TILE, r1);
-    for (let t = 0; t < T; t++) {
-      const qs = xa + <usize>t * qsStride;
-      const d = ad + <usize>t * dStride;
-      const s = ax + <usize>t * xStride;
-      const yt = y + <usize>t * ys;
-      for (let r = rt; r < re; r++) store<f32>(yt + (<usize>r << 2), qdot(type, w + <usize>r * rb, qs, d, s, nb));
+  if (T > 1) {
+    // Decode each row once into this thread's scratch, then dot it with every token.
+    const hasMin = decodedHasMin(type);
+    for (let r = r0; r < r1; r++) {
+      decodeRow(type, w + <usize>r * rb, C, scratch);
+      for (let t = 0; t < T; t++) {
+        const qs = xa + <usize>t * qsStride;
+        const d = ad + <usize>t * dStride;
+        const s = ax + <usize>t * xStride;
+        const v = k ? dotDecodedK(scratch, C, hasMin, qs, d, s) : dotDecodedLegacy(scratch, C, hasMin, qs, d, s);
+        store<f32>(y + <usize>t * ys + (<usize>r << 2), v);
+      }
     }
+    return;
   }
+  for (let r = r0; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
 }
