@@ -254,7 +254,68 @@ export function knownBpePreNames(): string[] {
 type Custom = "gpt2" | "llama3" | "qwen2" | "qwen35" | "newlines" | "trailing-space" | "digits-mod3";
 /** A regex step; contextFree: no lookaround, anchor or word boundary (see splitAllRegex). */
 type RegexStep = { kind: "collapsed" | "wide"; re: RegExp; contextFree: boolean };
-type Step = { kind: "custom"; name: Custom } | RegexStep;
+type Step = { kind: "custom"; name: Custom } | RegexStep | ClassRun;
+
+/**
+ * A pattern of the form `\s?C+`, `C+` or `C` for one character class C (most of deepseek's,
+ * falcon's and the default lists): run by a linear scan with a per-code-point membership cache
+ * instead of the regex engine. Membership is asked of the regex itself, on the character that
+ * llama.cpp's regex would see (the collapsed placeholder, or \v for non-ASCII whitespace).
+ */
+class ClassRun {
+  readonly kind = "class-run";
+  private readonly bmp = new Uint8Array(0x10000); // 0 unknown, 1 out, 2 in
+  private readonly astral = new Map<number, boolean>();
+  constructor(
+    readonly space: boolean,
+    readonly plus: boolean,
+    private readonly member: RegExp,
+    readonly collapsed: boolean,
+  ) {}
+
+  /** mem[i] = 1 when code point i of the text is in the class, for i < n. */
+  fill(cps: Int32Array, flags: Uint16Array, n: number, mem: Uint8Array): void {
+    const bmp = this.bmp;
+    for (let i = 0; i < n; i++) {
+      const cp = cps[i]!;
+      let c = cp;
+      if (cp > 0x7f) {
+        const f = flags[i]!;
+        if (this.collapsed) c = collapsedUnit(cp, f);
+        else if (f & CptFlag.WHITESPACE) c = 0x0b;
+      }
+      if (c < 0x10000) {
+        let v = bmp[c]!;
+        if (v === 0) {
+          v = this.member.test(String.fromCharCode(c)) ? 2 : 1;
+          bmp[c] = v;
+        }
+        mem[i] = v - 1;
+      } else {
+        let v = this.astral.get(c);
+        if (v === undefined) {
+          v = this.member.test(String.fromCodePoint(c));
+          this.astral.set(c, v);
+        }
+        mem[i] = v ? 1 : 0;
+      }
+    }
+  }
+}
+
+/** The placeholder char of a code point in llama.cpp's collapsed text. */
+function collapsedUnit(cp: number, f: number): number {
+  if (cp < 128) return cp;
+  if (f & CptFlag.WHITESPACE) return 0x0b;
+  if (f & CptFlag.NUMBER) return 0xd1;
+  if (f & CptFlag.LETTER) return 0xd2;
+  if (f & CptFlag.PUNCTUATION) return 0xd3;
+  if (f & CptFlag.ACCENT_MARK) return 0xd4;
+  if (f & CptFlag.SYMBOL) return 0xd5;
+  return 0xd0;
+}
+
+const CLASS_RUN = /^(\\s\?)?(\[(?:\\.|[^\]\\])*\]|\\p\{\w+\})(\+)?$/;
 
 /** Patterns llama.cpp runs with its own C++ code instead of std::regex (unicode_regex_split_custom). */
 const CUSTOM: Record<string, Custom> = {
@@ -365,6 +426,13 @@ function isContextFree(src: string): boolean {
 function compileStep(src: string): Step {
   const custom = CUSTOM[src];
   if (custom !== undefined) return { kind: "custom", name: custom };
+  const run = CLASS_RUN.exec(src);
+  if (run !== null) {
+    const cls = run[2]!;
+    const collapsed = USES_CATEGORY.test(cls);
+    const member = collapsed ? new RegExp(`^${collapseRegex(cls)}$`) : new RegExp(`^${wideRegex(cls)}$`, "u");
+    return new ClassRun(run[1] !== undefined, run[3] !== undefined, member, collapsed);
+  }
   if (USES_CATEGORY.test(src)) {
     // llama.cpp refuses a pattern that mixes categories with non-ASCII characters.
     assert(/^[\p{ASCII}]*$/u.test(src), `non-ASCII characters with \\p{..} in ${src}`);
@@ -414,6 +482,7 @@ export class PreTokenizer {
   private readonly needsCollapsed: boolean;
   private readonly needsWide: boolean;
   private flags = new Uint16Array(256);
+  private mem = new Uint8Array(256);
   private collapsed = "";
   private wide = "";
 
@@ -421,6 +490,7 @@ export class PreTokenizer {
     this.config = config;
     this.steps = config.regexes.map(compileStep);
     this.needsCollapsed = this.steps.some((s) => s.kind === "collapsed");
+    // NOTE: class-run steps read code points and flags directly; they need neither copy.
     this.needsWide = this.steps.some((s) => s.kind === "wide");
   }
 
@@ -452,6 +522,8 @@ export class PreTokenizer {
           this.splitCustom(step.name, start, end, next);
           start = end;
         }
+      } else if (step.kind === "class-run") {
+        this.splitClassRuns(step, cur, next);
       } else {
         this.splitAllRegex(step, cur, next);
       }
@@ -468,6 +540,7 @@ export class PreTokenizer {
   /** Drop buffers grown past `keep` code points by a large input (they would otherwise stay). */
   shrink(keep = 1 << 20): void {
     if (this.flags.length > keep) this.flags = new Uint16Array(256);
+    if (this.mem.length > keep) this.mem = new Uint8Array(256);
     if (this.ends.a.length > keep) this.ends = new Ends();
     if (this.spare.a.length > keep) this.spare = new Ends();
     this.buf.shrink(keep);
@@ -521,17 +594,26 @@ export class PreTokenizer {
 
   /**
    * One regex over every fragment, as std::regex_iterator does: each match and each gap between
-   * matches becomes a fragment. NOTE: a regex without lookarounds or anchors is first searched in
-   * the whole string: where its next match starts past a fragment, the fragment has no match of its
-   * own either, and is kept without slicing it out (most fragments, most of the time).
+   * matches becomes a fragment.
+   *
+   * NOTE: a context-free regex (no lookaround, anchor or word boundary) is run on the whole string
+   * instead of on each fragment cut out of it. A whole-string match that lies inside the fragment
+   * is exactly the match the fragment alone would give (every path the engine tried before it
+   * failed on a character inside the fragment or would fail at its end too); a match that starts
+   * past the fragment means the rest of the fragment has none; only a match that straddles the
+   * fragment's end sends that fragment to the slicing path. One exec then serves many fragments.
    */
   private splitAllRegex(step: RegexStep, cur: Ends, out: Ends): void {
     const re = step.re;
     const s = step.kind === "collapsed" ? this.collapsed : this.wide;
     const buf = this.buf;
+    const cps = buf.cps;
     const byCp = step.kind === "collapsed" || !buf.astral;
-    let known = -1; // index of the next whole-string match at or after knownFrom
-    let knownFrom = Number.MAX_SAFE_INTEGER;
+    const NONE = Number.MAX_SAFE_INTEGER;
+    // the first whole-string match at or after searchedFrom: [mIdx, mEnd)
+    let searchedFrom = NONE;
+    let mIdx = NONE;
+    let mEnd = NONE;
     let start = 0;
     for (let k = 0; k < cur.n; k++) {
       const end = cur.a[k]!;
@@ -539,19 +621,38 @@ export class PreTokenizer {
       start = end;
       const a16 = byCp ? ini : buf.offset(ini);
       const b16 = byCp ? end : buf.offset(end);
-      if (step.contextFree) {
-        if (knownFrom > a16 || known < a16) {
-          re.lastIndex = a16;
-          const m = re.exec(s);
-          known = m === null ? Number.MAX_SAFE_INTEGER : m.index;
-          knownFrom = a16;
-        }
-        if (known >= b16) {
-          out.push(end);
-          continue;
-        }
+      if (!step.contextFree) {
+        this.splitRegex(re, s, ini, end, a16, b16, byCp, out);
+        continue;
       }
-      this.splitRegex(re, s, ini, end, a16, b16, byCp, out);
+      let pos16 = a16; // UTF-16 cursor in s, and the code point index it stands for
+      let posCp = ini;
+      while (pos16 < b16) {
+        if (searchedFrom > pos16 || mIdx < pos16) {
+          re.lastIndex = pos16;
+          const m = re.exec(s);
+          mIdx = m === null ? NONE : m.index;
+          mEnd = m === null ? NONE : m.index + m[0].length;
+          searchedFrom = pos16;
+        }
+        if (mIdx >= b16) {
+          out.push(end); // no match in the rest: one gap
+          break;
+        }
+        if (mEnd > b16 || mEnd === mIdx) {
+          this.splitRegex(re, s, posCp, end, pos16, b16, byCp, out);
+          break;
+        }
+        if (mIdx > pos16) {
+          if (byCp) posCp = mIdx;
+          else while (pos16 < mIdx) pos16 += cps[posCp++]! > 0xffff ? 2 : 1;
+          out.push(posCp);
+        }
+        if (byCp) posCp = mEnd;
+        else while (pos16 < mEnd) pos16 += cps[posCp++]! > 0xffff ? 2 : 1;
+        pos16 = mEnd;
+        out.push(posCp);
+      }
     }
   }
 
@@ -597,6 +698,38 @@ export class PreTokenizer {
       }
     }
     if (prev < frag.length) out.push(end);
+  }
+
+  /** `\s?C+` (or `C+`, `C`) over every fragment: matches and the gaps between them. */
+  private splitClassRuns(step: ClassRun, cur: Ends, out: Ends): void {
+    const n = this.buf.n;
+    if (this.mem.length < n) this.mem = new Uint8Array(Math.max(n, this.mem.length * 2));
+    const mem = this.mem;
+    const flags = this.flags;
+    step.fill(this.buf.cps, flags, n, mem);
+    const { space, plus } = step;
+    let start = 0;
+    for (let k = 0; k < cur.n; k++) {
+      const end = cur.a[k]!;
+      let p = start;
+      let prevEnd = start;
+      start = end;
+      while (p < end) {
+        let q: number;
+        if (space && flags[p]! & F_WS && p + 1 < end && mem[p + 1] === 1) q = p + 2;
+        else if (mem[p] === 1) q = p + 1;
+        else {
+          p++;
+          continue;
+        }
+        if (plus) while (q < end && mem[q] === 1) q++;
+        if (p > prevEnd) out.push(p);
+        out.push(q);
+        prevEnd = q;
+        p = q;
+      }
+      if (prevEnd < end) out.push(end);
+    }
   }
 
   /** unicode_regex_split_custom_gpt2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
