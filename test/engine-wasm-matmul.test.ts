@@ -3,7 +3,8 @@
  * with a kernel, at T = 1 and T > 1, odd sizes (OC not a multiple of the thread count), on 1 and
  * 2 threads. Tolerance: |got - want| <= RTOL * sum_i |w_i a_i| + ATOL per output (w, a the
  * dequantized row and activation): the integer block sums are exact, only the float order
- * differs from ggml's scalar loop. 1 and 2 threads must agree bit for bit.
+ * differs from ggml's scalar loop. 1 and 2 threads must agree bit for bit. Activations are
+ * quantized as ggml-cpu's x86 build does (the default), or with ggml's reference quantizers.
  * Not here: the other kernels (engine-wasm-ops.test.ts), activation quantizers (engine-wasm-quantize.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,6 +90,22 @@ describe("WasmBackend.matmul", () => {
       for (const [T, C, OC] of cases) check(type, T, C, OC, seed++);
     });
   }
+
+  it('activations: "ref" quantizes Q8_0 / Q8_1 activations with the reference quantizers', async () => {
+    const b = await createWasmBackend({ threads: 1, activations: "ref" });
+    try {
+      for (const type of ["Q4_0", "Q4_1", "Q5_1", "Q8_0"] as GgmlTypeName[]) {
+        const [T, C, OC] = [3, 512, 7];
+        const w = quantizeMatrix(type, randomFloats(OC * C, 77, 1), OC, C);
+        const x = randomFloats(T * C, 78, 1);
+        const want = refMatmul(type, w, x, T, C, OC, "ref");
+        const got = run(b, type, w, x, T, C, OC);
+        expectClose(`${type} ref activations`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+      }
+    } finally {
+      await b.dispose();
+    }
+  });
 
   it("rejects a type without a kernel and a C that is not a multiple of the block size", () => {
     const w = b1.alloc(1024);

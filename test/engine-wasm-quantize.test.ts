@@ -1,11 +1,12 @@
 /**
- * The WebAssembly activation quantizers (assembly/quantize.ts) against src/quant's ggml-exact
- * ones, byte for byte: Q8_0, Q8_1, Q8_K (what matmul quantizes activations to) and the F16 / BF16
- * row conversions, on random rows and on edge cases (all-zero blocks, ties, huge and subnormal
+ * The WebAssembly activation quantizers (assembly/quantize.ts) against their TypeScript twins,
+ * byte for byte: Q8_0 and Q8_1 as ggml's reference quantizers (src/quant) and as ggml-cpu's x86
+ * build (kernels/ref/activations.ts), Q8_K, and the F16 / BF16 row conversions, on random rows and on edge cases (all-zero blocks, ties, huge and subnormal
  * values, a negative largest value).
  * Not here: the dot products (engine-wasm-matmul.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { quantizeQ8_0X86, quantizeQ8_1X86 } from "../src/engine/kernels/ref/activations.ts";
 import { createWasmBackend, type WasmBackend } from "../src/engine/kernels/wasm/backend.ts";
 import { KERNELS } from "../src/quant/index.ts";
 import { ggmlTypeByName, rowBytes } from "../src/util/ggml-types.ts";
@@ -34,25 +35,41 @@ function rows(): Float32Array[] {
   return out;
 }
 
-const CASES = [
-  ["Q8_0", "quantizeQ8_0"],
-  ["Q8_1", "quantizeQ8_1"],
-  ["Q8_K", "quantizeQ8K"],
-  ["F16", "toF16Row"],
-  ["BF16", "toBf16Row"],
-] as const;
+type Quantizer = (x: Float32Array, dst: Uint8Array, n: number) => void;
+
+// [label, type, wasm export, its x86 flag, the TypeScript twin]
+const CASES: [
+  string,
+  "Q8_0" | "Q8_1" | "Q8_K" | "F16" | "BF16",
+  keyof WasmBackend["kernels"],
+  number,
+  Quantizer,
+][] = [
+  ["Q8_0 (reference)", "Q8_0", "quantizeQ8_0", 0, KERNELS.Q8_0!.quantize!],
+  ["Q8_0 (x86)", "Q8_0", "quantizeQ8_0", 1, quantizeQ8_0X86],
+  ["Q8_1 (reference)", "Q8_1", "quantizeQ8_1", 0, KERNELS.Q8_1!.quantize!],
+  ["Q8_1 (x86)", "Q8_1", "quantizeQ8_1", 1, quantizeQ8_1X86],
+  ["Q8_K", "Q8_K", "quantizeQ8K", 0, KERNELS.Q8_K!.quantize!],
+  ["F16", "F16", "toF16Row", 0, KERNELS.F16!.quantize!],
+  ["BF16", "BF16", "toBf16Row", 0, KERNELS.BF16!.quantize!],
+];
 
 describe("activation quantizers", () => {
-  for (const [type, fn] of CASES) {
-    it(`${type}: byte-identical to src/quant's quantizer`, () => {
+  for (const [label, type, fn, x86, twin] of CASES) {
+    it(`${label}: byte-identical to its TypeScript twin`, () => {
       for (const x of rows()) {
         const n = x.length;
         const bytes = rowBytes(ggmlTypeByName(type)!, n);
         const want = new Uint8Array(bytes);
-        KERNELS[type]!.quantize!(x, want, n);
+        twin(x, want, n);
         const xb = b.upload(new Uint8Array(x.buffer));
         const out = b.alloc(bytes);
-        b.kernels[fn](xb.offset, out.offset, n);
+        (b.kernels[fn] as (x: number, dst: number, n: number, x86: number) => void)(
+          xb.offset,
+          out.offset,
+          n,
+          x86,
+        );
         const got = b.u8(out);
         let first = -1;
         for (let i = 0; i < bytes && first < 0; i++) if (got[i] !== want[i]) first = i;

@@ -5,6 +5,7 @@
  * the ggml CPU ops in float32 (Math.fround) or float64 where ggml uses double.
  * Not here: the tests (test/engine-wasm-*.test.ts).
  */
+import { type ActivationMode, activationQuantizer } from "../../src/engine/kernels/ref/activations.ts";
 import { KERNELS } from "../../src/quant/index.ts";
 import type { GgmlTypeName } from "../../src/util/ggml-types.ts";
 import { ggmlTypeByName, rowBytes } from "../../src/util/ggml-types.ts";
@@ -50,7 +51,8 @@ export interface RefMatmul {
 
 /**
  * y (T,OC) = x (T,C) . w^T with w (OC,C) stored as `type`: the activation quantized to the
- * type's dotActivation and src/quant's dot per row, as ggml's mul_mat does.
+ * type's dotActivation (Q8_0 / Q8_1 as ggml-cpu's x86 build or its reference quantizers, `mode`;
+ * kernels/ref/activations.ts) and src/quant's dot per row, as ggml's mul_mat does.
  */
 export function refMatmul(
   type: GgmlTypeName,
@@ -59,6 +61,7 @@ export function refMatmul(
   T: number,
   C: number,
   OC: number,
+  mode: ActivationMode = "x86",
 ): RefMatmul {
   const k = KERNELS[type]!;
   const actType = k.dotActivation!;
@@ -72,7 +75,7 @@ export function refMatmul(
   const af = new Float32Array(C);
   for (let t = 0; t < T; t++) {
     const act = new Uint8Array(ab);
-    KERNELS[actType]!.quantize!(x.subarray(t * C, (t + 1) * C), act, C);
+    activationQuantizer(actType, mode)!(x.subarray(t * C, (t + 1) * C), act, C);
     KERNELS[actType]!.dequantize!(act, af, C);
     for (let r = 0; r < OC; r++) {
       const row = w.subarray(r * rb, (r + 1) * rb);

@@ -33,6 +33,12 @@ export interface WasmBackendOptions {
   spin?: number;
   /** Multiply-adds below which matmul and attention stay on the caller (default 2^20; 0 in tests). */
   minParallelWork?: number;
+  /**
+   * How Q8_0 / Q8_1 activation rows are quantized: "x86" (default) as ggml-cpu's x86 build, the
+   * build llama.cpp runs here; "ref" with ggml's reference quantizers. As RefBackend's option of
+   * the same name (kernels/ref/activations.ts).
+   */
+  activations?: "x86" | "ref";
 }
 
 /** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
@@ -48,6 +54,7 @@ export interface KernelExports {
     ad: number,
     ax: number,
     tmp: number,
+    x86: number,
   ): void;
   matmulRows(
     type: number,
@@ -99,8 +106,8 @@ export interface KernelExports {
   add(a: number, b: number, n: number): void;
   addBias(a: number, b: number, T: number, C: number): void;
   swiglu(gate: number, up: number, n: number): void;
-  quantizeQ8_0(x: number, dst: number, n: number): void;
-  quantizeQ8_1(x: number, dst: number, n: number): void;
+  quantizeQ8_0(x: number, dst: number, n: number, x86: number): void;
+  quantizeQ8_1(x: number, dst: number, n: number, x86: number): void;
   quantizeQ8K(x: number, dst: number, n: number): void;
   toF16Row(x: number, dst: number, n: number): void;
   toBf16Row(x: number, dst: number, n: number): void;
@@ -189,6 +196,7 @@ export class WasmBackend implements KernelBackend {
   private readonly opMatmul: number;
   private readonly opAttention: number;
   private readonly minParallel: number;
+  private readonly x86: number;
 
   private constructor(
     memory: WasmMemory,
@@ -197,8 +205,10 @@ export class WasmBackend implements KernelBackend {
     top: number,
     maxBytes: number,
     minParallel: number,
+    x86: boolean,
   ) {
     this.minParallel = minParallel;
+    this.x86 = x86 ? 1 : 0;
     this.memory = memory;
     this.kernels = kernels;
     this.pool = pool;
@@ -240,6 +250,7 @@ export class WasmBackend implements KernelBackend {
       top,
       maxPages * PAGE,
       options.minParallelWork ?? MIN_PARALLEL_MACS,
+      (options.activations ?? "x86") === "x86",
     );
   }
 
@@ -345,7 +356,7 @@ export class WasmBackend implements KernelBackend {
       tmp = ax + align(kq ? T * (C / 16) * 4 : T * nb * 4);
     }
     const rows = base + need;
-    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp);
+    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, this.x86);
     if (this.threads === 1 || T * C * OC < this.minParallel || OC < this.threads) {
       k.matmulRows(code, w.offset, xa, ad, ax, y.offset, T, C, OC, 0, OC, rows);
       return;
@@ -426,7 +437,7 @@ export class WasmBackend implements KernelBackend {
     nHead: number,
     nHeadKv: number,
     headDim: number,
-    scale = 1 / Math.sqrt(headDim),
+    scale = Math.fround(1 / Math.fround(Math.sqrt(headDim))), // llama.cpp: 1.0f/sqrtf(n_embd_head)
   ): void {
     this.live();
     if (nHeadKv <= 0 || nHead % nHeadKv !== 0) {

@@ -37,8 +37,19 @@ export function heapBase(): usize {
  * Prepares the activation x (T,C) for matmulRows with weights of `type`: F16/BF16 round it into
  * xa (T,C) f32; the quantized types quantize each row through tmp (one row of ggml blocks) and
  * expand it into xa (T,C) i16, ad and ax (see matmulRows). F32 needs nothing (xa = x).
+ * x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes them (quantize.ts).
  */
-export function prepareAct(type: i32, x: usize, T: i32, C: i32, xa: usize, ad: usize, ax: usize, tmp: usize): void {
+export function prepareAct(
+  type: i32,
+  x: usize,
+  T: i32,
+  C: i32,
+  xa: usize,
+  ad: usize,
+  ax: usize,
+  tmp: usize,
+  x86: i32,
+): void {
   if (type == T_F32) return;
   if (type == T_F16) {
     roundF16Row(x, xa, T * C);
@@ -58,10 +69,10 @@ export function prepareAct(type: i32, x: usize, T: i32, C: i32, xa: usize, ad: u
       quantizeQ8K(xt, tmp, C);
       expandQ8K(tmp, C, qs, d, ax + ((<usize>t * <usize>(C >> 4)) << 2));
     } else if (type == T_Q4_1 || type == T_Q5_1) {
-      quantizeQ8_1(xt, tmp, C);
+      quantizeQ8_1(xt, tmp, C, x86);
       expandQ8_1(tmp, C, qs, d, ax + ((<usize>t * <usize>nb) << 2));
     } else {
-      quantizeQ8_0(xt, tmp, C);
+      quantizeQ8_0(xt, tmp, C, x86);
       expandQ8_0(tmp, C, qs, d);
     }
   }

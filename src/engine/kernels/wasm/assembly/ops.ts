@@ -77,7 +77,7 @@ export function rope(
       for (let i = 0; i < half; i++) {
         const c = load<f32>(cache + ((<usize>i) << 3));
         const s = load<f32>(cache + ((<usize>i) << 3), 4);
-        const p0 = base + (<usize>(neox != 0 ? i : 2 * i) << 2);
+        const p0 = base + (<usize><u32>(neox != 0 ? i : 2 * i) << 2);
         const p1 = neox ? p0 + ((<usize>half) << 2) : p0 + 4;
         const x0 = load<f32>(p0);
         const x1 = load<f32>(p1);

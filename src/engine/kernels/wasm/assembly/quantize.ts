@@ -13,45 +13,45 @@ import { f16, nearestInt, roundf, toBf16Bits, toF16Bits, truncI32 } from "./comm
 
 // ------------------------------------------------------------------------ ggml block quantizers
 
-/** x (n) -> n/32 block_q8_0 (34 B: f16 d, i8 qs[32]) at dst; quantize_row_q8_0_ref. */
-export function quantizeQ8_0(x: usize, dst: usize, n: i32): void {
+/**
+ * x (n) -> n/32 block_q8_0 (34 B: f16 d, i8 qs[32]) at dst; with x86 = 0 quantize_row_q8_0_ref
+ * (id = 1/d, round half away from zero), else ggml-cpu's x86 quantize_row_q8_0 (id = 127/amax,
+ * round half to even), which llama.cpp runs on every x86 build (see ../../ref/activations.ts).
+ */
+export function quantizeQ8_0(x: usize, dst: usize, n: i32, x86: i32): void {
+  quantizeQ8(x, dst, n, x86, false);
+}
+
+/** x (n) -> n/32 block_q8_1 (36 B: f16 d, f16 s = d * sum(qs), i8 qs[32]); the Q8_0 rules above. */
+export function quantizeQ8_1(x: usize, dst: usize, n: i32, x86: i32): void {
+  quantizeQ8(x, dst, n, x86, true);
+}
+
+@inline
+function quantizeQ8(x: usize, dst: usize, n: i32, x86: i32, withSum: bool): void {
+  const bytes: usize = withSum ? 36 : 34;
+  const qo: usize = withSum ? 4 : 2;
   for (let b = 0; b < n >> 5; b++) {
     const xp = x + (<usize>b << 7);
-    const o = dst + <usize>b * 34;
+    const o = dst + <usize>b * bytes;
     let amax: f32 = 0;
     for (let j = 0; j < 32; j++) {
       const a = Mathf.abs(load<f32>(xp + (<usize>j << 2)));
       amax = amax > a ? amax : a; // C's MAX: a NaN in x is skipped as ggml skips it
     }
     const d: f32 = amax / 127;
-    const id: f32 = d != 0 ? <f32>1 / d : 0;
-    store<u16>(o, <u16>toF16Bits(d));
-    for (let j = 0; j < 32; j++) {
-      store<i8>(o + 2 + j, <i8>truncI32(roundf(load<f32>(xp + (<usize>j << 2)) * id)));
-    }
-  }
-}
-
-/** x (n) -> n/32 block_q8_1 (36 B: f16 d, f16 s = d * sum(qs), i8 qs[32]); quantize_row_q8_1_ref. */
-export function quantizeQ8_1(x: usize, dst: usize, n: i32): void {
-  for (let b = 0; b < n >> 5; b++) {
-    const xp = x + (<usize>b << 7);
-    const o = dst + <usize>b * 36;
-    let amax: f32 = 0;
-    for (let j = 0; j < 32; j++) {
-      const a = Mathf.abs(load<f32>(xp + (<usize>j << 2)));
-      amax = amax > a ? amax : a;
-    }
-    const d: f32 = amax / 127;
-    const id: f32 = d != 0 ? <f32>1 / d : 0;
+    let id: f32;
+    if (x86) id = amax != 0 ? <f32>127 / amax : 0;
+    else id = d != 0 ? <f32>1 / d : 0;
     store<u16>(o, <u16>toF16Bits(d));
     let sum = 0;
     for (let j = 0; j < 32; j++) {
-      const q = <i8>truncI32(roundf(load<f32>(xp + (<usize>j << 2)) * id));
-      store<i8>(o + 4 + j, q);
+      const v = load<f32>(xp + (<usize>j << 2)) * id;
+      const q = <i8>truncI32(x86 ? nearest<f32>(v) : roundf(v));
+      store<i8>(o + qo + j, q);
       sum += <i32>q;
     }
-    store<u16>(o + 2, <u16>toF16Bits(<f32>sum * d));
+    if (withSum) store<u16>(o + 2, <u16>toF16Bits(<f32>sum * d));
   }
 }
 
