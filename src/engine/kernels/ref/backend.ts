@@ -166,9 +166,9 @@ export class RefBackend implements KernelBackend {
   }
 
   /**
-   * F32 weights: a plain loop, exact float32 products summed in float64. NOTE: ggml sums in float32
-   * SIMD lanes (ggml_vec_dot_f32, tinyBLAS), an order no portable code reproduces; the results
-   * agree to float rounding.
+   * F32 weights: a plain loop, float32 products summed in float64, as ggml's scalar
+   * ggml_vec_dot_f32 (bit-exact with ggml's generic CPU build). NOTE: its SIMD builds sum in
+   * float32 lanes (and tinyBLAS for batches), so they agree to float rounding only.
    */
   private matmulF32(w: Buf, x: Buf, y: Buf, T: number, C: number, OC: number): void {
     const wv = this.floats(w, OC * C);
@@ -177,7 +177,7 @@ export class RefBackend implements KernelBackend {
       const out = this.floats(y, OC, t * OC);
       for (let o = 0, base = 0; o < OC; o++, base += C) {
         let sum = 0;
-        for (let i = 0; i < C; i++) sum += wv[base + i]! * xv[i]!;
+        for (let i = 0; i < C; i++) sum += fround(wv[base + i]! * xv[i]!);
         out[o] = sum;
       }
     }
