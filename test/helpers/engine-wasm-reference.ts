@@ -5,6 +5,7 @@
  * the ggml CPU ops in float32 (Math.fround) or float64 where ggml uses double.
  * Not here: the tests (test/engine-wasm-*.test.ts).
  */
+import { appendFileSync } from "node:fs";
 import { type ActivationMode, activationQuantizer } from "../../src/engine/kernels/ref/activations.ts";
 import { KERNELS } from "../../src/quant/index.ts";
 import type { GgmlTypeName } from "../../src/util/ggml-types.ts";
@@ -239,6 +240,9 @@ export function expectClose(
     if (!ok && bad.length < 8) bad.push(`[${i}] got ${g} want ${w} (diff ${d}, tol ${tol(i)})`);
     if (!ok && bad.length === 0) bad.push(`[${i}] got ${g} want ${w}`);
   }
+  // OWL_TOLERANCE_LOG=<file>: append each comparison's figures (how the README's numbers were taken).
+  const log = process.env.OWL_TOLERANCE_LOG;
+  if (log) appendFileSync(log, `${label}\tmax|diff| ${maxAbs.toExponential(2)}\t${worst.toFixed(3)}x tol\n`);
   if (bad.length > 0) {
     throw new Error(
       `${label}: max |diff| ${maxAbs}, ${(worst).toPrecision(3)}x the tolerance; first differing:\n  ${bad.join("\n  ")}`,
