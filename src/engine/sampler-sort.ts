@@ -84,12 +84,15 @@ export function partialSortDesc(
   makeHeap(a, key, first, middle);
   const len = middle - first;
   if (len > 0) {
+    // The heap's top key, cached: most ids fail the test against it (the hot loop of top-k).
+    let top = key[a[first]!]!;
     for (let i = middle; i < last; i++) {
       const v = a[i]!;
-      if (key[v]! > key[a[first]!]!) {
+      if (key[v]! > top) {
         // std::__pop_heap(first, middle, i)
         a[i] = a[first]!;
         adjustHeap(a, key, first, 0, len, v);
+        top = key[a[first]!]!;
       }
     }
   }

@@ -8,8 +8,10 @@
  *
  * Disabled stages are skipped as llama.cpp's "empty" samplers are (top_k <= 0, top_p >= 1,
  * min_p <= 0, typical_p >= 1, ...). node-llama-cpp 3.21.1 builds the same chain without
- * top-n-sigma and typical-p, so with those off a seed gives the same tokens as
- * `sequence.evaluate(tokens, {temperature, topK, topP, minP, seed, repeatPenalty})`.
+ * top-n-sigma, typical-p and dynamic temperature, so with those off a seed gives the same tokens
+ * as `sequence.evaluate(tokens, {temperature, topK, topP, minP, seed, repeatPenalty, xtc,
+ * tokenBias})` (NOTE: its topK 0 means "all, sorted", which is topK = V here; topK 0 here is
+ * llama.cpp's "off", which leaves the candidates in id order for the draw).
  *
  * temperature <= 0 is greedy: the first largest logit after logit bias and penalties
  * (llama_sampler_greedy, what node-llama-cpp uses). common_sampler's chain picks the same token
@@ -235,7 +237,8 @@ export function resolveSamplerParams(params: SamplerParams = {}): ResolvedSample
     "temperature",
     undefined,
     d.temperature,
-    (x) => finite(x) && x >= 0,
+    // NOTE: llama.cpp keeps it in float32: 1e39 would become Infinity.
+    (x) => Number.isFinite(Math.fround(x)) && x >= 0,
     "a finite number >= 0 (0 = greedy)",
   );
   const topK = num(
@@ -453,7 +456,7 @@ export class Sampler {
     return this.cand;
   }
 
-  /** Tokens accepted since the last reset (the tail the penalties need). */
+  /** Tokens accepted since the last reset: at least the last repeatLastN (none when it is 0). */
   get history(): readonly number[] {
     return this.accepted;
   }
@@ -502,7 +505,19 @@ export class Sampler {
     }
 
     const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
-    if (p.temperature <= 0 && !xtcOn && p.typicalP >= 1) return c.ids[argmaxPosition(c)]!;
+    if (p.temperature <= 0 && !xtcOn && p.typicalP >= 1) {
+      // llama_sampler_greedy on the untouched candidate order (ids 0..V-1): the first maximum.
+      const logit = c.logit;
+      let best = 0;
+      let bestL = logit[0]!;
+      for (let i = 1; i < V; i++) {
+        if (logit[i]! > bestL) {
+          best = i;
+          bestL = logit[i]!;
+        }
+      }
+      return best;
+    }
 
     applyTopNSigma(c, p.topNSigma);
     applyTopK(c, p.topK);
@@ -518,8 +533,9 @@ export class Sampler {
   /** Record a token as generated (llama_sampler_accept): it joins the penalty window. */
   accept(token: number): void {
     const n = this.params.repeatLastN;
+    if (n === 0) return;
     this.accepted.push(token);
-    if (n >= 0 && this.accepted.length > 2 * n + 64) this.accepted = this.accepted.slice(-n);
+    if (n > 0 && this.accepted.length > 2 * n + 64) this.accepted = this.accepted.slice(-n);
   }
 
   /**
