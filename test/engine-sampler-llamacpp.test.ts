@@ -10,6 +10,8 @@
  *    owl's engine + sampler + generate() reproducing the same tokens from its own logits.
  *    NOTE: owl's logits differ from llama.cpp's by ~1e-6, so a draw landing that close to a
  *    boundary could differ; none does on these runs.
+ * 3. generate() on that model with the real tokenizer's streaming decoder: the streamed text is
+ *    the decoded tokens, and a stop string spanning two tokens cuts the text right before it.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +21,8 @@ import { generate } from "../src/engine/generate.ts";
 import { loadModel, type Model, type Session } from "../src/engine/model.ts";
 import { Sampler, type SamplerParams } from "../src/engine/sampler.ts";
 import { Mt19937 } from "../src/engine/sampler-rng.ts";
+import { createTokenizer } from "../src/tokenizer/tokenizer.ts";
+import { vocabFromGgufFile } from "../src/tokenizer/vocab.ts";
 import { fixturePath, missing, REPO_ROOT } from "./helpers/fixtures.ts";
 
 interface RefCase {
@@ -243,6 +247,47 @@ describe.skipIf(!haveModel)(
       }
       expect(ref.length).toBeGreaterThan(16);
       expect(got).toEqual(ref);
+    });
+
+    it("generate() streams the tokenizer's text and cuts at a stop string spanning tokens", async () => {
+      const tokenizer = createTokenizer(vocabFromGgufFile(GGUF));
+      const run = async (stop: string[]) => {
+        const pieces: string[] = [];
+        const it = generate({
+          prompt,
+          sampler: new Sampler({ seed: 5, num_predict: 48, stop }),
+          decoder: tokenizer.streamingDecoder(),
+          evaluate: (tokens) => session.evaluate(tokens).logits,
+          stopTokens: (id) => tokenizer.isEog(id),
+        });
+        for (;;) {
+          const r = await it.next();
+          if (r.done) return { pieces, result: r.value };
+          pieces.push(r.value.text);
+        }
+      };
+      const full = await run([]);
+      expect(full.result.stopReason).toBe("length");
+      expect(full.pieces.join("")).toBe(full.result.text);
+      const dec = tokenizer.streamingDecoder();
+      expect(full.result.tokens.map((t) => dec.push(t)).join("")).toBe(full.result.text);
+      // A stop string from the end of one token's text into the next one's.
+      const text = full.result.text;
+      let end = 0;
+      let stop = "";
+      for (const [k, t] of full.result.tokens.entries()) {
+        const piece = tokenizer.streamingDecoder().push(t);
+        if (k >= 8 && piece.length >= 3 && end >= 2) {
+          stop = text.slice(end - 2, end + 2);
+          break;
+        }
+        end += piece.length;
+      }
+      expect(stop).toHaveLength(4);
+      const cut = await run([stop]);
+      expect(cut.result).toMatchObject({ stopReason: "stop", stop, text: text.slice(0, text.indexOf(stop)) });
+      expect(cut.pieces.join("")).toBe(cut.result.text);
+      expect(full.result.tokens.slice(0, cut.result.tokens.length)).toEqual(cut.result.tokens);
     });
   },
 );
