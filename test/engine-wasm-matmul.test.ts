@@ -114,5 +114,6 @@ describe("WasmBackend.matmul", () => {
     expect(() => b1.matmul("IQ4_NL", w, x, y, 1, 32, 1)).toThrow(/no WebAssembly kernel/);
     expect(() => b1.matmul("Q4_K", w, x, y, 1, 32, 1)).toThrow(/multiple of 256/);
     expect(() => b1.matmul("F32", w, x, y, 1, 512, 1)).toThrow(/needs 2048 bytes/);
+    expect(() => b1.matmul("F32", w, x, x, 1, 32, 2)).toThrow(/overlaps/);
   });
 });

@@ -324,6 +324,10 @@ export class WasmBackend implements KernelBackend {
     this.checkBuf("matmul w", w, OC * rowBytes(info, C));
     this.checkBuf("matmul x", x, T * C * 4);
     this.checkBuf("matmul y", y, T * OC * 4);
+    if (type === "F32" && x.offset < y.offset + T * OC * 4 && y.offset < x.offset + T * C * 4) {
+      // The other types read a quantized copy of x; F32 reads x itself while y is written.
+      throw new OwlError("ERR_INVALID_ARGUMENT", "matmul F32: the output y overlaps the input x");
+    }
     // Scratch: the prepared activation, then one C-float row per thread.
     let xa = x.offset;
     let ad = 0;
