@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { type GgufValue, garr, gbool, gstr, gu32 } from "../src/formats/gguf/index.ts";
+import { SpecialSplitter } from "../src/tokenizer/special-split.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import { TokenAttr } from "../src/tokenizer/types.ts";
 import { vocabFromGguf } from "../src/tokenizer/vocab.ts";
@@ -251,4 +252,111 @@ describe("Tokenizer: special ids from metadata", () => {
     expect(tok.isEog(ID0 + 1)).toBe(true);
     expect(tok.decode([ID0, ID0 + 2, ID0 + 1], { removeSpecial: true })).toBe(" a");
   });
+});
+
+/** llama.cpp's tokenizer_st_partition as written: one pass over all fragments per special token. */
+function referenceSplit(
+  v: ReturnType<typeof tinyVocab>,
+  text: string,
+  parseSpecial: boolean,
+): (string | number)[] {
+  const enc = new TextEncoder();
+  const ids: number[] = [];
+  for (let id = 0; id < v.attrs.length; id++) {
+    const a = v.attrs[id]!;
+    if ((a & (TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN)) === 0) continue;
+    if (!parseSpecial && (a & (TokenAttr.CONTROL | TokenAttr.UNKNOWN)) !== 0) continue;
+    ids.push(id);
+  }
+  ids.sort((a, b) => enc.encode(v.tokens[b]!).length - enc.encode(v.tokens[a]!).length || a - b);
+  const space = (c: string) => c === " " || (c >= "\t" && c <= "\r");
+  type Frag = { off: number; len: number } | { id: number };
+  let buffer: Frag[] = text.length > 0 ? [{ off: 0, len: text.length }] : [];
+  for (const id of ids) {
+    const t = v.tokens[id]!;
+    const attr = v.attrs[id]!;
+    const next: Frag[] = [];
+    for (const f of buffer) {
+      if ("id" in f) {
+        next.push(f);
+        continue;
+      }
+      let base = f.off;
+      let len = f.len;
+      for (;;) {
+        const match = text.indexOf(t, base);
+        if (match < 0 || match + t.length > base + len) {
+          if (len > 0) next.push({ off: base, len });
+          break;
+        }
+        if (match > base) {
+          let leftLen = match - base;
+          if (attr & TokenAttr.LSTRIP) while (leftLen > 0 && space(text[base + leftLen - 1]!)) leftLen--;
+          if (leftLen > 0) next.push({ off: base, len: leftLen });
+        }
+        next.push({ id });
+        if (match + t.length >= base + len) break;
+        let rOff = match + t.length;
+        let rLen = base + len - rOff;
+        if (attr & TokenAttr.RSTRIP)
+          while (rLen > 0 && space(text[rOff]!)) {
+            rOff++;
+            rLen--;
+          }
+        base = rOff;
+        len = rLen;
+      }
+    }
+    buffer = next;
+  }
+  return buffer.map((f) => ("id" in f ? f.id : text.slice(f.off, f.off + f.len)));
+}
+
+describe("special-token split", () => {
+  const texts = ["ab", "bcd", "  ", "   ", "\n\n", "<x>", "<xx>", "x>", "<ctl>", "é€", "🐶"];
+  const make = () => {
+    const v = tinyVocab(texts.map((text, i) => ({ text, type: i === 8 ? 3 : 4 })));
+    v.attrs[ID0 + 2] = v.attrs[ID0 + 2]! | TokenAttr.RSTRIP;
+    v.attrs[ID0 + 4] = v.attrs[ID0 + 4]! | TokenAttr.LSTRIP;
+    v.attrs[ID0 + 5] = v.attrs[ID0 + 5]! | TokenAttr.LSTRIP | TokenAttr.RSTRIP;
+    return v;
+  };
+
+  it("gives llama.cpp's fragments on random text (stored occurrences and the indexOf path)", () => {
+    const v = make();
+    let seed = 42;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const alphabet = [...texts, "a", "b", "c", "d", " ", "\n", "\t", "<", ">", "x"];
+    for (const parseSpecial of [false, true]) {
+      const stored = new SpecialSplitter(v, parseSpecial);
+      const searched = new SpecialSplitter(v, parseSpecial, { occurrenceBudget: 0 });
+      for (let k = 0; k < 2000; k++) {
+        let s = "";
+        for (let i = 0, n = Math.floor(rnd() * 30); i < n; i++)
+          s += alphabet[Math.floor(rnd() * alphabet.length)];
+        const expected = referenceSplit(v, s, parseSpecial);
+        const a = stored.split(s);
+        const b = searched.split(s);
+        if (JSON.stringify(a) !== JSON.stringify(expected) || JSON.stringify(b) !== JSON.stringify(expected))
+          expect({ s, a, b }).toEqual({ s, a: expected, b: expected });
+      }
+    }
+  });
+
+  it("splits 10 MB holding 5000 distinct special tokens in seconds (llama.cpp: one scan per token)", () => {
+    const extra = Array.from({ length: 5000 }, (_, i) => ({ text: `<|extra_${i}|>`, type: 4 }));
+    const tok = new Tokenizer(tinyVocab(extra));
+    const unit = `${extra.map((e) => e.text).join(" hi ")}\n`;
+    const text = unit.repeat(Math.ceil(10_000_000 / unit.length));
+    const t0 = performance.now();
+    const parts = tok.partition(text);
+    expect((performance.now() - t0) / 1000).toBeLessThan(30);
+    expect(parts.slice(0, 4)).toEqual([ID0, " hi ", ID0 + 1, " hi "]);
+    expect(parts.filter((p) => typeof p === "number")).toHaveLength(
+      5000 * Math.ceil(10_000_000 / unit.length),
+    );
+  }, 60_000);
 });
