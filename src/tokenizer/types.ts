@@ -96,8 +96,12 @@ export interface EncodeOptions {
 }
 
 export interface DecodeOptions {
-  /** Leave out control tokens (BOS, EOS, ...). Default false. */
+  /**
+   * llama.cpp's remove_special: drop a leading BOS when the vocabulary adds BOS and a trailing EOS
+   * when it adds EOS (what encode's addSpecial put there). Other control tokens stay; use
+   * renderSpecial: false to hide them all. Default false.
+   */
   removeSpecial?: boolean;
-  /** Render control tokens as their text (e.g. "<s>"); default true. */
+  /** llama.cpp's unparse_special: render control and unknown tokens as their text (e.g. "<s>"), else as nothing. Default true. */
   renderSpecial?: boolean;
 }
