@@ -14,7 +14,11 @@
  *   std::regex; JS's RegExp then gives the same matches as std::regex's ECMAScript grammar;
  * - the other patterns on the text itself (non-ASCII whitespace replaced by \v, as llama.cpp
  *   does), with \s meaning ASCII whitespace.
- * Each fragment is matched on its own, so lookaheads and $ see the fragment's end.
+ * Each fragment is matched on its own, so lookaheads and $ see the fragment's end. For speed, a
+ * pattern `\s?C+` / `C+` / `C` over one class runs as a linear scan (ClassRun), and a regex
+ * without lookaround or anchors runs once over the whole text (splitAllRegex says why that is the
+ * same split). The JS regex engine is never handed a 10 MB fragment with a pattern that can
+ * backtrack quadratically ("\s+$" has its own splitter).
  *
  * Not here: byte-level encoding and merges (bpe.ts), special-token splitting (tokenizer.ts).
  */
