@@ -562,7 +562,7 @@ describe("bad input", () => {
         );
       }
     },
-    120_000,
+    180_000,
   );
 
   it("an id outside the vocabulary is an OwlError", () => {

@@ -140,9 +140,9 @@ describe("WordPiece encoding", () => {
         codec.encodeFragment(text, out);
         const ms = performance.now() - t0;
         expect(out.length).toBeGreaterThan(0);
-        expect(ms, `${text.length} chars took ${ms.toFixed(0)} ms`).toBeLessThan(30_000);
+        expect(ms, `${text.length} chars took ${ms.toFixed(0)} ms`).toBeLessThan(60_000);
       }
     },
-    120_000,
+    180_000,
   );
 });
