@@ -1,0 +1,221 @@
+/**
+ * The interactive chat of `owl run` (like `ollama run`): reads lines from an input stream with
+ * node:readline, keeps the conversation across turns and streams each answer to the CliIO.
+ *
+ * - A model with tokenizer.chat_template: the messages are rendered with it (generation prompt
+ *   added) and tokenized with special tokens parsed; BOS is added unless the template wrote it.
+ * - A model without one (stories260K, base models): plain continuation. Each line continues the
+ *   running text (prompts and answers as one text); no "User:/Assistant:" framing, which a base
+ *   model would only imitate.
+ * Either way each turn sends the whole sequence and the backend reuses the KV-cached prefix, so
+ * earlier turns are not evaluated again (owl backend and llama.cpp alike).
+ *
+ * Commands: /bye, /clear, /set parameter <name> <value>, /set verbose|quiet, /show parameters,
+ * /? (help). Ctrl-C while generating stops the answer and returns to the prompt; Ctrl-C or
+ * Ctrl-D at an empty prompt ends the chat.
+ * Not here: the backends (run-backend.ts), parameter checks (run-params.ts).
+ */
+import { createInterface } from "node:readline";
+import type { ChatMessage } from "../tokenizer/chat-template.ts";
+import { compileChatTemplate } from "../tokenizer/chat-template.ts";
+import { chatTemplateTokens } from "../tokenizer/chat-template-source.ts";
+import { OwlError } from "../util/errors.ts";
+import type { CliIO } from "./io.ts";
+import type { GenerationResult, ModelRunner } from "./run-backend.ts";
+import { formatParams, paramName, type RunParams, setParam } from "./run-params.ts";
+import { formatStats } from "./run-stats.ts";
+
+export interface ChatOptions {
+  runner: ModelRunner;
+  /** Changed in place by /set parameter. */
+  params: RunParams;
+  verbose: boolean;
+  input: NodeJS.ReadableStream;
+  /** Answers and messages. */
+  io: CliIO;
+  /** A terminal: readline edits lines and echoes to `terminalOutput`, Ctrl-C arrives as SIGINT. */
+  terminal?: boolean;
+  terminalOutput?: NodeJS.WritableStream;
+}
+
+const HELP = `Available commands:
+  /set parameter <name> <value>   set a parameter (temperature, num_predict, seed, top_k, top_p,
+                                  min_p, typical_p, repeat_penalty, repeat_last_n,
+                                  presence_penalty, frequency_penalty, num_ctx, stop)
+  /set verbose | /set quiet       show or hide the timings after each answer
+  /show parameters                the parameters in use
+  /clear                          forget the conversation
+  /bye                            exit
+  /?, /help                       this help
+
+Ctrl-C stops an answer; Ctrl-C or Ctrl-D at an empty prompt exits.
+`;
+
+/** The conversation: what a turn sends to the model. */
+interface Conversation {
+  /** Token sequence for the next answer after `line`. */
+  prompt(line: string): number[];
+  /** Record the answer to the last prompt. */
+  answered(prompt: readonly number[], result: GenerationResult): void;
+  clear(): void;
+}
+
+function templateConversation(runner: ModelRunner, source: string): Conversation {
+  const template = compileChatTemplate(source, { name: "tokenizer.chat_template" });
+  const specials = chatTemplateTokens(runner.tokenizer.vocab);
+  let messages: ChatMessage[] = [];
+  return {
+    prompt(line) {
+      messages.push({ role: "user", content: line });
+      const text = template.render({ messages, addGenerationPrompt: true, ...specials });
+      const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
+      return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+    },
+    answered(_prompt, result) {
+      messages.push({ role: "assistant", content: result.text });
+    },
+    clear() {
+      messages = [];
+    },
+  };
+}
+
+function plainConversation(runner: ModelRunner): Conversation {
+  let history: number[] = [];
+  return {
+    prompt(line) {
+      if (history.length === 0) return runner.tokenizer.encode(line);
+      return [...history, ...runner.tokenizer.encode(line, { addSpecial: false })];
+    },
+    answered(prompt, result) {
+      history = [...prompt, ...result.tokens];
+    },
+    clear() {
+      history = [];
+    },
+  };
+}
+
+/** Run the chat until /bye, Ctrl-D or the end of the input. */
+export async function runChat(options: ChatOptions): Promise<void> {
+  const { runner, params, io } = options;
+  let verbose = options.verbose;
+  const terminal = options.terminal === true;
+  const conversation =
+    runner.chatTemplate !== undefined
+      ? templateConversation(runner, runner.chatTemplate)
+      : plainConversation(runner);
+  const rl = createInterface({
+    input: options.input,
+    ...(terminal && options.terminalOutput ? { output: options.terminalOutput } : {}),
+    terminal,
+    prompt: ">>> ",
+  });
+
+  const lines: string[] = [];
+  let closed = false;
+  let wake: (() => void) | undefined;
+  let generation: AbortController | undefined;
+  rl.on("line", (line) => {
+    lines.push(line);
+    wake?.();
+  });
+  rl.on("close", () => {
+    // Lines already read are still answered (a piped or test input ends before they are).
+    closed = true;
+    wake?.();
+  });
+  rl.on("SIGINT", () => {
+    if (generation) generation.abort();
+    else if (rl.line.length > 0) {
+      // Ctrl-C on a line being typed clears it, as a shell does.
+      rl.write(null, { ctrl: true, name: "u" });
+    } else rl.close();
+  });
+  const nextLine = async (): Promise<string | undefined> => {
+    while (lines.length === 0 && !closed) await new Promise<void>((r) => (wake = r));
+    wake = undefined;
+    return lines.shift();
+  };
+  const prompt = () => {
+    if (terminal) rl.prompt();
+    else io.out(">>> ");
+  };
+
+  if (runner.chatTemplate === undefined) {
+    io.out("(this model has no chat template: each line continues the text so far; /? for help)\n");
+  }
+  let firstTurn = true;
+  try {
+    for (;;) {
+      prompt();
+      const raw = await nextLine();
+      if (raw === undefined) break;
+      if (!terminal) io.out(`${raw}\n`);
+      const line = raw.trim();
+      if (line === "") continue;
+      if (line.startsWith("/")) {
+        const words = line.split(/\s+/);
+        const cmd = words[0]!;
+        if (cmd === "/bye" || cmd === "/exit") break;
+        if (cmd === "/?" || cmd === "/help") {
+          io.out(HELP);
+        } else if (cmd === "/clear") {
+          conversation.clear();
+          io.out("Cleared session context\n");
+        } else if (cmd === "/show" && words[1] === "parameters") {
+          io.out(`Parameters:\n${formatParams(params)}`);
+        } else if (cmd === "/set" && (words[1] === "verbose" || words[1] === "quiet")) {
+          verbose = words[1] === "verbose";
+          io.out(`Set '${words[1]}' mode.\n`);
+        } else if (cmd === "/set" && words[1] === "parameter") {
+          const name = words[2] === undefined ? undefined : paramName(words[2]);
+          const value = line.split(/\s+/).slice(3).join(" ");
+          if (name === undefined || value === "") {
+            io.out("Usage: /set parameter <name> <value>  (/? lists the names)\n");
+          } else {
+            try {
+              setParam(params, name, value, `parameter ${name}`);
+              io.out(`Set parameter '${name}' to '${value}'\n`);
+            } catch (e) {
+              if (!(e instanceof OwlError)) throw e;
+              io.out(`error: ${e.message}\n`);
+            }
+          }
+        } else {
+          io.out(`Unknown command '${line}'. Type /? for help\n`);
+        }
+        continue;
+      }
+
+      let tokens: number[];
+      try {
+        tokens = conversation.prompt(line);
+      } catch (e) {
+        if (!(e instanceof OwlError)) throw e;
+        io.out(`error: ${e.message}\n`);
+        continue;
+      }
+      generation = new AbortController();
+      let result: GenerationResult;
+      try {
+        result = await runner.generate(tokens, params, (t) => io.out(t), generation.signal);
+      } catch (e) {
+        if (!(e instanceof OwlError)) throw e;
+        io.out(`error: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
+        continue;
+      } finally {
+        generation = undefined;
+      }
+      conversation.answered(tokens, result);
+      if (!result.text.endsWith("\n")) io.out("\n");
+      if (result.stopReason === "aborted") io.out("(stopped)\n");
+      if (result.stopReason === "context") io.out("(the context is full: /clear to start again)\n");
+      if (verbose) io.err(formatStats(runner, result, firstTurn));
+      io.out("\n");
+      firstTurn = false;
+    }
+  } finally {
+    rl.close();
+  }
+}

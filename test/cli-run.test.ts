@@ -1,0 +1,170 @@
+/**
+ * `owl run` in process (runCli + captureIO) on the bundled stories260K: greedy output equals
+ * llama2.c run.c's text on both backends (owl engine and llama.cpp), --verbose prints the timing
+ * lines, bad flags and a missing model give clear errors, stdin is read as the prompt when it is
+ * not a terminal, and the chat loop is driven through a fake input stream.
+ * Not here: the sampler's agreement with llama.cpp (engine-sampler-llamacpp.test.ts).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import type { RunIO } from "../src/cli/commands/run.ts";
+import { captureIO } from "../src/cli/io.ts";
+import { runCli } from "../src/cli/main.ts";
+import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
+import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
+
+const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
+const REF = "llama2c/reference/greedy_once_upon_a_time_n200.json";
+const PROMPT = "Once upon a time";
+const N = 60;
+
+async function owl(args: string[], input?: { text: string | string[]; tty: boolean }) {
+  const io: RunIO & ReturnType<typeof captureIO> = captureIO();
+  if (input) {
+    io.input = Readable.from(Array.isArray(input.text) ? input.text.map((l) => `${l}\n`) : [input.text]);
+    io.inputIsTTY = input.tty;
+  }
+  const code = await runCli(args, io);
+  return { code, out: io.stdout(), err: io.stderr() };
+}
+
+/** run.c's first N generated tokens as text (its stdout is the prompt followed by them). */
+function expectedGreedy(): string {
+  const ref = JSON.parse(readFileSync(fixturePath(REF)!, "utf8")) as {
+    generated_tokens: number[];
+    stdout: string;
+  };
+  const tok = Tokenizer.fromGgufFile(BUNDLED);
+  const dec = tok.streamingDecoder();
+  let text = "";
+  for (const id of ref.generated_tokens.slice(0, N)) text += dec.push(id);
+  text += dec.flush();
+  // run.c prints the prompt (its first piece without the SPM space prefix), then the same text.
+  expect(ref.stdout.startsWith(PROMPT + text)).toBe(true);
+  return text;
+}
+
+describe.skipIf(!fixturePath(REF))("owl run: greedy equals llama2.c run.c", () => {
+  it("owl backend (the default), the prompt as the only argument", async () => {
+    const r = await owl(["run", PROMPT, "--temperature", "0", "--num-predict", String(N)]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`${expectedGreedy()}\n`);
+  });
+
+  it("llama.cpp backend, the model given explicitly", async () => {
+    const r = await owl([
+      "run",
+      BUNDLED,
+      PROMPT,
+      "--temperature",
+      "0",
+      "--num-predict",
+      String(N),
+      "--backend",
+      "llama.cpp",
+      // NOTE: llama.cpp's 2 spinning threads take seconds per token on a busy 2-core machine
+      // (vitest runs test files in parallel); one thread takes about 1 ms.
+      "--threads",
+      "1",
+    ]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`${expectedGreedy()}\n`);
+  }, 60_000);
+});
+
+describe("owl run", () => {
+  it("--verbose prints Ollama's timing lines and the engine's memory", async () => {
+    const r = await owl(["run", PROMPT, "--temperature", "0", "--num-predict", "8", "--verbose"]);
+    expect(r.code).toBe(0);
+    for (const line of [
+      /^total duration: +[\d.]+(s|ms|µs)$/m,
+      /^load duration: +[\d.]+(s|ms|µs)$/m,
+      /^prompt eval count: +5 token\(s\)$/m,
+      /^prompt eval duration: +[\d.]+(s|ms|µs)$/m,
+      /^prompt eval rate: +[\d.]+ tokens\/s$/m,
+      /^eval count: +8 token\(s\)$/m,
+      /^eval duration: +[\d.]+(s|ms|µs)$/m,
+      /^eval rate: +[\d.]+ tokens\/s$/m,
+      /^resident memory: +[\d.]+ MiB \(weights [\d.]+ MiB, KV cache [\d.]+ MiB, scratch [\d.]+ MiB\)$/m,
+    ]) {
+      expect(r.err).toMatch(line);
+    }
+  });
+
+  it("--stop ends the text before the stop string; a seed makes sampling repeatable", async () => {
+    const a = await owl(["run", PROMPT, "--seed", "42", "--num-predict", "40", "--stop", "Lily"]);
+    const b = await owl(["run", PROMPT, "--seed", "42", "--num-predict", "40", "--stop", "Lily"]);
+    expect(a.code).toBe(0);
+    expect(a.out).toBe(b.out);
+    expect(a.out).not.toContain("Lily");
+    const g = await owl(["run", PROMPT, "--temperature", "0", "--stop", "Lily"]);
+    expect(g.out).toBe(", there was a little girl named \n");
+  });
+
+  it.each([
+    [["--temperature", "-1"], /--temperature must be a number >= 0 \(0 = greedy\), found "-1"/],
+    [["--top-p", "1.5"], /--top-p must be a number in \[0, 1\] \(1 = off\), found "1.5"/],
+    [["--num-predict", "ten"], /--num-predict must be an integer >= -1 .*, found "ten"/],
+    [["--top-k", "2.5"], /--top-k must be an integer >= 0 \(0 = off\), found "2.5"/],
+    [["--num-ctx", "0"], /--num-ctx must be an integer >= 1, found "0"/],
+    [["--backend", "vllm"], /--backend must be owl or llama.cpp, found "vllm"/],
+  ])("rejects %j with exit code 2", async (flags, message) => {
+    const r = await owl(["run", PROMPT, ...flags]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.out).toBe("");
+  });
+
+  it("an unknown flag is a usage error", async () => {
+    const r = await owl(["run", PROMPT, "--temprature", "0"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unknown option '--temprature'/);
+  });
+
+  it("a model path that does not exist is a clear error", async () => {
+    const r = await owl(["run", "/nonexistent/model.gguf", "hello"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/model file "\/nonexistent\/model.gguf" does not exist/);
+  });
+
+  it("reads the prompt from stdin when it is not a terminal", async () => {
+    const r = await owl(["run", "--temperature", "0", "--num-predict", "8"], { text: PROMPT, tty: false });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(", there was a little girl\n");
+  });
+
+  it("chat: /set parameter, a turn, /show parameters, /clear, /bye", async () => {
+    const r = await owl(["run", "--num-predict", "8"], {
+      tty: true,
+      text: [
+        "/set parameter temperature 0",
+        "/set parameter top_k nope",
+        PROMPT,
+        " She loved",
+        "/show parameters",
+        "/clear",
+        "/?",
+        "/nope",
+        "/bye",
+        "never read",
+      ],
+    });
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("Set parameter 'temperature' to '0'\n");
+    expect(r.out).toContain('error: parameter top_k must be an integer >= 0 (0 = off), found "nope"\n');
+    // Plain continuation (stories260K has no chat template): the first turn continues the prompt,
+    // the second continues the whole text so far.
+    expect(r.out).toContain(`>>> ${PROMPT}\n, there was a little girl\n`);
+    expect(r.out).toMatch(/>>> {2}She loved\n.+\n/);
+    expect(r.out).toMatch(/Parameters:\n(.*\n)*\s+temperature\s+0\n/);
+    expect(r.out).toContain("Cleared session context\n");
+    expect(r.out).toContain("/set parameter <name> <value>");
+    expect(r.out).toContain("Unknown command '/nope'. Type /? for help\n");
+    expect(r.out).not.toContain("never read");
+  });
+});
