@@ -9,11 +9,16 @@ import { join } from "node:path";
 import { runEngineKernelsBench } from "./engine-kernels.ts";
 import { runQuantBench } from "./quant.ts";
 import { runShowBench } from "./show.ts";
+import { runTokenizerBench } from "./tokenizer.ts";
 
 const sections: [string, () => string | Promise<string>][] = [
   ["Dequantize and dot throughput (src/quant, plain TypeScript kernels, 1 thread)", runQuantBench],
   ["`owl show` on a 2 GB GGUF", runShowBench],
   ["Engine kernels: WebAssembly SIMD, 1 and 2 threads, vs plain TypeScript", runEngineKernelsBench],
+  [
+    "Tokenizer encode throughput vs @huggingface/tokenizers (same tokenizer.json, same text)",
+    runTokenizerBench,
+  ],
 ];
 
 const only = process.argv[2];
