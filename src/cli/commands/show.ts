@@ -6,17 +6,11 @@ import type { Command } from "commander";
 import type { ModelInfo } from "../../tools/model-info.ts";
 import { openModelInfo } from "../../tools/open-model.ts";
 import type { CliIO } from "../io.ts";
+import { formatBytes } from "../progress.ts";
 
 interface ShowOptions {
   json?: boolean;
   tensors?: boolean;
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(2)} MiB`;
-  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
-  return `${n} B`;
 }
 
 function section(title: string, rows: [string, string | number | undefined][]): string {
