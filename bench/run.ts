@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { runEngineBench } from "./engine.ts";
 import { runEngineKernelsBench } from "./engine-kernels.ts";
 import { runQuantBench } from "./quant.ts";
 import { runShowBench } from "./show.ts";
@@ -19,6 +20,7 @@ const sections: [string, () => string | Promise<string>][] = [
     "Tokenizer encode throughput vs @huggingface/tokenizers (same tokenizer.json, same text)",
     runTokenizerBench,
   ],
+  ["owl engine vs llama.cpp (node-llama-cpp 3.21.1): prompt eval and decode, 2 threads", runEngineBench],
 ];
 
 const only = process.argv[2];
