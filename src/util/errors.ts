@@ -66,7 +66,24 @@ export type OwlErrorCode =
   | "ERR_MODEL_NOT_FOUND"
   // the owl engine: hyperparameters, evaluation
   | "ERR_MODEL_METADATA"
-  | "ERR_CONTEXT_OVERFLOW";
+  | "ERR_CONTEXT_OVERFLOW"
+  // the model store: names, manifests, blobs, Modelfiles
+  | "ERR_INVALID_NAME"
+  | "ERR_MODELFILE_PARSE"
+  | "ERR_DIGEST_MISMATCH"
+  | "ERR_STORE_CORRUPT"
+  | "ERR_BLOB_NOT_FOUND"
+  // the runtime: loading, scheduling, generation
+  | "ERR_MODEL_LOAD"
+  | "ERR_QUEUE_FULL"
+  | "ERR_GRAMMAR"
+  // the HTTP server and its clients
+  | "ERR_BAD_REQUEST"
+  | "ERR_BODY_TOO_LARGE"
+  | "ERR_UNAUTHORIZED"
+  | "ERR_NOT_FOUND_ROUTE"
+  | "ERR_UNSAFE_BIND"
+  | "ERR_SERVER_UNREACHABLE";
 
 export interface OwlErrorOptions {
   /** A short next step for the user: "re-download the file", "pass --tokenizer". */
