@@ -9,6 +9,13 @@ import type { GgufFile, GgufValue } from "../formats/gguf/types.ts";
 import type { HfModelDir } from "../formats/hf/model-dir.ts";
 import type { SafetensorsModel } from "../formats/safetensors/index.ts";
 
+/** Assigns a field of a ModelInfo only when the value is known, so absent facts stay absent. */
+function setter(info: ModelInfo) {
+  return <K extends keyof ModelInfo>(key: K, value: ModelInfo[K] | undefined): void => {
+    if (value !== undefined) info[key] = value;
+  };
+}
+
 export interface TensorTypeShare {
   type: string;
   tensors: number;
@@ -183,9 +190,7 @@ export function ggufModelInfo(f: GgufFile): ModelInfo {
     tensorCount: f.tensors.length,
     tensors,
   };
-  const set = <K extends keyof ModelInfo>(key: K, value: ModelInfo[K] | undefined) => {
-    if (value !== undefined) info[key] = value;
-  };
+  const set = setter(info);
   set("architecture", arch);
   set("name", str(md.get(GENERAL.name)));
   set(
@@ -258,9 +263,7 @@ export function safetensorsModelInfo(
     tensors,
   };
   if (side.warnings.length > 0) info.warnings = side.warnings;
-  const set = <K extends keyof ModelInfo>(key: K, value: ModelInfo[K] | undefined) => {
-    if (value !== undefined) info[key] = value;
-  };
+  const set = setter(info);
   set("architecture", c?.modelType ?? c?.architectures?.[0]);
   set("quantization", tensorTypes[0]?.type);
   set("contextLength", c?.contextLength);
