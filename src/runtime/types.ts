@@ -231,6 +231,9 @@ export interface Lease {
   sequence: Sequence | undefined;
   /** Time spent loading the model for this request (0 when it was loaded already), nanoseconds. */
   loadNs: number;
+  /** Aborted when the request's own signal fires or the scheduler unloads the model (unload(),
+   * close()): pass it to generate/embed so the work ends. */
+  signal?: AbortSignal;
   /** Give the sequence back and start the keep-alive timer; idempotent. */
   release(): void;
 }
