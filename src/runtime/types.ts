@@ -146,8 +146,16 @@ export interface LoadedModel {
   tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[];
   /** Text of a token sequence, special tokens rendered as text. */
   detokenize(tokens: readonly number[]): string;
-  /** A free sequence, or undefined when all numParallel are in use. */
-  tryAcquireSequence(): Sequence | undefined;
+  /**
+   * The raw bytes of one token's text (llama.cpp's token_to_piece, special tokens rendered), for
+   * streaming that never splits a UTF-8 character (complete.ts).
+   */
+  tokenBytes(token: number): Uint8Array;
+  /**
+   * A free sequence, or undefined when all numParallel are in use. Given the prompt about to be
+   * generated from, the free sequence whose KV cache shares the longest prefix with it.
+   */
+  tryAcquireSequence(prompt?: readonly number[]): Sequence | undefined;
   /**
    * Embeddings of each input (mean-pooled or the model's pooling, normalized). ERR_CONTEXT_OVERFLOW
    * for an input longer than numCtx unless truncate (then cut to numCtx tokens).
