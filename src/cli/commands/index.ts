@@ -4,13 +4,17 @@
 import type { Command } from "commander";
 import type { CliIO } from "../io.ts";
 import { registerConvert } from "./convert.ts";
+import { registerPs } from "./ps.ts";
 import { registerRun } from "./run.ts";
 import { registerShow } from "./show.ts";
+import { registerStop } from "./stop.ts";
 import { registerDetokenize, registerTokenize } from "./tokenize.ts";
 
 export function registerCommands(program: Command, io: CliIO): void {
   registerConvert(program, io);
   registerRun(program, io);
+  registerPs(program, io);
+  registerStop(program, io);
   registerShow(program, io);
   registerTokenize(program, io);
   registerDetokenize(program, io);
