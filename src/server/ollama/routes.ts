@@ -1,0 +1,10 @@
+/**
+ * The Ollama-compatible routes (/api/...), one file per group: generate and chat (generate.ts),
+ * embeddings (embed.ts), the model store (models.ts: tags, show, create, blobs, copy, delete,
+ * pull, push) and running models (ps.ts). Same paths, fields, status codes and NDJSON streaming
+ * as Ollama (ollama/ollama server/routes.go, docs/api.md).
+ */
+import type { Hono } from "hono";
+import type { ServerContext } from "../context.ts";
+
+export function registerOllamaRoutes(_app: Hono, _ctx: ServerContext): void {}

@@ -1,0 +1,140 @@
+/**
+ * Streaming responses and client-disconnect detection, shared by the Ollama and OpenAI routes.
+ *
+ * - requestAbort: one AbortSignal that fires when the client goes away (the request's signal,
+ *   which @hono/node-server aborts when the connection closes early), when the server shuts down
+ *   (ServerContext.shutdown), or when a stream's reader is cancelled. Pass it to the scheduler
+ *   (ModelRequest.signal) and to complete() so a departed client frees its sequence at once.
+ * - ndjsonResponse: Ollama's streaming (application/x-ndjson, one JSON object per line).
+ * - sseResponse: OpenAI's streaming (text/event-stream, `data: <json>` events, `data: [DONE]`).
+ *
+ * Both await the first item before answering, as Ollama does: an error raised before anything is
+ * sent (unknown model, prompt too long, queue full) becomes a normal error response with its own
+ * status; an error after that is written as a last line/event in the API's error shape.
+ * Not here: what the items are (the routes), non-streaming answers.
+ */
+import type { Context } from "hono";
+import { mapError } from "./error-map.ts";
+import { apiFamily, errorBody } from "./http-error.ts";
+
+export interface RequestAbort {
+  /** Fires on client disconnect, server shutdown, or abort(). */
+  signal: AbortSignal;
+  abort(reason?: unknown): void;
+}
+
+/** The abort signal of one request (see the module comment). */
+export function requestAbort(c: Context, shutdown: AbortSignal): RequestAbort {
+  const local = new AbortController();
+  const signal = AbortSignal.any([c.req.raw.signal, shutdown, local.signal]);
+  return { signal, abort: (reason) => local.abort(reason) };
+}
+
+export interface StreamOptions {
+  /** Called once when the client stops reading before the last item (disconnect). */
+  onCancel?: () => void;
+}
+
+interface StreamFormat {
+  contentType: string;
+  item(value: unknown): string;
+  error(e: unknown): string;
+  /** Written after the last item (SSE's `data: [DONE]`). */
+  trailer?: string;
+  headers?: Record<string, string>;
+}
+
+async function streamResponse(
+  c: Context,
+  items: AsyncIterable<unknown>,
+  format: StreamFormat,
+  options: StreamOptions,
+): Promise<Response> {
+  const it = items[Symbol.asyncIterator]();
+  // An error here propagates to the caller: a plain error response with its status.
+  const first = await it.next();
+  const encoder = new TextEncoder();
+  let finished = false;
+  const finish = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    finished = true;
+    if (format.trailer !== undefined) controller.enqueue(encoder.encode(format.trailer));
+    controller.close();
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first.done) finish(controller);
+      else controller.enqueue(encoder.encode(format.item(first.value)));
+    },
+    async pull(controller) {
+      if (finished) return;
+      try {
+        const r = await it.next();
+        if (r.done) finish(controller);
+        else controller.enqueue(encoder.encode(format.item(r.value)));
+      } catch (e) {
+        finished = true;
+        controller.enqueue(encoder.encode(format.error(e)));
+        controller.close();
+      }
+    },
+    cancel() {
+      if (!finished) {
+        finished = true;
+        options.onCancel?.();
+      }
+      // Lets the producer run its finally blocks (release leases) once its pending step ends.
+      void it.return?.()?.catch(() => {});
+    },
+  });
+  return c.body(stream, 200, {
+    "Content-Type": format.contentType,
+    "Cache-Control": "no-cache",
+    ...format.headers,
+  });
+}
+
+/** Ollama's NDJSON stream: each item as one line of JSON. */
+export function ndjsonResponse(
+  c: Context,
+  items: AsyncIterable<unknown>,
+  options: StreamOptions = {},
+): Promise<Response> {
+  const family = apiFamily(c.req.path);
+  return streamResponse(
+    c,
+    items,
+    {
+      contentType: "application/x-ndjson",
+      item: (v) => `${JSON.stringify(v)}\n`,
+      error: (e) => `${JSON.stringify(errorBody(family, mapError(e)))}\n`,
+    },
+    options,
+  );
+}
+
+export interface SseOptions extends StreamOptions {
+  /** The last event's data; default "[DONE]" (OpenAI); null: none. */
+  done?: string | null;
+}
+
+/** OpenAI's server-sent events: `data: <json>\n\n` per item, then `data: [DONE]\n\n`. */
+export function sseResponse(
+  c: Context,
+  items: AsyncIterable<unknown>,
+  options: SseOptions = {},
+): Promise<Response> {
+  const family = apiFamily(c.req.path);
+  const done = options.done === undefined ? "[DONE]" : options.done;
+  return streamResponse(
+    c,
+    items,
+    {
+      contentType: "text/event-stream",
+      item: (v) => `data: ${JSON.stringify(v)}\n\n`,
+      error: (e) => `data: ${JSON.stringify(errorBody(family, mapError(e)))}\n\n`,
+      ...(done === null ? {} : { trailer: `data: ${done}\n\n` }),
+      headers: { Connection: "keep-alive" },
+    },
+    options,
+  );
+}
