@@ -19,6 +19,9 @@ import { registerOpenAiRoutes } from "./openai/routes.ts";
 export interface AppOptions {
   /** Told about errors that are owl's bugs (not OwlErrors); the client only sees a 500. */
   onInternalError?: (e: unknown, request: Request) => void;
+  /** Told about every request once its response starts (`owl serve` logs one line each);
+   * `ms` runs to the response's headers, not to the end of a stream. */
+  onRequest?: (r: { method: string; path: string; status: number; ms: number }) => void;
 }
 
 /** Request headers a browser client may send (Ollama's list: OpenAI's SDK adds x-stainless-*). */
@@ -51,6 +54,15 @@ function isBlobUpload(path: string): boolean {
 export function createApp(ctx: ServerContext, options: AppOptions = {}): Hono {
   const app = new Hono();
   const settings = ctx.settings;
+
+  const onRequest = options.onRequest;
+  if (onRequest) {
+    app.use("*", async (c, next) => {
+      const t0 = performance.now();
+      await next();
+      onRequest({ method: c.req.method, path: c.req.path, status: c.res.status, ms: performance.now() - t0 });
+    });
+  }
 
   const allowOrigin = originMatcher(settings.origins);
   app.use(
