@@ -34,7 +34,7 @@ const ROOT = resolve(import.meta.dirname, "..");
 const THREADS = 2;
 const V = 32000;
 
-interface Shape {
+export interface Shape {
   name: string;
   C: number;
   L: number;
@@ -43,7 +43,7 @@ interface Shape {
   reps: number;
 }
 
-const SHAPES: Shape[] = [
+export const SHAPES: Shape[] = [
   { name: "15M", C: 288, L: 6, nHead: 6, nFf: 768, reps: 3 },
   { name: "110M", C: 768, L: 12, nHead: 12, nFf: 2048, reps: 2 },
 ];
@@ -83,7 +83,7 @@ interface Generated {
 }
 
 /** Write a llama2.c-shaped random llama in `type` (norms F32) to `path`. */
-async function writeModel(path: string, s: Shape, type: GgmlTypeName): Promise<Generated> {
+export async function writeModel(path: string, s: Shape, type: GgmlTypeName): Promise<Generated> {
   const { C, L, nHead, nFf } = s;
   const md: GgufMetadata = new Map<string, GgufValue>([
     ["general.architecture", gstr("llama")],

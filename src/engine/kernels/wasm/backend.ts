@@ -98,7 +98,7 @@ export interface KernelExports {
     nHeadKv: number,
     headDim: number,
     scale: number,
-    gsz: number,
+    nSplit: number,
     scratch: number,
     tid: number,
     nth: number,
@@ -455,13 +455,11 @@ export class WasmBackend implements KernelBackend {
     this.checkBuf("attention kCache", kCache, n * nHeadKv * headDim * 4);
     this.checkBuf("attention vCache", vCache, n * nHeadKv * headDim * 4);
     this.checkBuf("attention out", out, T * nHead * headDim * 4);
-    const group = nHead / nHeadKv;
-    const items = T * nHeadKv;
-    const parallel = this.threads > 1 && items * group * n * headDim >= this.minParallel;
-    // Query heads of a group share each K/V row load; split the groups only when whole groups
-    // are too few to keep the threads busy.
-    const gsz = !parallel || items >= 2 * this.threads ? group : 1;
-    const per = align(gsz * n * 4);
+    const parallel = this.threads > 1 && T * nHead * n * headDim >= this.minParallel;
+    // Each item sweeps the cache once for a token and a range of query heads: split the heads
+    // only when the tokens are too few to keep the threads busy.
+    const nSplit = !parallel || T >= 2 * this.threads ? 1 : Math.min(nHead, this.threads);
+    const per = align(Math.ceil(nHead / nSplit) * n * 4);
     const s = this.scratch(per * this.threads);
     if (!parallel) {
       this.kernels.attention(
@@ -475,7 +473,7 @@ export class WasmBackend implements KernelBackend {
         nHeadKv,
         headDim,
         scale,
-        gsz,
+        nSplit,
         s.offset,
         0,
         1,
@@ -495,7 +493,7 @@ export class WasmBackend implements KernelBackend {
     p.setFloat(9, scale);
     p.setInt(10, s.offset);
     p.setInt(11, per);
-    p.setInt(12, gsz);
+    p.setInt(12, nSplit);
     p.run(this.opAttention);
   }
 
