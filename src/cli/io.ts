@@ -5,6 +5,8 @@
 export interface CliIO {
   out(text: string): void;
   err(text: string): void;
+  /** OWL_HOME for this run (tests point it at a temp dir); undefined: util/env's owlHome(). */
+  owlHome?: string;
 }
 
 /** A CliIO that keeps everything written, for tests. */
