@@ -138,3 +138,45 @@ export function sseResponse(
     options,
   );
 }
+
+/**
+ * An async stream of the values a callback-style job emits (store progress, pull progress): the
+ * job runs at once; values are yielded in order; the job's error is thrown after the values
+ * emitted before it; the stream ends when the job resolves.
+ */
+export async function* channel<T>(job: (emit: (value: T) => void) => Promise<void>): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let wake: (() => void) | undefined;
+  let done = false;
+  let failure: { error: unknown } | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  job((v) => {
+    queue.push(v);
+    notify();
+  }).then(
+    () => {
+      done = true;
+      notify();
+    },
+    (error: unknown) => {
+      failure = { error };
+      done = true;
+      notify();
+    },
+  );
+  for (;;) {
+    const next = queue.shift();
+    if (next !== undefined) {
+      yield next;
+      continue;
+    }
+    if (done) break;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+  if (failure) throw failure.error;
+}

@@ -6,5 +6,12 @@
  */
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
+import { registerEmbedRoutes } from "./embed.ts";
+import { registerModelRoutes } from "./models.ts";
+import { registerPsRoutes } from "./ps.ts";
 
-export function registerOllamaRoutes(_app: Hono, _ctx: ServerContext): void {}
+export function registerOllamaRoutes(app: Hono, ctx: ServerContext): void {
+  registerModelRoutes(app, ctx);
+  registerEmbedRoutes(app, ctx);
+  registerPsRoutes(app, ctx);
+}
