@@ -10,23 +10,50 @@
  * Either way each turn sends the whole sequence and the backend reuses the KV-cached prefix, so
  * earlier turns are not evaluated again (owl backend and llama.cpp alike).
  *
+ * Through a server (`owl run <name>` with `owl serve` running): the messages go to /api/chat,
+ * which renders the model's template; the answer streams back and Ctrl-C cancels the request.
+ *
  * Commands: /bye, /clear, /set parameter <name> <value>, /set verbose|quiet, /show parameters,
  * /? (help). Ctrl-C while generating stops the answer and returns to the prompt; Ctrl-C or
  * Ctrl-D at an empty prompt ends the chat.
- * Not here: the backends (run-backend.ts), parameter checks (run-params.ts).
+ * Not here: the backends (run-backend.ts), parameter checks (run-params.ts), HTTP (client.ts).
  */
 import { createInterface } from "node:readline";
 import type { ChatMessage } from "../tokenizer/chat-template.ts";
 import { compileChatTemplate } from "../tokenizer/chat-template.ts";
 import { chatTemplateTokens } from "../tokenizer/chat-template-source.ts";
 import { OwlError } from "../util/errors.ts";
+import type { ChatChunk, ChatMessageWire, OwlClient } from "./client.ts";
 import type { CliIO } from "./io.ts";
 import type { GenerationResult, ModelRunner } from "./run-backend.ts";
-import { formatParams, paramName, type RunParams, setParam } from "./run-params.ts";
-import { formatStats } from "./run-stats.ts";
+import { formatParams, paramName, type RunParams, serverOptions, setParam } from "./run-params.ts";
+import { formatServerStats, formatStats } from "./run-stats.ts";
+
+/** One answer of the chat. */
+export interface ChatAnswer {
+  text: string;
+  stopReason: GenerationResult["stopReason"];
+  /** The --verbose block (timings). */
+  stats: () => string;
+}
+
+/** Who answers the chat: a model in this process (localChat) or a server (serverChat). */
+export interface ChatEngine {
+  /** Printed before the first prompt. */
+  readonly note: string | undefined;
+  /** Answer `line` (the conversation so far is kept), streaming text to onText. */
+  send(
+    line: string,
+    params: RunParams,
+    onText: (text: string) => void,
+    signal: AbortSignal,
+    firstTurn: boolean,
+  ): Promise<ChatAnswer>;
+  clear(): void;
+}
 
 export interface ChatOptions {
-  runner: ModelRunner;
+  chat: ChatEngine;
   /** Changed in place by /set parameter. */
   params: RunParams;
   verbose: boolean;
@@ -98,13 +125,9 @@ function plainConversation(runner: ModelRunner): Conversation {
 
 /** Run the chat until /bye, Ctrl-D or the end of the input. */
 export async function runChat(options: ChatOptions): Promise<void> {
-  const { runner, params, io } = options;
+  const { chat, params, io } = options;
   let verbose = options.verbose;
   const terminal = options.terminal === true;
-  const conversation =
-    runner.chatTemplate !== undefined
-      ? templateConversation(runner, runner.chatTemplate)
-      : plainConversation(runner);
   const rl = createInterface({
     input: options.input,
     ...(terminal && options.terminalOutput ? { output: options.terminalOutput } : {}),
@@ -142,9 +165,7 @@ export async function runChat(options: ChatOptions): Promise<void> {
     else io.out(">>> ");
   };
 
-  if (runner.chatTemplate === undefined) {
-    io.out("(this model has no chat template: each line continues the text so far; /? for help)\n");
-  }
+  if (chat.note !== undefined) io.out(`${chat.note}\n`);
   let firstTurn = true;
   try {
     for (;;) {
@@ -161,7 +182,7 @@ export async function runChat(options: ChatOptions): Promise<void> {
         if (cmd === "/?" || cmd === "/help") {
           io.out(HELP);
         } else if (cmd === "/clear") {
-          conversation.clear();
+          chat.clear();
           io.out("Cleared session context\n");
         } else if (cmd === "/show" && words[1] === "parameters") {
           io.out(`Parameters:\n${formatParams(params)}`);
@@ -188,18 +209,10 @@ export async function runChat(options: ChatOptions): Promise<void> {
         continue;
       }
 
-      let tokens: number[];
-      try {
-        tokens = conversation.prompt(line);
-      } catch (e) {
-        if (!(e instanceof OwlError)) throw e;
-        io.out(`error: ${e.message}\n`);
-        continue;
-      }
       generation = new AbortController();
-      let result: GenerationResult;
+      let result: ChatAnswer;
       try {
-        result = await runner.generate(tokens, params, (t) => io.out(t), generation.signal);
+        result = await chat.send(line, params, (t) => io.out(t), generation.signal, firstTurn);
       } catch (e) {
         if (!(e instanceof OwlError)) throw e;
         io.out(`error: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
@@ -207,15 +220,78 @@ export async function runChat(options: ChatOptions): Promise<void> {
       } finally {
         generation = undefined;
       }
-      conversation.answered(tokens, result);
       if (!result.text.endsWith("\n")) io.out("\n");
       if (result.stopReason === "aborted") io.out("(stopped)\n");
       if (result.stopReason === "context") io.out("(the context is full: /clear to start again)\n");
-      if (verbose) io.err(formatStats(runner, result, firstTurn));
+      if (verbose) io.err(result.stats());
       io.out("\n");
       firstTurn = false;
     }
   } finally {
     rl.close();
   }
+}
+
+/** The chat with a model loaded in this process; the prompt is built here (template or plain). */
+export function localChat(runner: ModelRunner): ChatEngine {
+  const conversation =
+    runner.chatTemplate !== undefined
+      ? templateConversation(runner, runner.chatTemplate)
+      : plainConversation(runner);
+  return {
+    note:
+      runner.chatTemplate === undefined
+        ? "(this model has no chat template: each line continues the text so far; /? for help)"
+        : undefined,
+    async send(line, params, onText, signal, firstTurn) {
+      const tokens = conversation.prompt(line);
+      const result = await runner.generate(tokens, params, onText, signal);
+      conversation.answered(tokens, result);
+      return { ...result, stats: () => formatStats(runner, result, firstTurn) };
+    },
+    clear: () => conversation.clear(),
+  };
+}
+
+/** The chat with a model on an owl server: the messages go to /api/chat each turn. */
+export function serverChat(client: OwlClient, model: string, keepAlive?: string): ChatEngine {
+  let messages: ChatMessageWire[] = [];
+  return {
+    note: undefined,
+    async send(line, params, onText, signal) {
+      const sent: ChatMessageWire[] = [...messages, { role: "user", content: line }];
+      let text = "";
+      let last: ChatChunk | undefined;
+      let stopReason: GenerationResult["stopReason"] = "eog";
+      try {
+        for await (const chunk of client.stream<ChatChunk>(
+          "/api/chat",
+          {
+            model,
+            messages: sent,
+            options: serverOptions(params),
+            ...(keepAlive !== undefined ? { keep_alive: keepAlive } : {}),
+          },
+          signal,
+        )) {
+          const piece = chunk.message?.content ?? "";
+          if (piece !== "") {
+            text += piece;
+            onText(piece);
+          }
+          if (chunk.done) last = chunk;
+        }
+        if (last?.done_reason === "length") stopReason = "length";
+      } catch (e) {
+        if (!(e instanceof OwlError && e.code === "ERR_ABORTED")) throw e;
+        stopReason = "aborted";
+      }
+      messages = [...sent, { role: "assistant", content: text }];
+      const metrics = last ?? {};
+      return { text, stopReason, stats: () => formatServerStats(metrics, client.baseUrl) };
+    },
+    clear() {
+      messages = [];
+    },
+  };
 }

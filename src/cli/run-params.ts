@@ -221,3 +221,22 @@ export function formatParams(params: RunParams): string {
   }
   return lines.join("");
 }
+
+/**
+ * The options of an Ollama request (/api/generate, /api/chat) for these parameters, as
+ * `ollama run` sends them: only what differs from Ollama's defaults (so a stored model's
+ * Modelfile PARAMETERs and the server's num_ctx apply otherwise), repeat_penalty only when given,
+ * seed only when fixed, stop only when set.
+ */
+export function serverOptions(params: RunParams): Record<string, number | string[]> {
+  const defaults = defaultRunParams();
+  const out: Record<string, number | string[]> = {};
+  for (const spec of NUMERIC_PARAMS) {
+    const v = params[spec.name];
+    if (v === undefined) continue;
+    if (spec.name === "seed" || spec.name === "repeat_penalty" || v !== defaults[spec.name])
+      out[spec.name] = v;
+  }
+  if (params.stop.length > 0) out.stop = [...params.stop];
+  return out;
+}

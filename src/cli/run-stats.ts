@@ -2,8 +2,10 @@
  * The timing lines `owl run --verbose` prints after an answer, in `ollama run --verbose`'s
  * layout (total/load duration, prompt eval and eval count, duration and rate), plus the owl
  * engine's resident memory: weights + KV cache + scratch from its memory report.
+ * Through a server, the same lines come from the final chunk's metrics (formatServerStats).
  * Not here: measuring (run-backend.ts).
  */
+import type { OllamaMetrics } from "./client.ts";
 import type { GenerationResult, ModelRunner } from "./run-backend.ts";
 
 /** Go-style durations as Ollama prints them: 1.234567s, 12.345ms, 56.7µs. */
@@ -45,4 +47,24 @@ export function formatStats(runner: ModelRunner, result: GenerationResult, withL
   }
   out += row("backend", runner.backend === "owl" ? "owl (WebAssembly)" : "llama.cpp (node-llama-cpp, CPU)");
   return out;
+}
+
+/** The same block from the final chunk of a server's answer (Ollama's metrics, nanoseconds). */
+export function formatServerStats(m: OllamaMetrics, server: string, withLoad = true): string {
+  const ms = (ns: number | undefined) => (ns ?? 0) / 1e6;
+  const row = (name: string, value: string) => `${`${name}:`.padEnd(22)}${value}\n`;
+  const load = withLoad ? ms(m.load_duration) : 0;
+  const promptCount = m.prompt_eval_count ?? 0;
+  const evalCount = m.eval_count ?? 0;
+  return (
+    row("total duration", formatDuration(ms(m.total_duration))) +
+    row("load duration", formatDuration(load)) +
+    row("prompt eval count", `${promptCount} token(s)`) +
+    row("prompt eval duration", formatDuration(ms(m.prompt_eval_duration))) +
+    row("prompt eval rate", rate(promptCount, ms(m.prompt_eval_duration))) +
+    row("eval count", `${evalCount} token(s)`) +
+    row("eval duration", formatDuration(ms(m.eval_duration))) +
+    row("eval rate", rate(evalCount, ms(m.eval_duration))) +
+    row("server", server)
+  );
 }
