@@ -1,8 +1,46 @@
 /**
- * The OpenAI-compatible routes (/v1/...). Placeholder until the OpenAI routes land: app.ts calls
- * registerOpenAiRoutes so both route sets share one app, its middleware and its error handling.
+ * The OpenAI-compatible routes on the server's Hono app: POST /v1/chat/completions,
+ * POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/models/{model}.
+ * Bodies are read by validate.ts (malformed JSON: 400) and checked by schemas.ts; every error is
+ * thrown and answered by the app's error handler in OpenAI's shape with `param` (http-error.ts).
+ * Streaming answers are SSE (stream.ts); a client that goes away aborts its generation and frees
+ * its sequence. Not here: the app's middleware (auth, body limit, CORS: app.ts).
  */
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
+import { requestAbort, sseResponse } from "../stream.ts";
+import { readJsonValue } from "../validate.ts";
+import { completeChat, startChat, streamChat } from "./chat.ts";
+import { completeText, startCompletion, streamText } from "./completions.ts";
+import { createEmbeddings } from "./embeddings.ts";
+import { listModels, retrieveModel } from "./models.ts";
+import { parseChatRequest, parseCompletionRequest, parseEmbeddingRequest } from "./schemas.ts";
 
-export function registerOpenAiRoutes(_app: Hono, _ctx: ServerContext): void {}
+export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
+  app.post("/v1/chat/completions", async (c) => {
+    const req = parseChatRequest(await readJsonValue(c));
+    const abort = requestAbort(c, ctx.shutdown);
+    const chat = await startChat(ctx, req, abort.signal);
+    if (req.stream) return sseResponse(c, streamChat(chat, req), { onCancel: () => abort.abort() });
+    return c.json(await completeChat(chat, req));
+  });
+
+  app.post("/v1/completions", async (c) => {
+    const req = parseCompletionRequest(await readJsonValue(c));
+    const abort = requestAbort(c, ctx.shutdown);
+    const gen = await startCompletion(ctx, req, abort.signal);
+    if (req.stream) return sseResponse(c, streamText(gen, req), { onCancel: () => abort.abort() });
+    return c.json(await completeText(gen, req));
+  });
+
+  app.post("/v1/embeddings", async (c) => {
+    const req = parseEmbeddingRequest(await readJsonValue(c));
+    const abort = requestAbort(c, ctx.shutdown);
+    return c.json(await createEmbeddings(ctx, req, abort.signal));
+  });
+
+  app.get("/v1/models", async (c) => c.json(await listModels(ctx)));
+
+  // A model name may hold "/" (namespace/model:tag): the rest of the path is the name.
+  app.get("/v1/models/:model{.+}", async (c) => c.json(await retrieveModel(ctx, c.req.param("model"))));
+}
