@@ -4,7 +4,11 @@
 import type { Command } from "commander";
 import type { CliIO } from "../io.ts";
 import { registerConvert } from "./convert.ts";
+import { registerCp } from "./cp.ts";
+import { registerCreate } from "./create.ts";
+import { registerList } from "./list.ts";
 import { registerPs } from "./ps.ts";
+import { registerRm } from "./rm.ts";
 import { registerRun } from "./run.ts";
 import { registerShow } from "./show.ts";
 import { registerStop } from "./stop.ts";
@@ -16,6 +20,10 @@ export function registerCommands(program: Command, io: CliIO): void {
   registerPs(program, io);
   registerStop(program, io);
   registerShow(program, io);
+  registerList(program, io);
+  registerRm(program, io);
+  registerCp(program, io);
+  registerCreate(program, io);
   registerTokenize(program, io);
   registerDetokenize(program, io);
 }
