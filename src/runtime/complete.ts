@@ -1,0 +1,181 @@
+/**
+ * The text-level completion loop that both HTTP APIs and `owl run` stream, over any backend:
+ * a sequence's tokens become text events and one final "done" event.
+ *
+ *   for await (const ev of complete(model, sequence, { prompt, sampling, maxTokens: 64, stop: [] })) {
+ *     if (ev.type === "text") write(ev.text); else report(ev);
+ *   }
+ *
+ * It ends at an end-of-generation token (reason stop; the token is neither shown nor put in the
+ * context), a stop string (reason stop; the stop text and what follows are withheld, as llama.cpp's
+ * server and Ollama do), maxTokens or a full context (reason length), or the request's signal
+ * (reason abort, with what was produced so far). Text never splits a UTF-8 character (raw token
+ * bytes through a streaming TextDecoder) and never shows what may still become a stop string
+ * (StopMatcher). Each text event carries the TokenPiece of every token whose text it completes;
+ * the pieces of the tokens that spell a stop string are dropped with it.
+ * Timings come from process.hrtime.bigint(): promptEvalNs from the start to the first sampled
+ * token, evalNs from that token to the last; evalTokens counts sampled tokens, an end-of-generation
+ * token included (it was evaluated like any other).
+ * Not here: prompt rendering (prompt.ts), sampling itself (the backends), HTTP shapes (server/).
+ */
+import { StopMatcher } from "../engine/sampler-stop.ts";
+import { OwlError } from "../util/errors.ts";
+import type { CompletionEvent, CompletionRequest, LoadedModel, Sequence, TokenPiece } from "./types.ts";
+
+function checkRequest(request: CompletionRequest): void {
+  const { maxTokens, stop, prompt } = request;
+  if (!Number.isInteger(maxTokens) || maxTokens < -1) {
+    throw new OwlError(
+      "ERR_INVALID_ARGUMENT",
+      `maxTokens must be an integer >= -1 (-1 = no limit), found ${maxTokens}`,
+      {
+        details: { parameter: "maxTokens", found: maxTokens },
+      },
+    );
+  }
+  for (const [i, s] of stop.entries()) {
+    if (typeof s !== "string" || s.length === 0) {
+      throw new OwlError(
+        "ERR_INVALID_ARGUMENT",
+        `stop[${i}] must be a non-empty string, found ${JSON.stringify(s)}`,
+        {
+          details: { parameter: "stop", found: s },
+        },
+      );
+    }
+  }
+  if (prompt.length === 0) {
+    throw new OwlError("ERR_INVALID_ARGUMENT", "the prompt has no tokens: nothing to complete");
+  }
+  const l = request.logprobs;
+  if (l !== undefined && (!Number.isInteger(l) || l < 0)) {
+    throw new OwlError("ERR_INVALID_ARGUMENT", `logprobs must be an integer >= 0, found ${l}`, {
+      details: { parameter: "logprobs", found: l },
+    });
+  }
+}
+
+export async function* complete(
+  model: LoadedModel,
+  sequence: Sequence,
+  request: CompletionRequest,
+): AsyncGenerator<CompletionEvent, void, void> {
+  checkRequest(request);
+  const t0 = process.hrtime.bigint();
+  const { prompt, maxTokens, signal } = request;
+  const eog = new Set(model.info.eogTokens);
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+  const pieceText = new TextDecoder("utf-8", { ignoreBOM: true });
+  const matcher = new StopMatcher(request.stop);
+  const textOf = (token: number) => pieceText.decode(model.tokenBytes(token));
+
+  const generated: number[] = [];
+  let sampled = 0;
+  let tFirst: bigint | undefined;
+  let tLast: bigint | undefined;
+  let reason: "stop" | "length" | "abort" = "length";
+  let promptEvaluated = 0;
+  let statsRead = false;
+  const readStats = () => {
+    if (statsRead) return;
+    statsRead = true;
+    promptEvaluated = sequence.lastPrompt().evaluated;
+  };
+
+  // Pieces wait until the text they complete has been shown: `ends[i]` is the length of the
+  // decoded text once pending[i]'s bytes were in; `shown` the length of the text emitted so far.
+  let pending: TokenPiece[] = [];
+  let ends: number[] = [];
+  let decodedLength = 0;
+  let shown = 0;
+  const release = (all: boolean): TokenPiece[] => {
+    let n = 0;
+    while (n < pending.length && (all || ends[n]! <= shown)) n++;
+    const out = pending.slice(0, n);
+    pending = pending.slice(n);
+    ends = ends.slice(n);
+    return out;
+  };
+  const textEvent = (text: string, all = false): CompletionEvent | undefined => {
+    shown += text.length;
+    const pieces = release(all);
+    if (text === "" && pieces.length === 0) return undefined;
+    return { type: "text", text, pieces };
+  };
+
+  let stopped = false;
+  if (maxTokens !== 0) {
+    const it = sequence.generate(prompt, {
+      sampling: request.sampling,
+      ...(request.grammar && { grammar: request.grammar }),
+      ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
+      ...(signal && { signal }),
+    });
+    try {
+      for await (const step of it) {
+        const now = process.hrtime.bigint();
+        tFirst ??= now;
+        tLast = now;
+        readStats();
+        sampled++;
+        if (eog.has(step.token)) {
+          reason = "stop";
+          break;
+        }
+        generated.push(step.token);
+        const piece: TokenPiece = { token: step.token, text: textOf(step.token) };
+        if (step.logprob !== undefined) piece.logprob = step.logprob;
+        if (step.top)
+          piece.top = step.top.map((t) => ({ token: t.token, text: textOf(t.token), logprob: t.logprob }));
+        const text = decoder.decode(model.tokenBytes(step.token), { stream: true });
+        decodedLength += text.length;
+        pending.push(piece);
+        ends.push(decodedLength);
+        const r = matcher.push(text);
+        if (r.stopped) {
+          reason = "stop";
+          stopped = true;
+          const ev = textEvent(r.text);
+          pending = [];
+          ends = [];
+          if (ev) yield ev;
+          break;
+        }
+        const ev = textEvent(r.text);
+        if (ev) yield ev;
+        if (signal?.aborted) break;
+        if (maxTokens > 0 && generated.length >= maxTokens) break;
+      }
+    } finally {
+      // Ends the backend's generator (and its evaluation) when we stop early or are returned.
+      await it.return();
+    }
+    readStats();
+  }
+
+  if (reason !== "stop" && signal?.aborted) reason = "abort";
+  if (!stopped) {
+    // The decoder's incomplete bytes (as U+FFFD) may still complete a stop string.
+    const r = matcher.push(decoder.decode());
+    if (r.stopped) {
+      reason = "stop";
+      const ev = textEvent(r.text);
+      if (ev) yield ev;
+    } else {
+      const ev = textEvent(r.text + matcher.flush(), true);
+      if (ev) yield ev;
+    }
+  }
+  const tEnd = process.hrtime.bigint();
+  const first = tFirst ?? tEnd;
+  yield {
+    type: "done",
+    reason,
+    promptTokens: prompt.length,
+    promptEvaluated,
+    promptEvalNs: Number(first - t0),
+    evalTokens: sampled,
+    evalNs: Number((tLast ?? first) - first),
+    context: [...prompt, ...generated],
+  };
+}

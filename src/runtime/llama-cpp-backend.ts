@@ -1,0 +1,418 @@
+/**
+ * The llama.cpp backend: node-llama-cpp 3.21.1 runs a GGUF with one context of numParallel
+ * sequences (createContext({sequences})), each able to hold numCtx tokens (node-llama-cpp sizes
+ * the context as contextSize x sequences). Sequences generating at the same time are batched into
+ * one decode by node-llama-cpp itself (its batching dispatches pending evaluations of all
+ * sequences on the next event-loop cycle, "maximumParallelism"), which is the continuous batching
+ * the scheduler relies on.
+ *
+ * Sampling maps onto node-llama-cpp's evaluate options (temperature, topK, topP, minP, seed,
+ * repeatPenalty with the window of recent tokens, tokenBias from logitBias, grammars through
+ * LlamaGrammarEvaluationState). NOTE: node-llama-cpp has no typical-p sampler: typicalP is ignored
+ * here (the owl backend applies it). Logprobs come from evaluateWithMetadata: node-llama-cpp
+ * computes them over the candidates after its sampler chain, so they are the softmax of the raw
+ * logits (after logit bias and penalties) for greedy decoding, and of the truncated, tempered
+ * distribution when temperature > 0.
+ *
+ * Prefix reuse: a sequence keeps its evaluated tokens; generate() erases what follows the common
+ * prefix with the new prompt and evaluates only the rest (always at least the last prompt token).
+ * Embeddings run in a separate embedding context created on first use (the model's pooling; for
+ * a model without one llama.cpp gives the last token's hidden state), L2-normalized here.
+ * Not here: the completion loop over text (complete.ts), the shared Llama instance (backends.ts).
+ */
+import type {
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaEmbeddingContext,
+  LlamaGrammar,
+  LlamaGrammarEvaluationState,
+  LlamaModel,
+  SequenceEvaluateOptions,
+  Token,
+} from "node-llama-cpp";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { OwlError } from "../util/errors.ts";
+import {
+  checkLoadOptions,
+  commonPrefix,
+  contextOverflow,
+  normalize,
+  randomSeed32,
+  readGgufFacts,
+} from "./gguf-info.ts";
+import { checkJsonSchema, JSON_OBJECT_GBNF } from "./grammar.ts";
+import type {
+  Backend,
+  BackendName,
+  EmbedResult,
+  GrammarSpec,
+  LoadedModel,
+  LoadOptions,
+  ModelInfo,
+  PromptStats,
+  SampledToken,
+  SamplingOptions,
+  Sequence,
+  SequenceGenerateOptions,
+  TopLogprob,
+} from "./types.ts";
+
+function aborted(signal: AbortSignal | undefined): OwlError {
+  return new OwlError("ERR_ABORTED", "loading the model was aborted", { cause: signal?.reason });
+}
+
+export class LlamaCppBackend implements Backend {
+  readonly name = "llama.cpp";
+
+  /** `llama`: the process's shared Llama instance (backends.ts creates it on first use). */
+  constructor(private readonly llama: () => Promise<Llama>) {}
+
+  async load(options: LoadOptions): Promise<LoadedModel> {
+    checkLoadOptions(options);
+    const { signal } = options;
+    if (signal?.aborted) throw aborted(signal);
+    const facts = readGgufFacts(options.modelPath);
+    const llama = await this.llama();
+    // Imported on use: loading node-llama-cpp takes seconds that an owl-only process need not pay.
+    const lib = await import("node-llama-cpp");
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: options.modelPath, ...(signal && { loadSignal: signal }) });
+    } catch (e) {
+      if (signal?.aborted) throw aborted(signal);
+      throw new OwlError(
+        "ERR_MODEL_LOAD",
+        `llama.cpp could not load ${options.modelPath}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    try {
+      const context = await model.createContext({
+        contextSize: options.numCtx,
+        sequences: options.numParallel,
+        flashAttention: false,
+        failedCreationRemedy: false,
+        ...(options.threads !== undefined && { threads: options.threads }),
+        ...(options.adapters.length > 0 && {
+          lora: { adapters: options.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) },
+        }),
+        ...(signal && { createSignal: signal }),
+      });
+      return new LlamaCppModel(lib, llama, model, context, facts.info, facts.tokenizer, options);
+    } catch (e) {
+      await model.dispose();
+      if (signal?.aborted) throw aborted(signal);
+      if (e instanceof OwlError) throw e;
+      throw new OwlError(
+        "ERR_MODEL_LOAD",
+        `llama.cpp could not create a context of ${options.numParallel} x ${options.numCtx} tokens` +
+          `${options.adapters.length > 0 ? ` with adapters ${options.adapters.map((a) => a.path).join(", ")}` : ""}` +
+          ` for ${options.modelPath}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+  }
+}
+
+const utf8 = new TextEncoder();
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
+
+class LlamaCppModel implements LoadedModel {
+  readonly backend: BackendName = "llama.cpp";
+  readonly numCtx: number;
+  readonly numParallel: number;
+  private readonly sequences: LlamaCppSequence[] = [];
+  private embedding: Promise<LlamaEmbeddingContext> | undefined;
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private disposed = false;
+
+  constructor(
+    readonly lib: NodeLlamaCpp,
+    readonly llama: Llama,
+    readonly model: LlamaModel,
+    readonly context: LlamaContext,
+    readonly info: ModelInfo,
+    private readonly tokenizer: Tokenizer | undefined,
+    private readonly options: LoadOptions,
+  ) {
+    this.numCtx = options.numCtx;
+    this.numParallel = options.numParallel;
+    for (let i = 0; i < options.numParallel; i++) {
+      this.sequences.push(new LlamaCppSequence(this, i, context.getSequence()));
+    }
+  }
+
+  tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[] {
+    // NOTE: node-llama-cpp's tokenize never adds BOS (llama_tokenize with add_special false).
+    const ids = this.model.tokenize(text, options.parseSpecial) as number[];
+    const bos = this.info.bosToken;
+    if (options.addBos && this.info.addBos && bos !== undefined) return [bos, ...ids];
+    return [...ids];
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return this.model.detokenize(tokens as Token[], true);
+  }
+
+  tokenBytes(token: number): Uint8Array {
+    if (this.tokenizer) return this.tokenizer.pieceBytes(token, true);
+    // NOTE: without owl's tokenizer a byte token of a split character comes back as U+FFFD.
+    return utf8.encode(this.model.detokenize([token as Token], true));
+  }
+
+  tryAcquireSequence(prompt?: readonly number[]): Sequence | undefined {
+    let best: LlamaCppSequence | undefined;
+    let bestLength = -1;
+    for (const s of this.sequences) {
+      if (s.busy) continue;
+      const n = prompt ? commonPrefix(s.tokens, prompt) : 0;
+      if (n > bestLength) {
+        best = s;
+        bestLength = n;
+      }
+    }
+    if (best) best.busy = true;
+    return best;
+  }
+
+  /** The grammar for a spec, built once per model and spec. */
+  grammar(spec: GrammarSpec): Promise<LlamaGrammar> {
+    const key = JSON.stringify(spec);
+    let g = this.grammars.get(key);
+    if (!g) {
+      g = buildGrammar(this.llama, spec);
+      this.grammars.set(key, g);
+      g.catch(() => this.grammars.delete(key));
+    }
+    return g;
+  }
+
+  async embed(
+    inputs: readonly string[],
+    options: { truncate: boolean; signal?: AbortSignal },
+  ): Promise<EmbedResult> {
+    // NOTE: node-llama-cpp's embedding context takes inputs strictly shorter than its size.
+    this.embedding ??= this.model.createEmbeddingContext({
+      contextSize: this.numCtx + 1,
+      ...(this.options.threads !== undefined && { threads: this.options.threads }),
+    });
+    const ctx = await this.embedding;
+    const embeddings: Float32Array[] = [];
+    let promptTokens = 0;
+    for (const [i, input] of inputs.entries()) {
+      if (options.signal?.aborted) {
+        throw new OwlError("ERR_ABORTED", "embedding was aborted", { cause: options.signal.reason });
+      }
+      let tokens = this.tokenize(input, { addBos: true, parseSpecial: true });
+      if (tokens.length > this.numCtx) {
+        if (!options.truncate) {
+          throw new OwlError(
+            "ERR_CONTEXT_OVERFLOW",
+            `input ${i} has ${tokens.length} tokens and the context holds ${this.numCtx}`,
+            {
+              hint: "shorten the input, raise num_ctx, or set truncate",
+              details: { tokens: tokens.length, nCtx: this.numCtx, index: i },
+            },
+          );
+        }
+        tokens = tokens.slice(0, this.numCtx);
+      }
+      if (tokens.length === 0) {
+        throw new OwlError("ERR_INVALID_ARGUMENT", `input ${i} is empty: nothing to embed`);
+      }
+      const e = await ctx.getEmbeddingFor(tokens as Token[]);
+      embeddings.push(normalize(Float32Array.from(e.vector)));
+      promptTokens += tokens.length;
+    }
+    return { embeddings, promptTokens };
+  }
+
+  memoryBytes(): number {
+    // Weights plus llama.cpp's state of the context (KV cache and output buffers).
+    return this.info.weightBytes + this.context.stateSize;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+}
+
+async function buildGrammar(llama: Llama, spec: GrammarSpec): Promise<LlamaGrammar> {
+  try {
+    switch (spec.type) {
+      case "json":
+        return await llama.createGrammar({ grammar: JSON_OBJECT_GBNF });
+      case "json_schema": {
+        const schema = checkJsonSchema(spec.schema);
+        // biome-ignore lint/suspicious/noExplicitAny: checkJsonSchema has checked the shape at run time.
+        return await llama.createGrammarForJsonSchema(schema as any);
+      }
+      case "gbnf":
+        return await llama.createGrammar({ grammar: spec.grammar });
+    }
+  } catch (e) {
+    if (e instanceof OwlError) throw e;
+    const what =
+      spec.type === "gbnf" ? "GBNF grammar" : spec.type === "json" ? "JSON grammar" : "JSON schema";
+    throw new OwlError("ERR_GRAMMAR", `cannot build a grammar from the ${what}: ${(e as Error).message}`, {
+      cause: e,
+      hint:
+        spec.type === "json_schema"
+          ? "llama.cpp supports a subset of JSON Schema: type, properties, required, items, enum, const, anyOf/oneOf, $defs"
+          : undefined,
+    });
+  }
+}
+
+class LlamaCppSequence implements Sequence {
+  busy = false;
+  /** Bumped by each generate(): an older generator still suspended ends at its next step. */
+  private epoch = 0;
+  private inner: AsyncGenerator<unknown, void, unknown> | undefined;
+  private stats: PromptStats = { reused: 0, evaluated: 0 };
+
+  constructor(
+    private readonly owner: LlamaCppModel,
+    readonly index: number,
+    private readonly seq: LlamaContextSequence,
+  ) {}
+
+  get tokens(): readonly number[] {
+    return this.seq.contextTokens;
+  }
+
+  lastPrompt(): PromptStats {
+    return { ...this.stats };
+  }
+
+  release(): void {
+    this.busy = false;
+  }
+
+  async *generate(
+    prompt: readonly number[],
+    options: SequenceGenerateOptions,
+  ): AsyncGenerator<SampledToken, void, void> {
+    const numCtx = this.owner.numCtx;
+    if (prompt.length === 0) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", "generate needs a prompt of at least one token");
+    }
+    if (prompt.length >= numCtx) throw contextOverflow(prompt.length, numCtx);
+    const vocab = this.owner.info.vocabSize;
+    if (vocab > 0) {
+      for (const [i, id] of prompt.entries()) {
+        if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+          throw new OwlError(
+            "ERR_TOKEN_OUT_OF_RANGE",
+            `prompt token ${id} at index ${i} is not in the vocabulary (ids 0..${vocab - 1})`,
+            { details: { token: id, index: i, V: vocab } },
+          );
+        }
+      }
+    }
+    const epoch = ++this.epoch;
+    // A generator abandoned without return() would keep node-llama-cpp's sampler: end it first.
+    await this.inner?.return(undefined);
+    this.inner = undefined;
+    try {
+      const grammarState = options.grammar
+        ? new this.owner.lib.LlamaGrammarEvaluationState({
+            model: this.owner.model,
+            grammar: await this.owner.grammar(options.grammar),
+          })
+        : undefined;
+      if (options.signal?.aborted || epoch !== this.epoch) return;
+
+      // Keep the common prefix, evaluate at least the last prompt token (its logits are needed).
+      let keep = commonPrefix(this.seq.contextTokens, prompt);
+      if (keep === prompt.length) keep--;
+      if (keep < this.seq.nextTokenIndex) {
+        await this.seq.eraseContextTokenRanges([{ start: keep, end: this.seq.nextTokenIndex }]);
+      }
+      this.stats = { reused: keep, evaluated: prompt.length - keep };
+
+      const all = [...prompt];
+      const evalOptions = this.evaluateOptions(options.sampling, all, grammarState);
+      const room = numCtx - prompt.length;
+      const want = options.logprobs;
+      const input = prompt.slice(keep) as Token[];
+      const it =
+        want === undefined
+          ? this.seq.evaluate(input, evalOptions)
+          : this.seq.evaluateWithMetadata(
+              input,
+              want > 0 ? { probabilities: true } : { confidence: true },
+              evalOptions,
+            );
+      this.inner = it;
+      let produced = 0;
+      for await (const out of it) {
+        if (options.signal?.aborted || epoch !== this.epoch) return;
+        const token = typeof out === "number" ? out : out.token;
+        const step: SampledToken = { token };
+        if (typeof out !== "number") {
+          const meta = out as { confidence?: number; probabilities?: Map<Token, number> };
+          const p = meta.probabilities?.get(token) ?? meta.confidence ?? 0;
+          step.logprob = Math.log(p);
+          if (want !== undefined && want > 0 && meta.probabilities) {
+            const top: TopLogprob[] = [];
+            for (const [id, q] of meta.probabilities) {
+              if (top.length >= want) break;
+              top.push({ token: id, logprob: Math.log(q) });
+            }
+            step.top = top;
+          }
+        }
+        all.push(token);
+        produced++;
+        yield step;
+        if (options.signal?.aborted || epoch !== this.epoch) return;
+        // The context holds prompt + generated tokens; stop before node-llama-cpp would shift it.
+        if (produced >= room) return;
+      }
+    } finally {
+      if (epoch === this.epoch) this.inner = undefined;
+    }
+  }
+
+  private evaluateOptions(
+    s: SamplingOptions,
+    history: number[],
+    grammarEvaluationState: LlamaGrammarEvaluationState | undefined,
+  ): SequenceEvaluateOptions {
+    const o: SequenceEvaluateOptions = {
+      temperature: s.temperature,
+      // NOTE: node-llama-cpp's topK 0 means "all candidates", the same as llama.cpp's "off".
+      topK: Math.max(0, s.topK),
+      topP: s.topP,
+      minP: s.minP,
+      seed: s.seed ?? randomSeed32(),
+      // The generator yields end-of-generation tokens: the caller decides when to stop.
+      yieldEogToken: true,
+    };
+    const lastN = s.repeatLastN;
+    if (lastN !== 0 && (s.repeatPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0)) {
+      o.repeatPenalty = {
+        penalty: s.repeatPenalty,
+        frequencyPenalty: s.frequencyPenalty,
+        presencePenalty: s.presencePenalty,
+        maxPunishTokens: lastN < 0 ? this.owner.numCtx : lastN,
+        punishTokens: () => (lastN < 0 ? history : history.slice(-lastN)) as Token[],
+      };
+    }
+    if (s.logitBias.size > 0) {
+      const bias = new this.owner.lib.TokenBias(this.owner.model.tokenizer);
+      for (const [id, b] of s.logitBias)
+        bias.set(id as Token, b === Number.NEGATIVE_INFINITY ? "never" : { logit: b });
+      o.tokenBias = bias;
+    }
+    if (grammarEvaluationState) o.grammarEvaluationState = grammarEvaluationState;
+    return o;
+  }
+}
