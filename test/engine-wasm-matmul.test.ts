@@ -107,6 +107,31 @@ describe("WasmBackend.matmul", () => {
     }
   });
 
+  it("F16: subnormal, zero and largest weights on the fast path; inf and NaN weights on the exact one", () => {
+    const [C, OC] = [64, 3];
+    for (const special of [false, true]) {
+      for (const T of [1, 5]) {
+        const h = new Uint16Array(OC * C);
+        for (let i = 0; i < h.length; i++) h[i] = (i * 2654435761) & 0x7bff; // finite, both signs
+        // subnormals, zeros, the largest half, in rows 0 and 1
+        h.set([0x0001, 0x83ff, 0x0000, 0x8000, 0x7bff, 0xfbff, 0x0400, 0x8400], 0);
+        h.set([0x03ff, 0x8001], C + 9);
+        if (special) h.set([0x7c00, 0xfc00, 0x7e00], 2 * C + 5); // +inf, -inf, NaN in row 2
+        const w = new Uint8Array(h.buffer);
+        const x = randomFloats(T * C, 91 + T, 1);
+        const want = refMatmul("F16", w, x, T, C, OC);
+        const got = run(b1, "F16", w, x, T, C, OC);
+        for (let i = 0; i < got.length; i++) {
+          const wi = want.y[i]!;
+          if (Number.isFinite(wi))
+            expect(Math.abs(got[i]! - wi)).toBeLessThanOrEqual(RTOL * want.mag[i]! + ATOL);
+          else expect(got[i]).toBe(wi);
+        }
+        expect(Array.from(run(b2, "F16", w, x, T, C, OC))).toEqual(Array.from(got));
+      }
+    }
+  });
+
   it("rejects a type without a kernel and a C that is not a multiple of the block size", () => {
     const w = b1.alloc(1024);
     const x = b1.alloc(1024);

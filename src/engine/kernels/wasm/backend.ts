@@ -71,7 +71,10 @@ export interface KernelExports {
     scratch: number,
   ): void;
   rowBytes(type: number, C: number): number;
-  work(ctl: number, tid: number, nth: number): void;
+  f16AllFinite(w: number, n: number): number;
+  work(ctl: number, tid: number, nth: number): number;
+  publish(ctl: number, seq: number, chunks: number): void;
+  cancelChunks(ctl: number): number;
   rmsNorm(x: number, w: number, out: number, T: number, C: number, eps: number): void;
   rope(
     x: number,
@@ -123,6 +126,8 @@ const ALIGN = 64;
  * waking a worker costs 10-50 µs, more on a busy machine.
  */
 const MIN_PARALLEL_MACS = 1 << 20;
+/** Least multiply-adds of one chunk of a matmul split across threads. */
+const MIN_CHUNK_MACS = 1 << 14;
 
 /** Weight types with a matmul kernel, by ggml type id. */
 const MATMUL_TYPES: ReadonlySet<GgmlTypeName> = new Set<GgmlTypeName>([
@@ -140,6 +145,9 @@ const MATMUL_TYPES: ReadonlySet<GgmlTypeName> = new Set<GgmlTypeName>([
   "Q5_K",
   "Q6_K",
 ]);
+
+/** assembly/types.ts T_F16S: F16 weights without inf/NaN (dotF16S). */
+const T_F16S = 0x101;
 
 const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
 
@@ -193,6 +201,7 @@ export class WasmBackend implements KernelBackend {
   private top: number;
   private scratchBuf: Buf = { offset: 0, bytes: 0 };
   private disposed = false;
+  private readonly finiteF16 = new Map<number, boolean>();
   private readonly opMatmul: number;
   private readonly opAttention: number;
   private readonly minParallel: number;
@@ -240,7 +249,7 @@ export class WasmBackend implements KernelBackend {
     if (ctl + PAGE > 16 * PAGE) memory.grow(Math.ceil((ctl + PAGE) / PAGE) - 16);
     kernels.initTables();
     const top = ctl + align(CONTROL_BYTES);
-    const pool = await ThreadPool.start(module, memory, (c, t, n) => kernels.work(c, t, n), ctl, threads, {
+    const pool = await ThreadPool.start(module, memory, kernels, ctl, threads, {
       spin: options.spin ?? 20000,
     });
     return new WasmBackend(
@@ -312,8 +321,8 @@ export class WasmBackend implements KernelBackend {
         details: { supported: [...MATMUL_TYPES] },
       });
     }
-    const code = GgmlType[type];
     const k = this.kernels;
+    const code = type === "F16" && this.f16Finite(w, OC * C) ? T_F16S : GgmlType[type];
     const actBlock = info.blockSize === 256 ? 256 : info.blockSize === 32 ? 32 : 1;
     if (C % actBlock !== 0 || C <= 0 || OC <= 0 || T <= 0) {
       throw new OwlError(
@@ -377,7 +386,9 @@ export class WasmBackend implements KernelBackend {
     p.setInt(8, OC);
     p.setInt(9, rows);
     p.setInt(10, rowScratch);
-    p.run(this.opMatmul);
+    // Chunks of at least MIN_CHUNK_MACS (claiming one costs about 0.1 µs), a few per thread.
+    const chunks = Math.max(1, Math.min(OC, 16 * this.threads, Math.floor((T * C * OC) / MIN_CHUNK_MACS)));
+    p.run(this.opMatmul, chunks);
   }
 
   getRow(type: GgmlTypeName, e: Buf, row: number, C: number, out: Buf, outOffsetFloats = 0): void {
@@ -494,7 +505,7 @@ export class WasmBackend implements KernelBackend {
     p.setInt(10, s.offset);
     p.setInt(11, per);
     p.setInt(12, nSplit);
-    p.run(this.opAttention);
+    p.run(this.opAttention, T * nSplit);
   }
 
   add(a: Buf, b: Buf, n: number): void {
@@ -534,6 +545,21 @@ export class WasmBackend implements KernelBackend {
   }
 
   // ------------------------------------------------------------------------------ helpers
+
+  /**
+   * Whether the F16 weights at w (n halves) hold no inf/NaN, so the faster dotF16S applies: each
+   * weight buffer is scanned once and remembered by its offset (the allocator never reuses one).
+   * NOTE: writing inf/NaN into F16 weights after their first matmul is not supported.
+   */
+  private f16Finite(w: Buf, n: number): boolean {
+    const key = w.offset * 2 ** 20 + (n % 2 ** 20);
+    let finite = this.finiteF16.get(key);
+    if (finite === undefined) {
+      finite = this.kernels.f16AllFinite(w.offset, n) !== 0;
+      this.finiteF16.set(key, finite);
+    }
+    return finite;
+  }
 
   /** A scratch range of at least `bytes`, reused across calls; grows (by doubling) when too small. */
   private scratch(bytes: number): Buf {

@@ -1,12 +1,16 @@
 /**
  * The thread pool of the WebAssembly backend: worker threads (worker.mjs) that instantiate the
  * kernels module over the same shared WebAssembly.Memory and take ops from a control block in
- * that memory, synchronized with Atomics.wait/notify (no message per op: decode runs hundreds
- * of ops per token). The calling thread is thread 0 and does its share too, so `run` is
- * synchronous and `threads` counts the caller.
+ * that memory, synchronized with Atomics (no message per op: decode runs hundreds of ops per
+ * token). An op is cut into chunks; every thread, the caller included, claims chunks with a
+ * compare-and-swap until none is left (the module's `work`), so the split balances itself and a
+ * worker the OS has not scheduled yet (a busy machine) costs the caller nothing but doing its
+ * share. `run` is synchronous and `threads` counts the caller.
  *
- * Control block (i32, 128 bytes at `ctl`): [0] sequence number (bumped to start an op),
- * [1] workers done, [2] op code (-1 = exit), [3] error flag, [4..31] the op's arguments.
+ * Control block (256 bytes at `ctl`): i32 [0] wake sequence (bumped to wake spinning or sleeping
+ * workers), [1] chunks done, [2] op code (-1 = exit), [3] error flag, [4..31] the op's
+ * arguments, [40] workers asleep in Atomics.wait; i64 at byte 128 the claim word
+ * [op number:32][chunks:16][next chunk:16] (assembly/index.ts).
  * Not here: the kernels (assembly/), memory allocation (backend.ts).
  */
 import { Worker } from "node:worker_threads";
@@ -18,11 +22,22 @@ const DONE = 1;
 const OP = 2;
 const ERR = 3;
 const ARGS = 4;
-export const CONTROL_BYTES = 128;
+/** i32 index of the count of workers asleep in Atomics.wait (past the arguments). */
+const SLEEPERS = 40;
+export const CONTROL_BYTES = 256;
 export const MAX_ARGS = 28;
+/** Most chunks of one op (16 bits of the claim word). */
+export const MAX_CHUNKS = 65535;
 
-/** The module's `work` export: thread `tid` of `nth` runs its share of the op at ctl. */
-export type WorkFn = (ctl: number, tid: number, nth: number) => void;
+/** The module's `work` export: claims and runs chunks of the current op, returns how many. */
+export type WorkFn = (ctl: number, tid: number, nth: number) => number;
+
+/** The module's exports the pool drives. */
+export interface PoolKernels {
+  work: WorkFn;
+  publish(ctl: number, seq: number, chunks: number): void;
+  cancelChunks(ctl: number): number;
+}
 
 export interface PoolOptions {
   /** Spin iterations before a waiting thread sleeps in Atomics.wait. */
@@ -38,8 +53,10 @@ export class ThreadPool {
   private lastWorkerError: string | undefined;
   private closed = false;
 
+  private seq = 0;
+
   private constructor(
-    private readonly work: WorkFn,
+    private readonly k: PoolKernels,
     memory: WasmMemory,
     private readonly ctl: number,
     threads: number,
@@ -66,7 +83,7 @@ export class ThreadPool {
   static async start(
     module: WasmModule,
     memory: WasmMemory,
-    work: WorkFn,
+    kernels: PoolKernels,
     ctl: number,
     threads: number,
     options: PoolOptions,
@@ -97,7 +114,7 @@ export class ThreadPool {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
     }
-    return new ThreadPool(work, memory, ctl, threads, workers, options.spin);
+    return new ThreadPool(kernels, memory, ctl, threads, workers, options.spin);
   }
 
   /** Sets argument i (an int: pointer, size or code). */
@@ -112,41 +129,47 @@ export class ThreadPool {
     this.f[ARGS + i] = v;
   }
 
-  /** Runs op `op` with the arguments set on all threads; returns when every thread is done. */
-  run(op: number): void {
+  /**
+   * Runs op `op` with the arguments set, cut into `chunks` chunks (1..MAX_CHUNKS) that all
+   * threads claim; returns when every chunk is done.
+   */
+  run(op: number, chunks: number): void {
     assert(!this.closed, "thread pool used after dispose");
+    assert(chunks >= 1 && chunks <= MAX_CHUNKS, "pool chunk count");
     const c = this.c;
     c[OP] = op;
     const nth = this.threads;
-    if (nth === 1) {
-      this.work(this.ctl, 0, 1);
-      return;
+    this.seq = (this.seq + 1) | 0;
+    this.k.publish(this.ctl, this.seq, chunks);
+    if (nth > 1 && chunks > 1) {
+      Atomics.add(c, SEQ, 1); // wakes spinning workers
+      if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, SEQ);
     }
-    Atomics.store(c, DONE, 0);
-    Atomics.store(c, ERR, 0);
-    Atomics.add(c, SEQ, 1); // publishes OP and the arguments (sequentially consistent)
-    Atomics.notify(c, SEQ);
     let failure: unknown;
+    let skipped = 0;
     try {
-      this.work(this.ctl, 0, nth);
+      this.k.work(this.ctl, 0, nth);
     } catch (e) {
       failure = e;
+      skipped = this.k.cancelChunks(this.ctl);
     }
-    // Wait for the workers even when our share failed: they still read the arguments.
+    // Wait for chunks other threads are still running (also when ours failed: they read the arguments).
     let n = 0;
-    const start = Date.now();
+    let start = 0;
     for (;;) {
       const done = Atomics.load(c, DONE);
-      if (done >= nth - 1) break;
+      if (done + skipped >= chunks) break;
       if (++n > this.spin) {
-        Atomics.wait(c, DONE, done, 100);
-        if (Date.now() - start > 120_000) {
+        Atomics.wait(c, DONE, done, 1);
+        if (start === 0) start = Date.now();
+        else if (Date.now() - start > 120_000) {
           throw new OwlError("ERR_IO", `kernel threads did not finish op ${op} within 120 s`);
         }
       }
     }
     if (failure !== undefined) throw failure;
     if (Atomics.load(c, ERR) !== 0) {
+      Atomics.store(c, ERR, 0);
       throw new OwlError("ERR_IO", `a kernel worker thread failed running op ${op}`, {
         details: { workerError: this.lastWorkerError },
       });
@@ -162,6 +185,7 @@ export class ThreadPool {
     // with this promise pending.
     for (const w of this.workers) w.ref();
     const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
+    this.k.publish(this.ctl, (this.seq = (this.seq + 1) | 0), 0);
     Atomics.store(this.c, OP, -1);
     Atomics.add(this.c, SEQ, 1);
     Atomics.notify(this.c, SEQ);

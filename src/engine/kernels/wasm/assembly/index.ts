@@ -5,7 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
-import { T_BF16, T_F16, T_F32, T_Q4_1, T_Q5_1 } from "./types";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_1, T_Q5_1 } from "./types";
 import { attention } from "./ops";
 import {
   expandQ8_0,
@@ -16,9 +16,11 @@ import {
   quantizeQ8K,
   roundBf16Row,
   roundF16Row,
+  roundF16RowScaled,
 } from "./quantize";
 
 export { matmulRows, rowBytes } from "./matmul";
+export { f16AllFinite } from "./matmul-float";
 export { add, addBias, attention, rmsNorm, rope, softmax, swiglu } from "./ops";
 export { quantizeQ8_0, quantizeQ8_1, quantizeQ8K, toBf16Row, toF16Row } from "./quantize";
 
@@ -55,6 +57,10 @@ export function prepareAct(
     roundF16Row(x, xa, T * C);
     return;
   }
+  if (type == T_F16S) {
+    roundF16RowScaled(x, xa, T * C);
+    return;
+  }
   if (type == T_BF16) {
     roundBf16Row(x, xa, T * C);
     return;
@@ -83,16 +89,36 @@ function arg(ctl: usize, i: i32): i32 {
   return load<i32>(ctl + 16 + (<usize>i << 2));
 }
 
-/**
- * Thread `tid` of `nth` does its share of the op in the control block at ctl:
- * i32 [0] sequence, [1] done count, [2] op, [3] error flag, [4..] arguments.
- */
-export function work(ctl: usize, tid: i32, nth: i32): void {
+/** Byte offset in the control block of the claim word: i64 [seq:32][chunks:16][next:16]. */
+const CLAIM: usize = 128;
+/** Byte offset of the i32 count of chunks finished in the current op. */
+const DONE: usize = 4;
+
+/** Starts op number `seq` with `chunks` chunks (< 65536) to claim; the arguments are already set. */
+export function publish(ctl: usize, seq: i32, chunks: i32): void {
+  atomic.store<i32>(ctl + DONE, 0);
+  atomic.store<i64>(ctl + CLAIM, (<i64><u32>seq << 32) | (<i64>chunks << 16));
+}
+
+/** Claims every chunk not yet claimed (the caller failed); returns how many it took. */
+export function cancelChunks(ctl: usize): i32 {
+  for (;;) {
+    const v = atomic.load<i64>(ctl + CLAIM);
+    const next = <i32>(v & 0xffff);
+    const n = <i32>((v >> 16) & 0xffff);
+    if (next >= n) return 0;
+    if (atomic.cmpxchg<i64>(ctl + CLAIM, v, (v & ~(<i64>0xffff)) | <i64>n) == v) return n - next;
+  }
+  return 0;
+}
+
+/** Chunk c of `chunks` of the op in the control block (see work). */
+function runChunk(ctl: usize, c: i32, chunks: i32, tid: i32): void {
   const op = load<i32>(ctl, 8);
   if (op == OP_MATMUL) {
     const OC = arg(ctl, 8);
-    const r0 = <i32>((<i64>OC * tid) / nth);
-    const r1 = <i32>((<i64>OC * (tid + 1)) / nth);
+    const r0 = <i32>((<i64>OC * c) / chunks);
+    const r1 = <i32>((<i64>OC * (c + 1)) / chunks);
     const scratch = <usize>arg(ctl, 9) + <usize>tid * <usize>arg(ctl, 10);
     matmulRows(
       arg(ctl, 0),
@@ -109,6 +135,7 @@ export function work(ctl: usize, tid: i32, nth: i32): void {
       scratch,
     );
   } else if (op == OP_ATTENTION) {
+    // One chunk per item: item c of `chunks`.
     const scratch = <usize>arg(ctl, 10) + <usize>tid * <usize>arg(ctl, 11);
     attention(
       <usize>arg(ctl, 0),
@@ -123,8 +150,31 @@ export function work(ctl: usize, tid: i32, nth: i32): void {
       reinterpret<f32>(arg(ctl, 9)),
       arg(ctl, 12),
       scratch,
-      tid,
-      nth,
+      c,
+      chunks,
     );
   }
+}
+
+/**
+ * Thread `tid` claims chunks of the current op (compare-and-swap on the claim word, whose op
+ * number makes a claim from a late thread fail once the op is over) and runs them until none is
+ * left; returns how many it ran. Whoever is free takes the next chunk, so a worker that the OS
+ * has not scheduled yet costs the caller nothing but doing its share.
+ * Control block: i32 [0] wake sequence, [1] chunks done, [2] op, [3] error flag, [4..31]
+ * arguments; i64 at byte 128 the claim word.
+ */
+export function work(ctl: usize, tid: i32, nth: i32): i32 {
+  let ran = 0;
+  for (;;) {
+    const v = atomic.load<i64>(ctl + CLAIM);
+    const next = <i32>(v & 0xffff);
+    const n = <i32>((v >> 16) & 0xffff);
+    if (next >= n) return ran;
+    if (atomic.cmpxchg<i64>(ctl + CLAIM, v, v + 1) != v) continue;
+    runChunk(ctl, next, n, tid);
+    atomic.add<i32>(ctl + DONE, 1);
+    ran++;
+  }
+  return ran;
 }

@@ -46,6 +46,78 @@ export function dotF16(w: usize, x: usize, n: i32): f32 {
   return s;
 }
 
+/** Halves 0..3 of v, finite, as float32 times 2^-112: the bits moved into float32 position. */
+@inline
+function f16sLo(v: v128): v128 {
+  return v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v), 13), i32x4.splat(0x8fffe000));
+}
+
+/** Halves 4..7 of v as f16sLo. */
+@inline
+function f16sHi(v: v128): v128 {
+  return v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(v), 13), i32x4.splat(0x8fffe000));
+}
+
+/**
+ * w (n f16, no inf/NaN) . x (n f32, rounded to f16, times 2^112): each weight read as its value
+ * times 2^-112 (the sign-extended bits shifted by 13, bits 28..30 cleared), which is exact (f16
+ * subnormals become float32 subnormals), so every product equals the unscaled one bit for bit.
+ * Four independent sums of 4 lanes each.
+ */
+export function dotF16S(w: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const v = v128.load(w + ((<usize>i) << 1));
+    const u = v128.load(w + ((<usize>i) << 1), 16);
+    const o = (<usize>i) << 2;
+    a0 = f32x4.add(a0, f32x4.mul(f16sLo(v), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(f16sHi(v), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(f16sLo(u), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(f16sHi(u), v128.load(x + o, 48)));
+  }
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(w + ((<usize>i) << 1));
+    const o = (<usize>i) << 2;
+    a0 = f32x4.add(a0, f32x4.mul(f16sLo(v), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(f16sHi(v), v128.load(x + o, 16)));
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; i < n; i++) {
+    const h = <i32>load<i16>(w + ((<usize>i) << 1));
+    s += reinterpret<f32>((h << 13) & 0x8fffe000) * load<f32>(x + ((<usize>i) << 2));
+  }
+  return s;
+}
+
+/** w (n f16, no inf/NaN) -> out (n f32, each the value times 2^-112), dotF16S's reading. */
+export function f16sRowToF32(w: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(w + ((<usize>i) << 1));
+    v128.store(out + ((<usize>i) << 2), f16sLo(v));
+    v128.store(out + ((<usize>i) << 2), f16sHi(v), 16);
+  }
+  for (; i < n; i++) {
+    const h = <i32>load<i16>(w + ((<usize>i) << 1));
+    store<i32>(out + ((<usize>i) << 2), (h << 13) & 0x8fffe000);
+  }
+}
+
+/** True when none of the n halves at w is inf or NaN (exponent bits all set). */
+export function f16AllFinite(w: usize, n: i32): bool {
+  const e = i16x8.splat(0x7c00);
+  let any = i16x8.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) any = v128.or(any, i16x8.eq(v128.and(v128.load(w + ((<usize>i) << 1)), e), e));
+  if (v128.any_true(any)) return false;
+  for (; i < n; i++) if ((load<u16>(w + ((<usize>i) << 1)) & 0x7c00) == 0x7c00) return false;
+  return true;
+}
+
 /** w (n bf16) . x (n f32, already rounded to bf16). */
 export function dotBF16(w: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);

@@ -3,13 +3,13 @@
 // bf16 for those weights) or quantized to Q8_0 / Q8_1 / Q8_K and expanded (quantize.ts). Type
 // codes are ggml's type ids (ggml.h).
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
-import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF32, f16RowToF32 } from "./matmul-float";
+import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF16S, dotF32, f16RowToF32, f16sRowToF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedLegacy } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
-import { T_BF16, T_F16, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
-export { T_BF16, T_F16, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
+export { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Bytes of one row of C values stored as `type`; 0 for a type without a kernel. */
 export function rowBytes(type: i32, C: i32): i32 {
@@ -17,6 +17,7 @@ export function rowBytes(type: i32, C: i32): i32 {
     case T_F32:
       return C * 4;
     case T_F16:
+    case T_F16S:
     case T_BF16:
       return C * 2;
     case T_Q4_0:
@@ -53,7 +54,7 @@ export function isKQuant(type: i32): bool {
 /** 1 for the float weight types (float32 activation). */
 @inline
 export function isFloat(type: i32): bool {
-  return type == T_F32 || type == T_F16 || type == T_BF16;
+  return type == T_F32 || type == T_F16 || type == T_BF16 || type == T_F16S;
 }
 
 @inline
@@ -113,11 +114,21 @@ export function matmulRows(
       let wr = w + <usize>r * rb;
       const yr = y + (<usize>r << 2);
       if (T == 1) {
-        const v = type == T_F32 ? dotF32(wr, xa, C) : type == T_F16 ? dotF16(wr, xa, C) : dotBF16(wr, xa, C);
+        const v =
+          type == T_F32
+            ? dotF32(wr, xa, C)
+            : type == T_F16S
+              ? dotF16S(wr, xa, C)
+              : type == T_F16
+                ? dotF16(wr, xa, C)
+                : dotBF16(wr, xa, C);
         store<f32>(yr, v);
         continue;
       }
-      if (type == T_F16) {
+      if (type == T_F16S) {
+        f16sRowToF32(wr, scratch, C);
+        wr = scratch;
+      } else if (type == T_F16) {
         f16RowToF32(wr, scratch, C);
         wr = scratch;
       } else if (type == T_BF16) {

@@ -110,6 +110,15 @@ export function roundF16Row(x: usize, y: usize, n: i32): void {
   }
 }
 
+/** x (n) -> y (n): roundF16Row times 2^112 (exact: |value| <= 65504), dotF16S's activation. */
+export function roundF16RowScaled(x: usize, y: usize, n: i32): void {
+  const s = reinterpret<f32>(0x77800000);
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 2;
+    store<f32>(y + p, f16(toF16Bits(load<f32>(x + p))) * s);
+  }
+}
+
 /** x (n) -> y (n): each value rounded to the nearest bf16 and back (the BF16 dot's activation). */
 export function roundBf16Row(x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i++) {
