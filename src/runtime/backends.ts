@@ -8,11 +8,11 @@
  * when (scheduler.ts).
  */
 import type { Llama } from "node-llama-cpp";
-import { LlamaCppBackend } from "./llama-cpp-backend.ts";
+import { LlamaCppBackend, type LlamaCppBackendOptions } from "./llama-cpp-backend.ts";
 import { OwlBackend } from "./owl-backend.ts";
 import type { Backend, BackendName } from "./types.ts";
 
-export interface CreateBackendOptions {
+export interface CreateBackendOptions extends LlamaCppBackendOptions {
   /**
    * llama.cpp: the GPU backend node-llama-cpp may use ("auto": whatever prebuilt binary works);
    * default false (CPU), the fixed choice of the first load in the process.
@@ -37,7 +37,10 @@ export function sharedLlama(options: CreateBackendOptions = {}): Promise<Llama> 
 export function createBackend(name: BackendName, options: CreateBackendOptions = {}): Backend {
   switch (name) {
     case "llama.cpp":
-      return new LlamaCppBackend(() => sharedLlama(options));
+      return new LlamaCppBackend(
+        () => sharedLlama(options),
+        options.kvCacheType !== undefined ? { kvCacheType: options.kvCacheType } : {},
+      );
     case "owl":
       return new OwlBackend();
   }

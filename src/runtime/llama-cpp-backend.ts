@@ -62,11 +62,23 @@ function aborted(signal: AbortSignal | undefined): OwlError {
   return new OwlError("ERR_ABORTED", "loading the model was aborted", { cause: signal?.reason });
 }
 
+export interface LlamaCppBackendOptions {
+  /**
+   * Type of the KV cache's keys and values: "F16" (llama.cpp's default, half the memory) or "F32"
+   * (exact; differential tests against the owl engine use it). node-llama-cpp marks this option
+   * experimental.
+   */
+  kvCacheType?: "F16" | "F32";
+}
+
 export class LlamaCppBackend implements Backend {
   readonly name = "llama.cpp";
 
   /** `llama`: the process's shared Llama instance (backends.ts creates it on first use). */
-  constructor(private readonly llama: () => Promise<Llama>) {}
+  constructor(
+    private readonly llama: () => Promise<Llama>,
+    private readonly backendOptions: LlamaCppBackendOptions = {},
+  ) {}
 
   async load(options: LoadOptions): Promise<LoadedModel> {
     checkLoadOptions(options);
@@ -93,6 +105,10 @@ export class LlamaCppBackend implements Backend {
         sequences: options.numParallel,
         flashAttention: false,
         failedCreationRemedy: false,
+        ...(this.backendOptions.kvCacheType === "F32" && {
+          experimentalKvCacheKeyType: "F32",
+          experimentalKvCacheValueType: "F32",
+        }),
         ...(options.threads !== undefined && { threads: options.threads }),
         ...(options.adapters.length > 0 && {
           lora: { adapters: options.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) },

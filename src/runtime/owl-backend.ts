@@ -1,10 +1,355 @@
-/** The owl engine backend (in progress). */
+/**
+ * The owl engine backend: the same LoadedModel contract as llama.cpp's, on owl's own engine
+ * (src/engine: loadModel on the WebAssembly kernels, one Session with its own KV cache per
+ * sequence, the Sampler with llama.cpp's chain, typical-p included).
+ *
+ * NOTE: generation of concurrent sequences is serialized, not batched: Session.evaluate() is
+ * synchronous (the WASM thread pool blocks the caller), so one evaluation runs at a time and the
+ * sequences take turns token by token (each generator yields to the event loop between tokens).
+ * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
+ * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
+ * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
+ * then the model's output norm), pooled as the GGUF's pooling_type says (mean, first or last;
+ * none, the default of generative models, takes the last token as llama.cpp does), L2-normalized.
+ * Unsupported here, with ERR_UNSUPPORTED and a hint to use the llama.cpp backend: grammars and
+ * LoRA adapters.
+ * Not here: the completion loop over text (complete.ts), the engine itself.
+ */
+import { createWasmBackend, type WasmBackend } from "../engine/kernels/wasm/backend.ts";
+import { loadModel, type Model, type Session } from "../engine/model.ts";
+import { randomSeed, Sampler } from "../engine/sampler.ts";
+import { openGguf } from "../formats/gguf/index.ts";
+import { dequantize } from "../quant/index.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OwlError } from "../util/errors.ts";
-import type { Backend, LoadedModel, LoadOptions } from "./types.ts";
+import { checkLoadOptions, commonPrefix, contextOverflow, normalize, readGgufFacts } from "./gguf-info.ts";
+import type {
+  Backend,
+  BackendName,
+  EmbedResult,
+  LoadedModel,
+  LoadOptions,
+  ModelInfo,
+  PromptStats,
+  SampledToken,
+  Sequence,
+  SequenceGenerateOptions,
+  TopLogprob,
+} from "./types.ts";
+
+const USE_LLAMA_CPP = "use the llama.cpp backend (OWL_BACKEND=llama.cpp, the default)";
+
+/** Yield to the event loop: other sequences, timers and I/O run between tokens. */
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function isAbort(e: unknown): boolean {
+  return (
+    (e instanceof OwlError && e.code === "ERR_ABORTED") || (e instanceof Error && e.name === "AbortError")
+  );
+}
 
 export class OwlBackend implements Backend {
   readonly name = "owl";
-  async load(_options: LoadOptions): Promise<LoadedModel> {
-    throw new OwlError("ERR_UNSUPPORTED", "the owl backend is not ready yet");
+
+  async load(options: LoadOptions): Promise<LoadedModel> {
+    checkLoadOptions(options);
+    if (options.adapters.length > 0) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `the owl engine does not apply LoRA adapters (asked for ${options.adapters.map((a) => a.path).join(", ")})`,
+        { hint: USE_LLAMA_CPP },
+      );
+    }
+    const facts = readGgufFacts(options.modelPath);
+    if (!facts.tokenizer) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED_TOKENIZER",
+        `owl cannot read the vocabulary of ${options.modelPath}`,
+        {
+          hint: USE_LLAMA_CPP,
+        },
+      );
+    }
+    const wasm = await createWasmBackend(options.threads !== undefined ? { threads: options.threads } : {});
+    try {
+      const model = await loadModel(options.modelPath, {
+        backend: wasm,
+        ...(options.signal && { signal: options.signal }),
+      });
+      return new OwlModel(model, wasm, facts.info, facts.tokenizer, facts.poolingType, options);
+    } catch (e) {
+      await wasm.dispose();
+      throw e;
+    }
+  }
+}
+
+class OwlModel implements LoadedModel {
+  readonly backend: BackendName = "owl";
+  readonly numCtx: number;
+  readonly numParallel: number;
+  private readonly sequences: OwlSequence[] = [];
+  private embedSession: Session | undefined;
+  private outputNorm: Float32Array | undefined;
+  private disposed = false;
+
+  constructor(
+    readonly model: Model,
+    private readonly wasm: WasmBackend,
+    readonly info: ModelInfo,
+    readonly tokenizer: Tokenizer,
+    private readonly poolingType: number | undefined,
+    private readonly options: LoadOptions,
+  ) {
+    this.numCtx = options.numCtx;
+    this.numParallel = options.numParallel;
+    for (let i = 0; i < options.numParallel; i++) {
+      this.sequences.push(new OwlSequence(this, i, model.createSession({ nCtx: options.numCtx })));
+    }
+  }
+
+  tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[] {
+    // NOTE: addSpecial also adds EOS for the rare vocabularies with add_eos_token, as llama.cpp does.
+    return this.tokenizer.encode(text, { addSpecial: options.addBos, parseSpecial: options.parseSpecial });
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return this.tokenizer.decode(tokens, { renderSpecial: true });
+  }
+
+  tokenBytes(token: number): Uint8Array {
+    return this.tokenizer.pieceBytes(token, true);
+  }
+
+  tryAcquireSequence(prompt?: readonly number[]): Sequence | undefined {
+    let best: OwlSequence | undefined;
+    let bestLength = -1;
+    for (const s of this.sequences) {
+      if (s.busy) continue;
+      const n = prompt ? commonPrefix(s.tokens, prompt) : 0;
+      if (n > bestLength) {
+        best = s;
+        bestLength = n;
+      }
+    }
+    if (best) best.busy = true;
+    return best;
+  }
+
+  async embed(
+    inputs: readonly string[],
+    options: { truncate: boolean; signal?: AbortSignal },
+  ): Promise<EmbedResult> {
+    const hp = this.model.hparams;
+    const C = hp.C;
+    this.embedSession ??= this.model.createSession({ nCtx: this.numCtx });
+    const norm = this.finalNorm();
+    const session = this.embedSession;
+    const embeddings: Float32Array[] = [];
+    let promptTokens = 0;
+    const hookName = `blk.${hp.L - 1}.resid`;
+    for (const [i, input] of inputs.entries()) {
+      let tokens = this.tokenize(input, { addBos: true, parseSpecial: true });
+      if (tokens.length > this.numCtx) {
+        if (!options.truncate) {
+          throw new OwlError(
+            "ERR_CONTEXT_OVERFLOW",
+            `input ${i} has ${tokens.length} tokens and the context holds ${this.numCtx}`,
+            {
+              hint: "shorten the input, raise num_ctx, or set truncate",
+              details: { tokens: tokens.length, nCtx: this.numCtx, index: i },
+            },
+          );
+        }
+        tokens = tokens.slice(0, this.numCtx);
+      }
+      if (tokens.length === 0)
+        throw new OwlError("ERR_INVALID_ARGUMENT", `input ${i} is empty: nothing to embed`);
+      const hidden = new Float32Array(tokens.length * C);
+      session.evaluate(tokens, {
+        reuse: false,
+        ...(options.signal && { signal: options.signal }),
+        onActivation: (name, _layer, data, at) => {
+          if (name === hookName) hidden.set(data.subarray(0, at.T * C), at.pos0 * C);
+        },
+      });
+      embeddings.push(normalize(this.pool(hidden, tokens.length, C, norm, hp.rmsEps)));
+      promptTokens += tokens.length;
+      await tick();
+    }
+    return { embeddings, promptTokens };
+  }
+
+  /** output_norm.weight as float32 (C), read from the GGUF once. */
+  private finalNorm(): Float32Array {
+    if (this.outputNorm) return this.outputNorm;
+    const file = openGguf(this.options.modelPath);
+    try {
+      const t = file.tensor("output_norm.weight");
+      if (!t) {
+        throw new OwlError(
+          "ERR_UNSUPPORTED",
+          `the model has no output_norm.weight: owl cannot embed with it`,
+          {
+            hint: USE_LLAMA_CPP,
+          },
+        );
+      }
+      this.outputNorm = dequantize(t.type, file.readTensor(t), t.nElements);
+      return this.outputNorm;
+    } finally {
+      file.close();
+    }
+  }
+
+  /** rms_norm(x) * w of each row, pooled over the T rows of `hidden` (T,C). */
+  private pool(hidden: Float32Array, T: number, C: number, w: Float32Array, eps: number): Float32Array {
+    // llama.cpp's enum llama_pooling_type: 1 mean, 2 cls (first token), 3 last; 0 / absent: none
+    // (an embedding context then returns the last token's state).
+    const rows =
+      this.poolingType === 1
+        ? Array.from({ length: T }, (_, t) => t)
+        : this.poolingType === 2
+          ? [0]
+          : [T - 1];
+    const out = new Float64Array(C);
+    for (const t of rows) {
+      const x = hidden.subarray(t * C, (t + 1) * C);
+      let ss = 0;
+      for (const v of x) ss += v * v;
+      const scale = 1 / Math.sqrt(ss / C + eps);
+      for (let c = 0; c < C; c++) out[c] = out[c]! + x[c]! * scale * w[c]!;
+    }
+    return Float32Array.from(out, (v) => v / rows.length);
+  }
+
+  memoryBytes(): number {
+    return this.model.memory().totalBytes;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.model.dispose();
+    await this.wasm.dispose();
+  }
+}
+
+/** log-softmax of `logits` at the given ids, in float64. */
+function logSoftmaxAt(logits: Float32Array): (id: number) => number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return (id) => logits[id]! - lse;
+}
+
+/** The n largest logits' ids, largest first (ties: lower id first). */
+function topIds(logits: Float32Array, n: number): number[] {
+  const top: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (top.length === n && v <= logits[top[n - 1]!]!) continue;
+    let j = top.length < n ? top.length : n - 1;
+    if (top.length < n) top.push(i);
+    while (j > 0 && logits[top[j - 1]!]! < v) {
+      top[j] = top[j - 1]!;
+      j--;
+    }
+    top[j] = i;
+  }
+  return top;
+}
+
+class OwlSequence implements Sequence {
+  busy = false;
+  /** Bumped by each generate(): an older generator still suspended ends at its next step. */
+  private epoch = 0;
+  private stats: PromptStats = { reused: 0, evaluated: 0 };
+
+  constructor(
+    private readonly owner: OwlModel,
+    readonly index: number,
+    private readonly session: Session,
+  ) {}
+
+  get tokens(): readonly number[] {
+    return this.session.tokens;
+  }
+
+  lastPrompt(): PromptStats {
+    return { ...this.stats };
+  }
+
+  release(): void {
+    this.busy = false;
+  }
+
+  async *generate(
+    prompt: readonly number[],
+    options: SequenceGenerateOptions,
+  ): AsyncGenerator<SampledToken, void, void> {
+    const numCtx = this.owner.numCtx;
+    if (options.grammar) {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `the owl engine does not constrain output with grammars (asked for a ${options.grammar.type} grammar)`,
+        { hint: USE_LLAMA_CPP },
+      );
+    }
+    if (prompt.length === 0) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", "generate needs a prompt of at least one token");
+    }
+    if (prompt.length >= numCtx) throw contextOverflow(prompt.length, numCtx);
+    const epoch = ++this.epoch;
+    const s = options.sampling;
+    const sampler = new Sampler(
+      {
+        temperature: s.temperature,
+        topK: Math.max(0, s.topK),
+        topP: s.topP,
+        minP: s.minP,
+        typicalP: s.typicalP,
+        repeatPenalty: s.repeatPenalty,
+        repeatLastN: s.repeatLastN,
+        presencePenalty: s.presencePenalty,
+        frequencyPenalty: s.frequencyPenalty,
+        seed: s.seed ?? randomSeed(),
+        logitBias: s.logitBias,
+      },
+      { nVocab: this.owner.model.hparams.V },
+    );
+    const { signal } = options;
+    const want = options.logprobs;
+    const seq = [...prompt];
+    let logits: Float32Array;
+    try {
+      const r = this.session.evaluate(seq, signal ? { signal } : {});
+      this.stats = { reused: r.firstPosition, evaluated: r.evaluated };
+      logits = r.logits;
+      for (;;) {
+        if (signal?.aborted || epoch !== this.epoch) return;
+        const token = sampler.sample(logits, seq);
+        sampler.accept(token);
+        const step: SampledToken = { token };
+        if (want !== undefined) {
+          const lp = logSoftmaxAt(logits);
+          step.logprob = lp(token);
+          if (want > 0)
+            step.top = topIds(logits, want).map((id): TopLogprob => ({ token: id, logprob: lp(id) }));
+        }
+        seq.push(token);
+        yield step;
+        // The context holds prompt + generated tokens: nothing more fits.
+        if (seq.length >= numCtx) return;
+        await tick();
+        if (signal?.aborted || epoch !== this.epoch) return;
+        logits = this.session.evaluate(seq, signal ? { signal } : {}).logits;
+      }
+    } catch (e) {
+      if (isAbort(e)) return;
+      throw e;
+    }
   }
 }
