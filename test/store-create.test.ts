@@ -396,7 +396,12 @@ describe("bad input", () => {
     const nf = await rejects(store.resolve("nope"));
     expect(nf.code).toBe("ERR_MODEL_NOT_FOUND");
     expect(nf.message).toContain('"nope"');
-    expect((await rejects(store.create("x", mf("nope")))).code).toBe("ERR_MODEL_NOT_FOUND");
+    const fromName = await rejects(store.create("x", mf("nope"), { baseDir: dir }));
+    expect(fromName.code).toBe("ERR_MODEL_NOT_FOUND");
+    expect(fromName.message).toBe(`FROM nope: no model "nope" in the store, and no file ${join(dir, "nope")}`);
+    const fromBad = await rejects(store.create("x", mf("two words"), { baseDir: dir }));
+    expect(fromBad.code).toBe("ERR_INVALID_NAME");
+    expect(fromBad.message).toContain("not a valid model name, and no file");
     expect((await rejects(store.copy("nope", "x"))).code).toBe("ERR_MODEL_NOT_FOUND");
 
     const missing = await rejects(store.create("x", mf("./missing.gguf"), { baseDir: dir }));

@@ -611,8 +611,21 @@ export class ModelStore implements ModelStoreApi {
           details: { path },
         });
       } else {
-        // A stored model name (ERR_INVALID_NAME / ERR_MODEL_NOT_FOUND from resolve).
-        const base = await this.resolve(from);
+        // A stored model name; the errors say that a file was looked for too.
+        let base: ResolvedModel;
+        try {
+          base = await this.resolve(from);
+        } catch (e) {
+          if (isOwlError(e, "ERR_MODEL_NOT_FOUND") || isOwlError(e, "ERR_INVALID_NAME")) {
+            const what =
+              e.code === "ERR_MODEL_NOT_FOUND" ? `no model "${from}" in the store` : "not a valid model name";
+            throw new OwlError(e.code, `FROM ${from}: ${what}, and no file ${path}`, {
+              hint: e.code === "ERR_MODEL_NOT_FOUND" ? "run `owl list` to see the models you have" : e.hint,
+              cause: e,
+            });
+          }
+          throw e;
+        }
         if (base.builtin) await this.materializeBuiltin();
         parent = base.name;
         summary = await summarizeGguf(base.modelPath);
