@@ -1,33 +1,308 @@
 /**
- * POST /v1/chat/completions. (In progress: waits for runtime/prompt.ts and tool-calls.ts.)
+ * POST /v1/chat/completions: OpenAI's messages rendered with the model's chat template
+ * (runtime/prompt.ts), generated with complete(), answered as one ChatCompletion or as SSE
+ * chunks (first delta with the role, content deltas with their logprobs, a last chunk with
+ * finish_reason and an empty delta, then usage with no choices when stream_options.include_usage).
+ *
+ * Messages: text parts are joined; "developer" is rendered as "system" (templates do not know
+ * it, OpenAI treats it the same way for such models); an assistant's tool_calls go to the
+ * template with their arguments parsed into objects (the transformers convention most templates
+ * follow); a tool message gets the name of the call it answers (Ollama's nameFromToolCallID).
+ *
+ * Tools: tool_choice "auto" (the default with tools) lets the model answer or call; its output is
+ * parsed for calls (runtime/tool-calls.ts). "required" and a named function force a call with a
+ * grammar (toolCallGrammar). "none" leaves the tools out of the prompt, so the model writes
+ * text. With tools in play the answer is buffered and sent whole (a stream then has one content or
+ * tool_calls delta), since a call cannot be told from text until it ends. finish_reason is
+ * "tool_calls" when calls were made. response_format json_object / json_schema constrain the
+ * content with a grammar (runtime/options.ts, checked by runtime/grammar.ts).
+ * Not here: validation (schemas.ts), generation plumbing (generate.ts).
  */
 import type {
   OpenAiChatCompletion,
   OpenAiChatCompletionChunk,
   OpenAiChatCompletionRequest,
+  OpenAiChatMessage,
+  OpenAiFinishReason,
+  OpenAiTokenLogprob,
+  OpenAiToolCall,
 } from "../../api/openai.ts";
+import { type ChatPromptInput, promptTokens, renderChatPrompt } from "../../runtime/prompt.ts";
+import type { CompletionEvent } from "../../runtime/types.ts";
+import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
-import type { Generation } from "./generate.ts";
+import {
+  chatLogprobs,
+  type Generation,
+  openAiId,
+  startGeneration,
+  systemFingerprint,
+  unixNow,
+  usageOf,
+} from "./generate.ts";
+import { badRequest } from "./schemas.ts";
+
+type Done = Extract<CompletionEvent, { type: "done" }>;
+
+// TODO(tool-calls.ts): replaced by runtime/tool-calls.ts toolCallGrammar / parseToolCalls once it lands.
+interface ParsedToolCall {
+  name: string;
+  arguments: Record<string, unknown>;
+}
+function toolCallGrammar(_tools: readonly ToolDefinition[]): never {
+  throw new OwlError("ERR_UNSUPPORTED", "forced tool calls are not available yet");
+}
+function parseToolCalls(
+  text: string,
+  _tools: readonly ToolDefinition[],
+): { content: string; calls: ParsedToolCall[] } {
+  return { content: text, calls: [] };
+}
+
+/** How the request's tools are used. */
+type ToolMode = { kind: "none" } | { kind: "auto" } | { kind: "forced"; names: string[] };
+
+export interface ChatGeneration extends Generation {
+  tools: ToolDefinition[];
+  mode: ToolMode;
+}
+
+function contentText(m: OpenAiChatMessage): string | null {
+  if (m.content === undefined || m.content === null) return null;
+  if (typeof m.content === "string") return m.content;
+  return m.content.map((p) => p.text).join("");
+}
+
+/** OpenAI messages -> the chat template's messages (see the module comment). */
+export function toTemplateMessages(messages: readonly OpenAiChatMessage[]): ChatMessage[] {
+  const callNames = new Map<string, string>();
+  return messages.map((m, i) => {
+    const out: ChatMessage = { role: m.role === "developer" ? "system" : m.role, content: contentText(m) };
+    if (m.name !== undefined) out.name = m.name;
+    if (m.role === "assistant" && m.tool_calls?.length) {
+      out.tool_calls = m.tool_calls.map((tc, j) => {
+        callNames.set(tc.id, tc.function.name);
+        let args: unknown;
+        try {
+          args = JSON.parse(tc.function.arguments);
+        } catch {
+          throw badRequest(
+            `tool call arguments must be a JSON object, found ${JSON.stringify(tc.function.arguments.slice(0, 80))}`,
+            `messages.[${i}].tool_calls.[${j}].function.arguments`,
+          );
+        }
+        if (typeof args !== "object" || args === null || Array.isArray(args)) {
+          throw badRequest(
+            "tool call arguments must be a JSON object",
+            `messages.[${i}].tool_calls.[${j}].function.arguments`,
+          );
+        }
+        return {
+          id: tc.id,
+          type: "function",
+          function: { name: tc.function.name, arguments: args as Record<string, unknown> },
+        };
+      });
+    }
+    if (m.role === "tool" && m.tool_call_id !== undefined) {
+      out.tool_call_id = m.tool_call_id;
+      const name = m.name ?? callNames.get(m.tool_call_id);
+      if (name !== undefined) out.name = name;
+    }
+    return out;
+  });
+}
+
+function toolMode(req: OpenAiChatCompletionRequest): ToolMode {
+  const tools = req.tools ?? [];
+  const choice = req.tool_choice ?? (tools.length > 0 ? "auto" : "none");
+  if (tools.length === 0 || choice === "none") return { kind: "none" };
+  if (choice === "auto") return { kind: "auto" };
+  if (choice === "required") return { kind: "forced", names: tools.map((t) => t.function.name) };
+  return { kind: "forced", names: [choice.function.name] };
+}
 
 export async function startChat(
-  _ctx: ServerContext,
-  _req: OpenAiChatCompletionRequest,
-  _signal: AbortSignal,
-): Promise<Generation> {
-  throw new OwlError("ERR_UNSUPPORTED", "chat completions are not ready yet");
+  ctx: ServerContext,
+  req: OpenAiChatCompletionRequest,
+  signal: AbortSignal,
+): Promise<ChatGeneration> {
+  const mode = toolMode(req);
+  const tools: ToolDefinition[] =
+    mode.kind === "none"
+      ? []
+      : (req.tools ?? []).map((t) => ({ type: "function", function: { ...t.function } }));
+  const messages = toTemplateMessages(req.messages);
+  const gen = await startGeneration(ctx, {
+    name: req.model,
+    body: req,
+    kind: "chat",
+    adjust: (options) => {
+      if (mode.kind === "forced") {
+        options.grammar = toolCallGrammar(tools.filter((t) => mode.names.includes(t.function.name)));
+      }
+    },
+    buildPrompt: (model, resolved) => {
+      const input: ChatPromptInput = { messages, tools, storedMessages: resolved.messages };
+      if (resolved.system !== undefined) input.system = resolved.system;
+      if (resolved.template !== undefined) input.template = resolved.template;
+      if (model.info.chatTemplate !== undefined) input.chatTemplate = model.info.chatTemplate;
+      const bos = model.info.bosToken;
+      const eos = model.info.eosToken;
+      if (bos !== undefined) input.bosToken = model.detokenize([bos]);
+      if (eos !== undefined) input.eosToken = model.detokenize([eos]);
+      return { tokens: promptTokens(model, renderChatPrompt(input).prompt), param: "messages" };
+    },
+    signal,
+  });
+  return { ...gen, tools, mode };
+}
+
+function toOpenAiCalls(calls: readonly ParsedToolCall[]): OpenAiToolCall[] {
+  return calls.map((c) => ({
+    id: openAiId("call_"),
+    type: "function",
+    function: { name: c.name, arguments: JSON.stringify(c.arguments) },
+  }));
+}
+
+function finishReason(done: Done, calls: readonly OpenAiToolCall[]): OpenAiFinishReason {
+  if (done.reason === "abort") {
+    throw new OwlError(
+      "ERR_ABORTED",
+      "the generation was stopped before its end (server shutting down or model unloaded)",
+    );
+  }
+  return calls.length > 0 ? "tool_calls" : done.reason;
+}
+
+/** The text and tool calls of a finished answer under the request's tool mode. */
+function splitAnswer(gen: ChatGeneration, text: string): { content: string | null; calls: OpenAiToolCall[] } {
+  if (gen.mode.kind === "none") return { content: text, calls: [] };
+  const parsed = parseToolCalls(text, gen.tools);
+  if (gen.mode.kind === "forced" && parsed.calls.length === 0) {
+    // The grammar forces a call; no call means the generation stopped inside it (max_tokens).
+    return { content: text, calls: [] };
+  }
+  const calls = toOpenAiCalls(parsed.calls);
+  const content = parsed.content.trim() === "" && calls.length > 0 ? null : parsed.content;
+  return { content, calls };
+}
+
+function header(id: string, created: number, req: OpenAiChatCompletionRequest, gen: Generation) {
+  return { id, created, model: req.model, system_fingerprint: systemFingerprint(gen.model) };
 }
 
 export async function completeChat(
-  _gen: Generation,
-  _req: OpenAiChatCompletionRequest,
+  gen: ChatGeneration,
+  req: OpenAiChatCompletionRequest,
 ): Promise<OpenAiChatCompletion> {
-  throw new OwlError("ERR_UNSUPPORTED", "chat completions are not ready yet");
+  const id = openAiId("chatcmpl-");
+  const created = unixNow();
+  const wantLogprobs = gen.options.logprobs !== undefined;
+  const logprobs: OpenAiTokenLogprob[] = [];
+  let text = "";
+  let done: Done | undefined;
+  for await (const ev of gen.events) {
+    if (ev.type === "text") {
+      text += ev.text;
+      if (wantLogprobs) logprobs.push(...chatLogprobs(gen.model, ev.pieces));
+    } else done = ev;
+  }
+  if (done === undefined) throw new Error("internal error: the completion ended without its done event");
+  const { content, calls } = splitAnswer(gen, text);
+  return {
+    ...header(id, created, req, gen),
+    object: "chat.completion",
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant",
+          content,
+          refusal: null,
+          ...(calls.length > 0 && { tool_calls: calls }),
+        },
+        logprobs: wantLogprobs ? { content: logprobs, refusal: null } : null,
+        finish_reason: finishReason(done, calls),
+      },
+    ],
+    usage: usageOf(done),
+  };
 }
 
-export function streamChat(
-  _gen: Generation,
-  _req: OpenAiChatCompletionRequest,
+/** The SSE chunks of a streamed chat completion (stream.ts writes them and `data: [DONE]`). */
+export async function* streamChat(
+  gen: ChatGeneration,
+  req: OpenAiChatCompletionRequest,
 ): AsyncGenerator<OpenAiChatCompletionChunk> {
-  throw new OwlError("ERR_UNSUPPORTED", "chat completions are not ready yet");
+  const head = {
+    ...header(openAiId("chatcmpl-"), unixNow(), req, gen),
+    object: "chat.completion.chunk" as const,
+  };
+  const includeUsage = req.stream_options?.include_usage === true;
+  const usageField = includeUsage ? { usage: null } : {};
+  const wantLogprobs = gen.options.logprobs !== undefined;
+  const chunk = (
+    delta: OpenAiChatCompletionChunk["choices"][number]["delta"],
+    logprobs: OpenAiTokenLogprob[] | null,
+    finish: OpenAiFinishReason | null,
+  ): OpenAiChatCompletionChunk => ({
+    ...head,
+    choices: [
+      {
+        index: 0,
+        delta,
+        logprobs: logprobs === null ? null : { content: logprobs, refusal: null },
+        finish_reason: finish,
+      },
+    ],
+    ...usageField,
+  });
+
+  // NOTE: the first event is awaited before the role chunk, so that an error raised when
+  // generation starts (a grammar the backend refuses) is still a plain error response.
+  const it = gen.events[Symbol.asyncIterator]();
+  let next = await it.next();
+  yield chunk({ role: "assistant", content: "", refusal: null }, null, null);
+  const buffered = gen.mode.kind !== "none";
+  let text = "";
+  const logprobs: OpenAiTokenLogprob[] = [];
+  for (; !next.done; next = await it.next()) {
+    const ev = next.value;
+    if (ev.type === "text") {
+      const lp = wantLogprobs ? chatLogprobs(gen.model, ev.pieces) : null;
+      if (buffered) {
+        text += ev.text;
+        if (lp) logprobs.push(...lp);
+      } else if (ev.text !== "" || (lp && lp.length > 0)) {
+        yield chunk({ content: ev.text }, lp, null);
+      }
+      continue;
+    }
+    let calls: OpenAiToolCall[] = [];
+    if (buffered) {
+      const answer = splitAnswer(gen, text);
+      calls = answer.calls;
+      if (calls.length > 0) {
+        yield chunk(
+          {
+            tool_calls: calls.map((c, index) => ({
+              index,
+              id: c.id,
+              type: "function",
+              function: c.function,
+            })),
+          },
+          wantLogprobs ? logprobs : null,
+          null,
+        );
+      } else if (answer.content !== null && answer.content !== "") {
+        yield chunk({ content: answer.content }, wantLogprobs ? logprobs : null, null);
+      }
+    }
+    yield chunk({}, null, finishReason(ev, calls));
+    if (includeUsage) yield { ...head, choices: [], usage: usageOf(ev) };
+  }
 }

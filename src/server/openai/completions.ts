@@ -14,6 +14,7 @@ import type {
   OpenAiCompletionLogprobs,
   OpenAiCompletionRequest,
 } from "../../api/openai.ts";
+import { promptTokens } from "../../runtime/prompt.ts";
 import type { CompletionEvent, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
@@ -58,7 +59,7 @@ export async function startCompletion(
       options.maxTokens = maxTokens;
     },
     buildPrompt: (model) => ({
-      tokens: model.tokenize(text, { addBos: model.info.addBos, parseSpecial: true }),
+      tokens: promptTokens(model, text),
       param: "prompt",
     }),
     signal,
