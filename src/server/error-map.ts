@@ -76,6 +76,12 @@ export function openAiErrorBody(
   e: MappedError,
   param: string | null = null,
 ): { error: { message: string; type: string; param: string | null; code: string | null } } {
-  const code = e.code === "ERR_MODEL_NOT_FOUND" ? "model_not_found" : e.code.toLowerCase();
+  // OpenAI's own codes where one exists (clients test for them), else owl's code in lower case.
+  const code =
+    e.code === "ERR_MODEL_NOT_FOUND"
+      ? "model_not_found"
+      : e.code === "ERR_CONTEXT_OVERFLOW"
+        ? "context_length_exceeded"
+        : e.code.toLowerCase();
   return { error: { message: e.message, type: openAiType(e.status), param, code } };
 }
