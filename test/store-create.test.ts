@@ -355,6 +355,50 @@ MESSAGE assistant Once upon a time
   });
 });
 
+describe("a store Ollama wrote", () => {
+  it("resolves a model laid out byte for byte as Ollama writes it (Go's JSON escapes, trailing newlines)", async () => {
+    // Ollama's create: json.NewEncoder(...).Encode(...) for params and config (HTML characters
+    // escaped as \u003c / \u003e, a trailing newline), raw text for template, system and license.
+    const put = (text: string) => {
+      const hex = sha256(text);
+      mkdirSync(join(root, "blobs"), { recursive: true });
+      writeFileSync(join(root, "blobs", `sha256-${hex}`), text);
+      return { digest: `sha256:${hex}`, size: Buffer.byteLength(text) };
+    };
+    copyFileSync(BUNDLED, join(dir, "m.gguf"));
+    mkdirSync(join(root, "blobs"), { recursive: true });
+    copyFileSync(BUNDLED, join(root, "blobs", `sha256-${BUNDLED_HEX}`));
+    const template = put(
+      "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}",
+    );
+    const params = put(
+      '{"stop":["\\u003c|start_header_id|\\u003e","\\u003c|eot_id|\\u003e"],"temperature":0.6}\n',
+    );
+    const license = put(
+      "LLAMA 3 COMMUNITY LICENSE AGREEMENT\nMeta Llama 3 Version Release Date: April 18, 2024",
+    );
+    const config = put(
+      `{"model_format":"gguf","model_family":"llama","model_families":["llama"],"model_type":"260K","file_type":"F32","architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:${BUNDLED_HEX}"]}}\n`,
+    );
+    const manifest = `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"${config.digest}","size":${config.size}},"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:${BUNDLED_HEX}","size":${statSync(BUNDLED).size}},{"mediaType":"application/vnd.ollama.image.template","digest":"${template.digest}","size":${template.size}},{"mediaType":"application/vnd.ollama.image.license","digest":"${license.digest}","size":${license.size}},{"mediaType":"application/vnd.ollama.image.params","digest":"${params.digest}","size":${params.size}}]}`;
+    const mdir = join(root, "manifests", "registry.ollama.ai", "library", "llama3");
+    mkdirSync(mdir, { recursive: true });
+    writeFileSync(join(mdir, "8b"), manifest);
+
+    const r = await store.resolve("llama3:8b");
+    expect(r.name).toBe("llama3:8b");
+    expect(r.digest).toBe(sha256(manifest));
+    expect(r.params).toEqual({ stop: ["<|start_header_id|>", "<|eot_id|>"], temperature: 0.6 });
+    expect(r.template).toContain("<|start_header_id|>system");
+    expect(r.license).toEqual([
+      "LLAMA 3 COMMUNITY LICENSE AGREEMENT\nMeta Llama 3 Version Release Date: April 18, 2024",
+    ]);
+    expect(r.details.quantization_level).toBe("F32");
+    expect(r.size).toBe(statSync(BUNDLED).size + template.size + license.size + params.size);
+    expect((await store.list()).map((m) => m.name)).toContain("llama3:8b");
+  });
+});
+
 describe("remove", () => {
   it("deletes the manifest and only the blobs no other manifest references", async () => {
     await store.create("a", mf(BUNDLED, { system: "only a" }));
@@ -398,7 +442,9 @@ describe("bad input", () => {
     expect(nf.message).toContain('"nope"');
     const fromName = await rejects(store.create("x", mf("nope"), { baseDir: dir }));
     expect(fromName.code).toBe("ERR_MODEL_NOT_FOUND");
-    expect(fromName.message).toBe(`FROM nope: no model "nope" in the store, and no file ${join(dir, "nope")}`);
+    expect(fromName.message).toBe(
+      `FROM nope: no model "nope" in the store, and no file ${join(dir, "nope")}`,
+    );
     const fromBad = await rejects(store.create("x", mf("two words"), { baseDir: dir }));
     expect(fromBad.code).toBe("ERR_INVALID_NAME");
     expect(fromBad.message).toContain("not a valid model name, and no file");
