@@ -113,6 +113,24 @@ describe("invalid parameters: BadRequestError naming the field", () => {
     });
   }
 
+  it("a JSON schema the grammar cannot enforce names response_format.json_schema.schema", async () => {
+    const e = (await rejection(
+      client.chat.completions.create({
+        ...base,
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "x",
+            schema: { type: "object", properties: { a: { type: "string", pattern: "^a+$" } } },
+          },
+        },
+      }),
+    )) as InstanceType<typeof OpenAI.BadRequestError>;
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe("response_format.json_schema.schema");
+    expect(e.message).toContain("pattern");
+  });
+
   it("a message with an unknown role names messages.[1].role", async () => {
     const e = (await rejection(
       client.chat.completions.create({
@@ -156,6 +174,7 @@ describe("invalid parameters: BadRequestError naming the field", () => {
     )) as InstanceType<typeof OpenAI.BadRequestError>;
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
     expect(e.param).toBe("prompt");
+    expect(e.code).toBe("context_length_exceeded");
     expect(e.message).toMatch(/\d+ tokens/);
     expect(e.message).toContain("512");
   });

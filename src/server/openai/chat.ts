@@ -27,6 +27,7 @@ import type {
   OpenAiTokenLogprob,
   OpenAiToolCall,
 } from "../../api/openai.ts";
+import { checkJsonSchema } from "../../runtime/grammar.ts";
 import { type ChatPromptInput, promptTokens, renderChatPrompt } from "../../runtime/prompt.ts";
 import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
@@ -139,6 +140,18 @@ export async function startChat(
     body: req,
     kind: "chat",
     adjust: (options) => {
+      if (options.grammar?.type === "json_schema") {
+        // Refused schemas (pattern, allOf, ...) are a 400 naming the field before any generation.
+        try {
+          checkJsonSchema(options.grammar.schema);
+        } catch (e) {
+          if (!(e instanceof OwlError)) throw e;
+          throw new OwlError(e.code, e.message, {
+            details: { ...e.details, param: "response_format.json_schema.schema" },
+            cause: e,
+          });
+        }
+      }
       if (mode.kind === "forced") {
         options.grammar = toolCallGrammar(tools.filter((t) => mode.names.includes(t.function.name)));
       }
