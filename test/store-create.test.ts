@@ -314,6 +314,21 @@ MESSAGE assistant Once upon a time
     expect((await store.resolve("kid")).modelPath).toBe(join(root, "blobs", `sha256-${BUNDLED_HEX}`));
   });
 
+  it("FROM ~/path expands to the home directory (Ollama's expandPath)", async () => {
+    const home = join(dir, "home");
+    mkdirSync(home);
+    copyFileSync(BUNDLED, join(home, "m.gguf"));
+    const saved = process.env["HOME"];
+    process.env["HOME"] = home; // os.homedir() follows HOME on POSIX
+    try {
+      await store.create("fromhome", mf("~/m.gguf"), { baseDir: "/nonexistent" });
+    } finally {
+      if (saved === undefined) delete process.env["HOME"];
+      else process.env["HOME"] = saved;
+    }
+    expect((await store.resolve("fromhome")).manifest.layers[0]!.digest).toBe(`sha256:${BUNDLED_HEX}`);
+  });
+
   it("FROM sha256:<digest> of a blob stored with putBlob", async () => {
     const bytes = readFileSync(BUNDLED);
     async function* chunks() {

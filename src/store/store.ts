@@ -297,7 +297,14 @@ export class ModelStore implements ModelStoreApi {
         if (!isOwlError(e)) throw e;
       }
     }
-    if (this.withBuiltin && !builtinShadowed) out.push(await this.builtinEntry());
+    if (this.withBuiltin && !builtinShadowed) {
+      try {
+        out.push(await this.builtinEntry());
+      } catch (e) {
+        // A package installed without models/ has no bundled model; the list still works.
+        if (!isOwlError(e)) throw e;
+      }
+    }
     // Newest first, as `ollama list` and /api/tags order them.
     out.sort((a, b) => b.modifiedAt.getTime() - a.modifiedAt.getTime());
     return out;
