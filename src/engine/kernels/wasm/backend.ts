@@ -31,7 +31,7 @@ export interface WasmBackendOptions {
   maxMemoryBytes?: number;
   /** Spin iterations before an idle thread sleeps (default 20000, about 50-100 µs). */
   spin?: number;
-  /** Multiply-adds below which matmul and attention stay on the caller (default 2^20; 0 in tests). */
+  /** Multiply-adds below which matmul and attention stay on the caller (default 2^16; 0 in tests). */
   minParallelWork?: number;
   /**
    * How Q8_0 / Q8_1 activation rows are quantized: "x86" (default) as ggml-cpu's x86 build, the
@@ -122,10 +122,11 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const ALIGN = 64;
 /**
- * Below this many multiply-adds (about 50-100 µs of one thread) an op runs on the caller alone:
- * waking a worker costs 10-50 µs, more on a busy machine.
+ * Below this many multiply-adds (about 5 µs of one thread) an op runs on the caller alone. Within
+ * a forward pass the workers spin between ops, so handing them chunks costs about a microsecond;
+ * one that sleeps (or is not scheduled) just takes no chunk.
  */
-const MIN_PARALLEL_MACS = 1 << 20;
+const MIN_PARALLEL_MACS = 1 << 16;
 /** Least multiply-adds of one chunk of a matmul split across threads. */
 const MIN_CHUNK_MACS = 1 << 14;
 

@@ -5,6 +5,11 @@
 // same as the fused single-token dots (matmul-legacy.ts, matmul-kquants.ts) and ggml's vec_dot:
 // decoding once instead of once per token is what this buys.
 //
+// K-quant rows are stored with each quant already times its sub-block scale (|q sc| <= 4096 fits
+// i16), so their dots need no per-16 multiply; the integer block sums are unchanged.
+// Tokens come four at a time (dotDecoded*4): each decoded vector is loaded once for four tokens
+// and the four block sums are added across lanes together before their one conversion to float.
+//
 // Decoded row (C values) at `dec`: q i16[C] EO | sc i32[C/16] (K: scale per 16 values) |
 // fd f32[C/32 or C/256] (block scale) | mn (legacy Q4_1/Q5_1: f32 m per 32; K: i32 min per 16) |
 // md f32[C/256] (K: dmin). decodedBytes(C) bytes in all.
@@ -242,6 +247,13 @@ export function decodeRow(type: i32, w: usize, C: i32, dec: usize): void {
       for (let j = 0; j < 16; j++) store<i32>(scb + (<usize>j << 2), <i32>load<i8>(p + 192 + j));
       store<f32>(fd + bo, f16t(load<u16>(p, 208)));
     }
+    // Quants times their sub-block scale: sub-block j is the 16 EO values at qb + 32 j.
+    for (let j = 0; j < 16; j++) {
+      const sv = i16x8.splat(<i16>load<i32>(scb + (<usize>j << 2)));
+      const qj = qb + (<usize>j << 5);
+      v128.store(qj, i16x8.mul(v128.load(qj), sv));
+      v128.store(qj, i16x8.mul(v128.load(qj, 16), sv), 16);
+    }
   }
 }
 
@@ -281,7 +293,6 @@ export function dotDecodedLegacy(dec: usize, C: i32, hasMin: bool, qs: usize, d:
  */
 export function dotDecodedK(dec: usize, C: i32, hasMin: bool, qs: usize, d: usize, bsums: usize): f32 {
   const nb = C >> 8;
-  const sc = dec + scOff(C);
   const fd = dec + fdOff(C);
   const mn = dec + mnOff(C);
   const md = dec + mdOff(C);
@@ -290,14 +301,11 @@ export function dotDecodedK(dec: usize, C: i32, hasMin: bool, qs: usize, d: usiz
   for (let b = 0; b < nb; b++) {
     const qb = dec + (<usize>b << 9);
     const ab = qs + (<usize>b << 9);
-    const scb = sc + (<usize>b << 6);
     let isum = i32x4.splat(0);
     for (let g = 0; g < 8; g++) {
       const q = qb + (<usize>g << 6);
       const a = ab + (<usize>g << 6);
-      const so = scb + (<usize>g << 3);
-      isum = i32x4.add(isum, i32x4.mul(dotHalf(q, a, 0), i32x4.splat(load<i32>(so))));
-      isum = i32x4.add(isum, i32x4.mul(dotHalf(q, a, 32), i32x4.splat(load<i32>(so, 4))));
+      isum = i32x4.add(isum, i32x4.add(dotHalf(q, a, 0), dotHalf(q, a, 32)));
     }
     const bo = <usize>b << 2;
     const d8 = load<f32>(d + bo);
@@ -311,6 +319,158 @@ export function dotDecodedK(dec: usize, C: i32, hasMin: bool, qs: usize, d: usiz
     }
   }
   return hsum(acc) - accm;
+}
+
+/** The four i32 lane vectors s0..s3 summed across lanes: [sum s0, sum s1, sum s2, sum s3]. */
+@inline
+function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** The float at p, p + stride, p + 2 stride, p + 3 stride as one vector. */
+@inline
+function gather4(p: usize, stride: usize): v128 {
+  let v = f32x4.splat(load<f32>(p));
+  v = f32x4.replace_lane(v, 1, load<f32>(p + stride));
+  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * stride));
+  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * stride));
+}
+
+/** Lane sums of the 32 quants q0..q3 (EO slots, in registers) times 32 EO activation values at a. */
+@inline
+function dot32(q0: v128, q1: v128, q2: v128, q3: v128, a: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(q0, v128.load(a)), i32x4.dot_i16x8_s(q1, v128.load(a, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(q2, v128.load(a, 32)), i32x4.dot_i16x8_s(q3, v128.load(a, 48))),
+  );
+}
+
+/** Stores the 4 lanes of v to y, y + ys, y + 2 ys, y + 3 ys. */
+@inline
+function scatter4(v: v128, y: usize, ys: usize): void {
+  store<f32>(y, f32x4.extract_lane(v, 0));
+  store<f32>(y + ys, f32x4.extract_lane(v, 1));
+  store<f32>(y + 2 * ys, f32x4.extract_lane(v, 2));
+  store<f32>(y + 3 * ys, f32x4.extract_lane(v, 3));
+}
+
+/**
+ * dotDecodedLegacy for 4 tokens at once: token i's activation at qs + i qsStride, d + i dStride,
+ * s + i dStride (bytes); results to y + i ys. Per token and block: the block's integer sum (exact)
+ * times (row scale * token scale), summed over blocks in order; Q4_1 / Q5_1 add m * s per block.
+ */
+export function dotDecodedLegacy4(
+  dec: usize,
+  C: i32,
+  hasMin: bool,
+  qs: usize,
+  qsStride: usize,
+  d: usize,
+  s: usize,
+  dStride: usize,
+  y: usize,
+  ys: usize,
+): void {
+  const nb = C >> 5;
+  const fd = dec + fdOff(C);
+  const mn = dec + mnOff(C);
+  let acc = f32x4.splat(0);
+  let accm = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const q = dec + (<usize>b << 6);
+    const q0 = v128.load(q);
+    const q1 = v128.load(q, 16);
+    const q2 = v128.load(q, 32);
+    const q3 = v128.load(q, 48);
+    const a = qs + (<usize>b << 6);
+    const r = reduce4(
+      dot32(q0, q1, q2, q3, a),
+      dot32(q0, q1, q2, q3, a + qsStride),
+      dot32(q0, q1, q2, q3, a + 2 * qsStride),
+      dot32(q0, q1, q2, q3, a + 3 * qsStride),
+    );
+    const bo = <usize>b << 2;
+    const sc = f32x4.mul(f32x4.splat(load<f32>(fd + bo)), gather4(d + bo, dStride));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
+    if (hasMin) accm = f32x4.add(accm, f32x4.mul(f32x4.splat(load<f32>(mn + bo)), gather4(s + bo, dStride)));
+  }
+  scatter4(hasMin ? f32x4.add(acc, accm) : acc, y, ys);
+}
+
+/**
+ * dotDecodedK for 4 tokens at once: token i's activation at qs + i qsStride, d + i dStride,
+ * bsums + i bStride (bytes); results to y + i ys. Per token and block: the integer block sum
+ * times (row scale * token scale); the min terms (Q2_K, Q4_K, Q5_K) as dmin * d8 * sum(min * bsum).
+ */
+export function dotDecodedK4(
+  dec: usize,
+  C: i32,
+  hasMin: bool,
+  qs: usize,
+  qsStride: usize,
+  d: usize,
+  dStride: usize,
+  bsums: usize,
+  bStride: usize,
+  y: usize,
+  ys: usize,
+): void {
+  const nb = C >> 8;
+  const fd = dec + fdOff(C);
+  const mn = dec + mnOff(C);
+  const md = dec + mdOff(C);
+  let acc = f32x4.splat(0);
+  let accm = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const qb = dec + (<usize>b << 9);
+    const ab = qs + (<usize>b << 9);
+    let s0 = i32x4.splat(0);
+    let s1 = i32x4.splat(0);
+    let s2 = i32x4.splat(0);
+    let s3 = i32x4.splat(0);
+    for (let g = 0; g < 8; g++) {
+      const q = qb + (<usize>g << 6);
+      const q0 = v128.load(q);
+      const q1 = v128.load(q, 16);
+      const q2 = v128.load(q, 32);
+      const q3 = v128.load(q, 48);
+      const a = ab + (<usize>g << 6);
+      s0 = i32x4.add(s0, dot32(q0, q1, q2, q3, a));
+      s1 = i32x4.add(s1, dot32(q0, q1, q2, q3, a + qsStride));
+      s2 = i32x4.add(s2, dot32(q0, q1, q2, q3, a + 2 * qsStride));
+      s3 = i32x4.add(s3, dot32(q0, q1, q2, q3, a + 3 * qsStride));
+    }
+    const bo = <usize>b << 2;
+    const dv = gather4(d + bo, dStride);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(reduce4(s0, s1, s2, s3)), f32x4.mul(f32x4.splat(load<f32>(fd + bo)), dv)));
+    if (hasMin) {
+      const mnb = mn + (<usize>b << 6);
+      const m0 = v128.load(mnb);
+      const m1 = v128.load(mnb, 16);
+      const m2 = v128.load(mnb, 32);
+      const m3 = v128.load(mnb, 48);
+      const bs = bsums + (<usize>b << 6);
+      const r = reduce4(
+        minSum(m0, m1, m2, m3, bs),
+        minSum(m0, m1, m2, m3, bs + bStride),
+        minSum(m0, m1, m2, m3, bs + 2 * bStride),
+        minSum(m0, m1, m2, m3, bs + 3 * bStride),
+      );
+      accm = f32x4.add(accm, f32x4.mul(f32x4.mul(f32x4.splat(load<f32>(md + bo)), dv), f32x4.convert_i32x4_s(r)));
+    }
+  }
+  scatter4(hasMin ? f32x4.sub(acc, accm) : acc, y, ys);
+}
+
+/** Lanes of sum(min_j * bsum_j) over the 16 i32 mins m0..m3 and the 16 i32 bsums at bs. */
+@inline
+function minSum(m0: v128, m1: v128, m2: v128, m3: v128, bs: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.mul(m0, v128.load(bs)), i32x4.mul(m1, v128.load(bs, 16))),
+    i32x4.add(i32x4.mul(m2, v128.load(bs, 32)), i32x4.mul(m3, v128.load(bs, 48))),
+  );
 }
 
 /** Whether `type` takes the decoded path's min terms. */

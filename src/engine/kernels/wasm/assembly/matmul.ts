@@ -5,7 +5,7 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
 import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF16S, dotF32, f16RowToF32, f16sRowToF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
-import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedLegacy } from "./matmul-decoded";
+import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedK4, dotDecodedLegacy, dotDecodedLegacy4 } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
@@ -151,7 +151,16 @@ export function matmulRows(
     const hasMin = decodedHasMin(type);
     for (let r = r0; r < r1; r++) {
       decodeRow(type, w + <usize>r * rb, C, scratch);
-      for (let t = 0; t < T; t++) {
+      let t = 0;
+      for (; t + 4 <= T; t += 4) {
+        const qs = xa + <usize>t * qsStride;
+        const d = ad + <usize>t * dStride;
+        const s = ax + <usize>t * xStride;
+        const yt = y + <usize>t * ys + (<usize>r << 2);
+        if (k) dotDecodedK4(scratch, C, hasMin, qs, qsStride, d, dStride, s, xStride, yt, ys);
+        else dotDecodedLegacy4(scratch, C, hasMin, qs, qsStride, d, s, dStride, yt, ys);
+      }
+      for (; t < T; t++) {
         const qs = xa + <usize>t * qsStride;
         const d = ad + <usize>t * dStride;
         const s = ax + <usize>t * xStride;
