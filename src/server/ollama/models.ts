@@ -104,7 +104,11 @@ export function registerModelRoutes(app: Hono, ctx: ServerContext): void {
     }
     return `sha256:${m[1]}`;
   };
-  app.on("HEAD", "/api/blobs/:digest", async (c) => {
+  // NOTE: Hono answers HEAD through the GET route (without the body); Ollama has no GET here.
+  app.get("/api/blobs/:digest", async (c) => {
+    if (c.req.method !== "HEAD") {
+      throw new OwlError("ERR_NOT_FOUND_ROUTE", `no route for ${c.req.method} ${c.req.path} on this server`);
+    }
     const digest = digestParam(c);
     return c.body(null, (await ctx.store.hasBlob(digest)) ? 200 : 404);
   });

@@ -7,10 +7,12 @@
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
 import { registerEmbedRoutes } from "./embed.ts";
+import { registerGenerateRoutes } from "./generate.ts";
 import { registerModelRoutes } from "./models.ts";
 import { registerPsRoutes } from "./ps.ts";
 
 export function registerOllamaRoutes(app: Hono, ctx: ServerContext): void {
+  registerGenerateRoutes(app, ctx);
   registerModelRoutes(app, ctx);
   registerEmbedRoutes(app, ctx);
   registerPsRoutes(app, ctx);

@@ -1,0 +1,415 @@
+/**
+ * Ollama's inference routes: POST /api/generate and POST /api/chat, streamed as NDJSON (the
+ * default) or answered as one object with `"stream": false`, as Ollama's GenerateHandler and
+ * ChatHandler do:
+ *
+ * - generate: prompt (+ system, template, suffix, context from an earlier answer) rendered with
+ *   the model's template unless raw; an empty prompt only loads the model (done_reason "load"),
+ *   and with keep_alive 0 unloads it (done_reason "unload"); the last chunk carries done_reason,
+ *   context (prompt + answer tokens, not with raw) and the timings.
+ * - chat: messages (system, user, assistant with tool_calls, tool results) with the Modelfile's
+ *   SYSTEM and MESSAGEs first; with tools, the answer is parsed for tool calls, which come in the
+ *   message as a whole (one chunk when streaming).
+ *
+ * Timings are measured here and in complete(): total_duration from the request's arrival,
+ * load_duration from the scheduler (0 when the model was loaded), prompt_eval_* and eval_* from
+ * complete(); all in nanoseconds. A client that disconnects aborts the generation (its sequence
+ * goes back at once) and the server goes on serving the others.
+ * Not here: prompt rendering (runtime/prompt.ts), tool-call parsing (runtime/tool-calls.ts),
+ * option resolution (runtime/options.ts), the completion loop (runtime/complete.ts).
+ */
+import type { Context, Hono } from "hono";
+import type {
+  OllamaChatResponse,
+  OllamaGenerateResponse,
+  OllamaMessage,
+  OllamaMetrics,
+  OllamaToolCall,
+} from "../../api/ollama.ts";
+import { complete } from "../../runtime/complete.ts";
+import { contextOverflow } from "../../runtime/gguf-info.ts";
+import { parseKeepAlive, type ResolvedOptions, resolveOllamaOptions } from "../../runtime/options.ts";
+import {
+  bosText,
+  type ChatPromptInput,
+  fitChatPrompt,
+  fitPrompt,
+  type PromptMessage,
+  renderGeneratePrompt,
+} from "../../runtime/prompt.ts";
+import type { CompletionEvent, Lease, LoadedModel } from "../../runtime/types.ts";
+import type { ResolvedModel } from "../../store/types.ts";
+import type { ToolDefinition } from "../../tokenizer/chat-template.ts";
+import { OwlError } from "../../util/errors.ts";
+import type { ServerContext } from "../context.ts";
+import { type RequestAbort, requestAbort } from "../stream.ts";
+import { readJson } from "../validate.ts";
+import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
+import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
+
+type Done = Extract<CompletionEvent, { type: "done" }>;
+
+interface Run {
+  lease: Lease;
+  events: AsyncGenerator<CompletionEvent>;
+}
+
+/**
+ * Take a sequence, build the prompt on the loaded model, check it fits, and start complete().
+ * Everything that can fail before the first token fails here (so the client gets a plain error
+ * with its status); the returned generator releases the lease however it ends.
+ */
+async function startRun(
+  ctx: ServerContext,
+  name: string,
+  model: ResolvedModel,
+  options: ResolvedOptions,
+  keepAliveMs: number | undefined,
+  abort: RequestAbort,
+  buildPrompt: (loaded: LoadedModel) => number[],
+): Promise<Run> {
+  const lease = await ctx.scheduler.acquire({
+    name,
+    model,
+    ...(options.numCtx !== undefined && { numCtx: options.numCtx }),
+    ...(keepAliveMs !== undefined && { keepAliveMs }),
+    signal: abort.signal,
+  });
+  try {
+    const sequence = lease.sequence;
+    if (sequence === undefined) throw new Error("internal error: acquire() gave no sequence");
+    const prompt = buildPrompt(lease.model);
+    if (prompt.length >= lease.model.numCtx) throw contextOverflow(prompt.length, lease.model.numCtx);
+    const signal = lease.signal ? AbortSignal.any([lease.signal, abort.signal]) : abort.signal;
+    const inner = complete(lease.model, sequence, {
+      prompt,
+      sampling: options.sampling,
+      maxTokens: options.maxTokens,
+      stop: options.stop,
+      ...(options.grammar && { grammar: options.grammar }),
+      signal,
+    });
+    async function* events(): AsyncGenerator<CompletionEvent> {
+      try {
+        yield* inner;
+      } finally {
+        lease.release();
+      }
+    }
+    return { lease, events: events() };
+  } catch (e) {
+    lease.release();
+    throw e;
+  }
+}
+
+function metrics(t0: bigint, loadNs: number, done: Done): OllamaMetrics {
+  return {
+    total_duration: nsSince(t0),
+    load_duration: loadNs,
+    prompt_eval_count: done.promptTokens,
+    prompt_eval_duration: done.promptEvalNs,
+    eval_count: done.evalTokens,
+    eval_duration: done.evalNs,
+  };
+}
+
+/** Ollama's done_reason: "stop" or "length" (an aborted run has no reader left to tell). */
+function doneReason(done: Done): string {
+  return done.reason === "length" ? "length" : "stop";
+}
+
+/** Keep-alive and options of a request, checked before anything is loaded. */
+function requestSettings(
+  body: { options?: Record<string, unknown> | null; format?: unknown; keep_alive?: string | number | null },
+  model: ResolvedModel,
+): { options: ResolvedOptions; keepAliveMs: number | undefined } {
+  const options = resolveOllamaOptions({
+    options: body.options ?? undefined,
+    format: body.format ?? undefined,
+    params: model.params,
+  });
+  return { options, keepAliveMs: parseKeepAlive(body.keep_alive) };
+}
+
+/** Load only (empty prompt / no messages): Ollama answers one final object. */
+async function loadOnly(
+  c: Context,
+  ctx: ServerContext,
+  name: string,
+  model: ResolvedModel,
+  options: ResolvedOptions,
+  keepAliveMs: number | undefined,
+  abort: RequestAbort,
+): Promise<void> {
+  const lease = await ctx.scheduler.acquireModel({
+    name,
+    model,
+    ...(options.numCtx !== undefined && { numCtx: options.numCtx }),
+    ...(keepAliveMs !== undefined && { keepAliveMs }),
+    signal: abort.signal,
+  });
+  lease.release();
+  void c;
+}
+
+export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
+  app.post("/api/generate", async (c) => {
+    const t0 = process.hrtime.bigint();
+    const body: GenerateBody = await readJson(c, generateSchema);
+    const name = requireModelName(body);
+    if (body.raw && (body.template || body.system || (body.context && body.context.length > 0))) {
+      throw new OwlError("ERR_BAD_REQUEST", "raw mode does not support template, system, or context");
+    }
+    if (body.images && body.images.length > 0) {
+      throw new OwlError("ERR_UNSUPPORTED", `"${name}" does not support images: owl runs text models only`);
+    }
+    const model = await resolveModel(ctx, name);
+    const { options, keepAliveMs } = requestSettings(body, model);
+    const prompt = body.prompt ?? "";
+
+    // Ollama: an empty prompt with keep_alive 0 unloads; an empty prompt loads.
+    if (prompt === "" && !body.suffix) {
+      if (keepAliveMs === 0) {
+        await ctx.scheduler.unload(name);
+        const resp: OllamaGenerateResponse = {
+          model: name,
+          created_at: timestamp(),
+          response: "",
+          done: true,
+          done_reason: "unload",
+        };
+        return c.json(resp);
+      }
+      const abort = requestAbort(c, ctx.shutdown);
+      await loadOnly(c, ctx, name, model, options, keepAliveMs, abort);
+      const resp: OllamaGenerateResponse = {
+        model: name,
+        created_at: timestamp(),
+        response: "",
+        done: true,
+        done_reason: "load",
+      };
+      return c.json(resp);
+    }
+
+    const abort = requestAbort(c, ctx.shutdown);
+    const context = body.context ?? [];
+    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, (loaded) => {
+      const rendered = renderGeneratePrompt({
+        prompt,
+        raw: body.raw === true,
+        modelName: name,
+        ...(body.system != null && { system: body.system }),
+        ...(body.template != null && { requestTemplate: body.template }),
+        ...(body.suffix != null && { suffix: body.suffix }),
+        ...(model.template !== undefined && { template: model.template }),
+        ...(model.system !== undefined && { modelSystem: model.system }),
+        // Ollama: a request continuing an earlier answer (context) does not repeat the MESSAGEs.
+        ...(context.length === 0 && { storedMessages: model.messages }),
+        ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
+        ...templateTokens(loaded),
+      }).prompt;
+      if (context.length === 0) return fitPrompt(loaded, rendered, loaded.numCtx);
+      // The earlier answer's tokens as they are, then the new turn (no second BOS).
+      const vocab = loaded.info.vocabSize;
+      const badToken = context.find((t) => t >= vocab);
+      if (badToken !== undefined) {
+        throw new OwlError(
+          "ERR_BAD_REQUEST",
+          `field "context": token ${badToken} is outside the model's vocabulary of ${vocab} tokens (a context from another model?)`,
+        );
+      }
+      const tokens = [...context, ...loaded.tokenize(rendered, { addBos: false, parseSpecial: true })];
+      if (tokens.length > loaded.numCtx) throw contextOverflow(tokens.length, loaded.numCtx);
+      return tokens;
+    });
+    const raw = body.raw === true;
+    async function* chunks(): AsyncGenerator<OllamaGenerateResponse> {
+      for await (const ev of run.events) {
+        if (ev.type === "text") {
+          yield { model: name, created_at: timestamp(), response: ev.text, done: false };
+        } else {
+          yield {
+            model: name,
+            created_at: timestamp(),
+            response: "",
+            done: true,
+            done_reason: doneReason(ev),
+            ...(raw ? {} : { context: ev.context }),
+            ...metrics(t0, run.lease.loadNs, ev),
+          };
+        }
+      }
+    }
+    if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
+    let text = "";
+    let last: OllamaGenerateResponse | undefined;
+    for await (const chunk of chunks()) {
+      text += chunk.response;
+      last = chunk;
+    }
+    return c.json({ ...last, response: text });
+  });
+
+  app.post("/api/chat", async (c) => {
+    const t0 = process.hrtime.bigint();
+    const body: ChatBody = await readJson(c, chatSchema);
+    const name = requireModelName(body);
+    const model = await resolveModel(ctx, name);
+    const { options, keepAliveMs } = requestSettings(body, model);
+    const messages = chatMessages(body);
+    const tools = (body.tools ?? []).map(
+      (t): ToolDefinition => ({
+        type: "function",
+        function: {
+          name: t.function.name,
+          ...(t.function.description != null && { description: t.function.description }),
+          ...(t.function.parameters != null && { parameters: t.function.parameters }),
+        },
+      }),
+    );
+
+    // Ollama: no messages loads the model (keep_alive 0: unloads it).
+    if (messages.length === 0) {
+      if (keepAliveMs === 0) await ctx.scheduler.unload(name);
+      else await loadOnly(c, ctx, name, model, options, keepAliveMs, requestAbort(c, ctx.shutdown));
+      const resp: OllamaChatResponse = {
+        model: name,
+        created_at: timestamp(),
+        message: { role: "assistant", content: "" },
+        done: true,
+        done_reason: keepAliveMs === 0 ? "unload" : "load",
+      };
+      return c.json(resp);
+    }
+
+    const abort = requestAbort(c, ctx.shutdown);
+    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, (loaded) => {
+      const input: ChatPromptInput = {
+        messages,
+        ...(tools.length > 0 && { tools }),
+        ...(model.system !== undefined && { system: model.system }),
+        storedMessages: model.messages,
+        ...(model.template !== undefined && { template: model.template }),
+        ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
+        ...templateTokens(loaded),
+      };
+      // Ollama truncates a chat that does not fit (oldest messages first) unless truncate is false.
+      return fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: body.truncate !== false })
+        .tokens;
+    });
+    const withTools = tools.length > 0;
+    async function* chunks(): AsyncGenerator<OllamaChatResponse> {
+      // With tools the answer may be a tool call: it is held back until it can be parsed whole,
+      // so a client never sees half a call as content.
+      let held = "";
+      for await (const ev of run.events) {
+        if (ev.type === "text") {
+          if (withTools) held += ev.text;
+          else
+            yield {
+              model: name,
+              created_at: timestamp(),
+              message: { role: "assistant", content: ev.text },
+              done: false,
+            };
+          continue;
+        }
+        if (withTools && held !== "") {
+          const parsed = parseToolCalls(held, tools);
+          const toolCalls: OllamaToolCall[] = parsed.calls.map((call, index) => ({
+            function: { index, name: call.name, arguments: call.arguments },
+          }));
+          const message: OllamaMessage = { role: "assistant", content: parsed.content };
+          if (toolCalls.length > 0) message.tool_calls = toolCalls;
+          if (parsed.content !== "" || toolCalls.length > 0) {
+            yield { model: name, created_at: timestamp(), message, done: false };
+          }
+        }
+        yield {
+          model: name,
+          created_at: timestamp(),
+          message: { role: "assistant", content: "" },
+          done: true,
+          done_reason: doneReason(ev),
+          ...metrics(t0, run.lease.loadNs, ev),
+        };
+      }
+    }
+    if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
+    let content = "";
+    const toolCalls: OllamaToolCall[] = [];
+    let last: OllamaChatResponse | undefined;
+    for await (const chunk of chunks()) {
+      content += chunk.message.content;
+      if (chunk.message.tool_calls) toolCalls.push(...chunk.message.tool_calls);
+      last = chunk;
+    }
+    const message: OllamaMessage = { role: "assistant", content };
+    if (toolCalls.length > 0) message.tool_calls = toolCalls;
+    return c.json({ ...last, message });
+  });
+}
+
+interface ParsedToolCalls {
+  content: string;
+  calls: { name: string; arguments: Record<string, unknown> }[];
+}
+
+/**
+ * Tool calls in a whole answer: a JSON object {"name", "arguments"} (or "parameters") naming one
+ * of the tools, or an array of them; anything else is content.
+ * NOTE: a stand-in until runtime/tool-calls.ts (the template-aware parser) lands.
+ */
+function parseToolCalls(text: string, tools: readonly ToolDefinition[]): ParsedToolCalls {
+  const names = new Set(tools.map((t) => t.function.name));
+  let value: unknown;
+  try {
+    value = JSON.parse(text.trim());
+  } catch {
+    return { content: text, calls: [] };
+  }
+  const calls: ParsedToolCalls["calls"] = [];
+  for (const item of Array.isArray(value) ? value : [value]) {
+    if (typeof item !== "object" || item === null) return { content: text, calls: [] };
+    const o = item as Record<string, unknown>;
+    const args = o["arguments"] ?? o["parameters"] ?? {};
+    if (typeof o["name"] !== "string" || !names.has(o["name"]) || typeof args !== "object" || args === null) {
+      return { content: text, calls: [] };
+    }
+    calls.push({ name: o["name"], arguments: args as Record<string, unknown> });
+  }
+  return { content: "", calls };
+}
+
+/** The BOS/EOS texts a Jinja template may write. */
+function templateTokens(loaded: LoadedModel): { bosToken?: string; eosToken?: string } {
+  const bos = bosText(loaded);
+  const eosId = loaded.info.eosToken;
+  const eos = eosId === undefined ? undefined : loaded.detokenize([eosId]);
+  return { ...(bos !== undefined && { bosToken: bos }), ...(eos !== undefined && { eosToken: eos }) };
+}
+
+/** The request's messages in the prompt renderer's form (roles lower-cased, as Ollama). */
+function chatMessages(body: ChatBody): PromptMessage[] {
+  return (body.messages ?? []).map((m): PromptMessage => {
+    const out: PromptMessage = { role: m.role.toLowerCase(), content: m.content ?? "" };
+    if (m.images && m.images.length > 0) out.images = m.images;
+    if (m.thinking != null) out.thinking = m.thinking;
+    if (m.tool_calls && m.tool_calls.length > 0) {
+      out.tool_calls = m.tool_calls.map((t) => ({
+        ...(t.id != null && { id: t.id }),
+        type: "function" as const,
+        function: {
+          name: t.function.name,
+          arguments: t.function.arguments ?? {},
+          ...(t.function.index != null && { index: t.function.index }),
+        },
+      }));
+    }
+    if (m.tool_name != null) out.tool_name = m.tool_name;
+    if (m.tool_call_id != null) out.tool_call_id = m.tool_call_id;
+    return out;
+  });
+}

@@ -1,0 +1,538 @@
+/**
+ * Ollama's API served by owl over a real loopback socket, driven by the official `ollama` npm
+ * client (and raw fetch for the error cases): one server for the whole file (temp store root,
+ * llama.cpp backend with 1 thread, 2 parallel sequences, the bundled stories260K), so the model is
+ * loaded once.
+ *
+ * Expected values come from outside the code under test: greedy text is llama2.c run.c's
+ * reference output for the same model and prompt; statuses, fields and error texts are Ollama's
+ * (server/routes.go, api/types.go); embeddings are checked for unit length and for agreeing with
+ * themselves across batches.
+ * Not here: the core middleware (server-core.test.ts).
+ */
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Ollama } from "ollama";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackend } from "../src/runtime/backends.ts";
+import { Scheduler } from "../src/runtime/scheduler.ts";
+import type { ServerContext } from "../src/server/context.ts";
+import { type RunningServer, startServer } from "../src/server/serve.ts";
+import { ModelStore } from "../src/store/store.ts";
+import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
+import type { ServerSettings } from "../src/util/env.ts";
+import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
+
+const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
+const REF = "llama2c/reference/greedy_once_upon_a_time_n200.json";
+const MODEL = "stories260k";
+const N = 40;
+
+const root = mkdtempSync(join(tmpdir(), "owl-server-ollama-"));
+const shutdown = new AbortController();
+let server: RunningServer;
+let scheduler: Scheduler;
+let client: Ollama;
+const internalErrors: unknown[] = [];
+
+const settings: ServerSettings = {
+  host: "127.0.0.1",
+  port: 0,
+  maxLoadedModels: 2,
+  numParallel: 2,
+  maxQueue: 8,
+  keepAlive: "5m",
+  apiKeys: [],
+  maxBodyBytes: 64 * 1024,
+  contextLength: 256,
+  backend: "llama.cpp",
+  origins: [],
+};
+
+beforeAll(async () => {
+  scheduler = new Scheduler({
+    createBackend: (n) => createBackend(n),
+    maxLoadedModels: settings.maxLoadedModels,
+    numParallel: settings.numParallel,
+    maxQueue: settings.maxQueue,
+    defaultKeepAliveMs: 5 * 60_000,
+    defaultNumCtx: settings.contextLength,
+    defaultBackend: "llama.cpp",
+    // NOTE: llama.cpp's spinning threads crawl on a busy 2-core machine; one thread is fast here.
+    threads: 1,
+  });
+  const ctx: ServerContext = {
+    store: new ModelStore(root),
+    scheduler,
+    settings,
+    version: "0.0.0-test",
+    shutdown: shutdown.signal,
+  };
+  server = await startServer(
+    ctx,
+    { host: "127.0.0.1", port: 0 },
+    { onInternalError: (e) => internalErrors.push(e) },
+  );
+  client = new Ollama({ host: server.url });
+});
+
+afterAll(async () => {
+  shutdown.abort();
+  await server?.close({ graceMs: 1000 });
+  await scheduler?.close();
+  rmSync(root, { recursive: true, force: true });
+  expect(internalErrors).toEqual([]);
+});
+
+/** run.c's first n generated tokens as text (the reference the CLI test uses too). */
+function expectedGreedy(n: number): string {
+  const ref = JSON.parse(readFileSync(fixturePath(REF)!, "utf8")) as { generated_tokens: number[] };
+  const dec = Tokenizer.fromGgufFile(BUNDLED).streamingDecoder();
+  let text = "";
+  for (const id of ref.generated_tokens.slice(0, n)) text += dec.push(id);
+  return text + dec.flush();
+}
+
+async function post(
+  path: string,
+  body: unknown,
+  method = "POST",
+): Promise<{ status: number; body: unknown }> {
+  const r = await fetch(`${server.url}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  return { status: r.status, body: parsed };
+}
+
+const greedy = { temperature: 0, num_predict: N };
+
+describe.skipIf(!fixturePath(REF))("generate", () => {
+  it("raw, not streamed: greedy text equals run.c's; the final object has Ollama's fields and real timings", async () => {
+    const r = await client.generate({
+      model: MODEL,
+      prompt: "Once upon a time",
+      raw: true,
+      stream: false,
+      options: greedy,
+    });
+    expect(r.response).toBe(expectedGreedy(N));
+    expect(r.done).toBe(true);
+    expect(r.done_reason).toBe("length");
+    expect(r.model).toBe(MODEL);
+    expect(Number.isNaN(Date.parse(String(r.created_at)))).toBe(false);
+    expect(r.eval_count).toBe(N);
+    // "Once upon a time" is BOS + 4 tokens in stories260K's vocabulary (run.c's prompt_tokens).
+    expect(r.prompt_eval_count).toBe(5);
+    for (const k of ["total_duration", "prompt_eval_duration", "eval_duration"] as const) {
+      expect(r[k]).toBeGreaterThan(0);
+    }
+    expect(r.load_duration).toBeGreaterThanOrEqual(0);
+    expect(r.total_duration).toBeGreaterThanOrEqual(r.prompt_eval_duration + r.eval_duration);
+    // raw answers carry no context (Ollama).
+    expect(r.context).toBeUndefined();
+  });
+
+  it("streamed: NDJSON chunks concatenate to the same text", async () => {
+    const stream = await client.generate({
+      model: MODEL,
+      prompt: "Once upon a time",
+      raw: true,
+      stream: true,
+      options: greedy,
+    });
+    let text = "";
+    let chunks = 0;
+    let last: Awaited<ReturnType<typeof client.generate>> | undefined;
+    for await (const part of stream) {
+      chunks++;
+      text += part.response;
+      last = part;
+    }
+    expect(chunks).toBeGreaterThan(2);
+    expect(last?.done).toBe(true);
+    expect(last?.done_reason).toBe("length");
+    expect(text).toBe(expectedGreedy(N));
+  });
+
+  it("templated: context = prompt + answer tokens, and a follow-up with it continues after them", async () => {
+    const first = await client.generate({ model: MODEL, prompt: "Lily", stream: false, options: greedy });
+    expect(first.done_reason).toBe("length");
+    const ctxTokens = first.context ?? [];
+    expect(ctxTokens.length).toBe(first.prompt_eval_count + N);
+    const next = await client.generate({
+      model: MODEL,
+      prompt: "Then",
+      context: ctxTokens,
+      stream: false,
+      options: { temperature: 0, num_predict: 5 },
+    });
+    expect(next.eval_count).toBe(5);
+    expect(next.prompt_eval_count).toBeGreaterThan(ctxTokens.length);
+    expect(next.context?.slice(0, ctxTokens.length)).toEqual(ctxTokens);
+  });
+
+  it("stop strings end the answer before them", async () => {
+    const full = expectedGreedy(N);
+    const r = await client.generate({
+      model: MODEL,
+      prompt: "Once upon a time",
+      raw: true,
+      stream: false,
+      options: { ...greedy, stop: ["girl"] },
+    });
+    expect(r.response).toBe(full.slice(0, full.indexOf("girl")));
+    expect(r.done_reason).toBe("stop");
+  });
+
+  it("format json and a JSON schema constrain the answer", async () => {
+    const j = await client.generate({
+      model: MODEL,
+      prompt: "Once upon a time",
+      format: "json",
+      stream: false,
+      options: { temperature: 0, num_predict: 60 },
+    });
+    // The grammar guarantees a JSON prefix; a complete object parses.
+    expect(String(j.response).trimStart().startsWith("{")).toBe(true);
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string", enum: ["Lily", "Tom"] }, age: { type: "integer" } },
+      required: ["name", "age"],
+    };
+    const s = await client.generate({
+      model: MODEL,
+      prompt: "Once upon a time",
+      format: schema,
+      stream: false,
+      options: { temperature: 0, num_predict: 100 },
+    });
+    const parsed = JSON.parse(String(s.response)) as { name: string; age: number };
+    expect(["Lily", "Tom"]).toContain(parsed.name);
+    expect(Number.isInteger(parsed.age)).toBe(true);
+  });
+});
+
+describe("chat", () => {
+  it("streams assistant messages and ends with the timings", async () => {
+    const stream = await client.chat({
+      model: MODEL,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      stream: true,
+      options: { temperature: 0, num_predict: 20 },
+    });
+    let content = "";
+    let last: Awaited<ReturnType<typeof client.chat>> | undefined;
+    for await (const part of stream) {
+      expect(part.message.role).toBe("assistant");
+      content += part.message.content;
+      last = part;
+    }
+    expect(content.length).toBeGreaterThan(0);
+    expect(last?.done).toBe(true);
+    expect(last?.eval_count).toBeLessThanOrEqual(20);
+    expect(last?.prompt_eval_count).toBeGreaterThan(0);
+  });
+
+  it("with tools and a JSON schema forcing a call, the tool call comes back in message.tool_calls", async () => {
+    const tools = [
+      {
+        type: "function",
+        function: {
+          name: "get_weather",
+          description: "the weather in a city",
+          parameters: {
+            type: "object",
+            properties: { city: { type: "string" } },
+            required: ["city"],
+          },
+        },
+      },
+    ];
+    const format = {
+      type: "object",
+      properties: {
+        name: { type: "string", enum: ["get_weather"] },
+        arguments: {
+          type: "object",
+          properties: { city: { type: "string", enum: ["Paris", "Rome"] } },
+          required: ["city"],
+        },
+      },
+      required: ["name", "arguments"],
+    };
+    const messages = [
+      { role: "system", content: "You call tools." },
+      { role: "user", content: "What is the weather in Paris?" },
+    ];
+    const r = await client.chat({
+      model: MODEL,
+      messages,
+      tools,
+      format,
+      stream: false,
+      options: { temperature: 0, num_predict: 60 },
+    });
+    expect(r.message.tool_calls?.length).toBe(1);
+    const call = r.message.tool_calls?.[0];
+    expect(call?.function.name).toBe("get_weather");
+    expect(["Paris", "Rome"]).toContain(call?.function.arguments["city"]);
+    expect(r.message.content).toBe("");
+
+    // Streamed: the call arrives whole in one chunk.
+    const stream = await client.chat({
+      model: MODEL,
+      messages,
+      tools,
+      format,
+      stream: true,
+      options: { temperature: 0, num_predict: 60 },
+    });
+    const withCalls = [];
+    for await (const part of stream) if (part.message.tool_calls?.length) withCalls.push(part);
+    expect(withCalls.length).toBe(1);
+    expect(withCalls[0]?.message.tool_calls).toEqual(r.message.tool_calls);
+
+    // The tool's result goes back as a tool message, and the conversation goes on.
+    const follow = await client.chat({
+      model: MODEL,
+      messages: [
+        ...messages,
+        { role: "assistant", content: "", tool_calls: r.message.tool_calls },
+        { role: "tool", content: "sunny, 21 C", tool_name: "get_weather" },
+      ],
+      tools,
+      stream: false,
+      options: { temperature: 0, num_predict: 8 },
+    });
+    expect(follow.done).toBe(true);
+  });
+});
+
+describe("embeddings", () => {
+  it("embed: one unit vector per input, the same text gives the same vector in any batch", async () => {
+    const r = await client.embed({ model: MODEL, input: ["Once upon a time", "Lily saw a ball"] });
+    expect(r.model).toBe(MODEL);
+    expect(r.embeddings.length).toBe(2);
+    for (const v of r.embeddings) {
+      expect(v.length).toBe(64); // stories260K's embedding_length
+      expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+    }
+    expect(r.prompt_eval_count).toBeGreaterThan(0);
+    const single = await client.embed({ model: MODEL, input: "Lily saw a ball" });
+    expect(single.embeddings[0]?.length).toBe(64);
+    for (let i = 0; i < 64; i++)
+      expect(single.embeddings[0]?.[i]).toBeCloseTo(r.embeddings[1]?.[i] ?? Number.NaN, 5);
+    const short = await post("/api/embed", { model: MODEL, input: "Once upon a time", dimensions: 16 });
+    const sv = (short.body as { embeddings: number[][] }).embeddings[0] ?? [];
+    expect(sv.length).toBe(16);
+    expect(Math.hypot(...sv)).toBeCloseTo(1, 5);
+  });
+
+  it("the legacy /api/embeddings answers one vector", async () => {
+    const r = await client.embeddings({ model: MODEL, prompt: "Once upon a time" });
+    expect(r.embedding.length).toBe(64);
+  });
+});
+
+describe("the model store", () => {
+  it("list, show, copy, create (from a stored model and from an uploaded blob), pull, delete", async () => {
+    const list = await client.list();
+    const builtin = list.models.find((m) => m.name === "stories260k:latest");
+    expect(builtin?.details.family).toBe("llama");
+    expect(builtin?.details.parameter_size).toBe("260K");
+    expect(builtin?.digest).toMatch(/^[0-9a-f]{64}$/);
+
+    const show = await client.show({ model: MODEL });
+    // NOTE: the client types model_info as a Map; on the wire it is a JSON object.
+    const info = show.model_info as unknown as Record<string, unknown>;
+    expect(info["general.architecture"]).toBe("llama");
+    expect(info["llama.context_length"]).toBe(512);
+    expect(info["llama.embedding_length"]).toBe(64);
+    expect(info["tokenizer.ggml.tokens"]).toBeNull();
+    expect(show.capabilities).toEqual(["completion"]);
+    expect(show.modelfile).toContain("FROM ");
+    expect(show.details.quantization_level).toBe("F32");
+
+    await client.copy({ source: MODEL, destination: "copied:v1" });
+    expect((await client.list()).models.map((m) => m.name)).toContain("copied:v1");
+
+    const progress: string[] = [];
+    for await (const p of await client.create({
+      model: "story-teller",
+      from: MODEL,
+      system: "You tell stories.",
+      parameters: { temperature: 0.3, stop: ["The end"] },
+      stream: true,
+    })) {
+      progress.push(p.status);
+    }
+    expect(progress[progress.length - 1]).toBe("success");
+    const told = await client.show({ model: "story-teller" });
+    expect(told.system).toBe("You tell stories.");
+    expect(told.parameters).toContain("temperature");
+    expect(told.parameters).toContain('"The end"');
+
+    // Ollama's current create flow: upload the GGUF as a blob, then create from its digest.
+    const bytes = readFileSync(BUNDLED);
+    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    const head = await fetch(`${server.url}/api/blobs/${digest}`, { method: "HEAD" });
+    expect([200, 404]).toContain(head.status);
+    const bad = await fetch(`${server.url}/api/blobs/sha256:${"0".repeat(64)}`, {
+      method: "POST",
+      body: bytes,
+    });
+    expect(bad.status).toBe(400);
+    const up = await fetch(`${server.url}/api/blobs/${digest}`, { method: "POST", body: bytes });
+    expect([200, 201]).toContain(up.status);
+    expect((await fetch(`${server.url}/api/blobs/${digest}`, { method: "HEAD" })).status).toBe(200);
+    // (The ollama client's types lack `files`; the request is Ollama's documented JSON.)
+    const created = await post("/api/create", {
+      model: "from-blob",
+      files: { "stories260k.gguf": digest },
+      stream: false,
+    });
+    expect(created).toEqual({ status: 200, body: { status: "success" } });
+    expect((await client.show({ model: "from-blob" })).details.family).toBe("llama");
+
+    // pull of a model that is here: Ollama's progress lines, ending in success.
+    const pulled: string[] = [];
+    for await (const p of await client.pull({ model: "copied:v1", stream: true })) pulled.push(p.status);
+    expect(pulled[0]).toBe("pulling manifest");
+    expect(pulled[pulled.length - 1]).toBe("success");
+    await expect(client.pull({ model: "not-here-at-all" })).rejects.toThrow(
+      /pull model manifest: file does not exist/,
+    );
+
+    await client.delete({ model: "copied:v1" });
+    await client.delete({ model: "from-blob" });
+    const names = (await client.list()).models.map((m) => m.name);
+    expect(names).not.toContain("copied:v1");
+    expect(names).toContain("story-teller:latest");
+    const gone = await post("/api/delete", { model: "copied:v1" }, "DELETE");
+    expect(gone).toEqual({ status: 404, body: { error: "model 'copied:v1' not found" } });
+  });
+
+  it("ps lists the loaded model with its context length", async () => {
+    await client.generate({ model: MODEL, prompt: "", stream: false });
+    const ps = await client.ps();
+    const m = ps.models.find((x) => x.name === "stories260k:latest") as
+      | ((typeof ps.models)[number] & { context_length: number })
+      | undefined;
+    expect(m?.context_length).toBe(256);
+    expect(m?.size).toBeGreaterThan(0);
+    expect(Date.parse(String(m?.expires_at))).toBeGreaterThan(Date.now());
+  });
+});
+
+describe("bad input", () => {
+  it("an unknown model is Ollama's 404", async () => {
+    for (const path of ["/api/generate", "/api/chat", "/api/embed"]) {
+      const r = await post(path, {
+        model: "nope",
+        prompt: "x",
+        messages: [{ role: "user", content: "x" }],
+        input: "x",
+      });
+      expect(r).toEqual({ status: 404, body: { error: 'model "nope" not found, try pulling it first' } });
+    }
+    const show = await post("/api/show", { model: "nope" });
+    expect(show).toEqual({ status: 404, body: { error: "model 'nope' not found" } });
+  });
+
+  it("negative or absurd options are 400s naming the option", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ temperature: -1 }, "options.temperature"],
+      [{ top_p: 3 }, "options.top_p"],
+      [{ num_ctx: "big" }, "options.num_ctx"],
+      [{ num_predict: -7 }, "options.num_predict"],
+    ];
+    for (const [options, field] of cases) {
+      const r = await post("/api/generate", { model: MODEL, prompt: "x", options, stream: false });
+      expect(r.status).toBe(400);
+      expect((r.body as { error: string }).error).toContain(field);
+    }
+    const ka = await post("/api/generate", { model: MODEL, prompt: "x", keep_alive: "forever" });
+    expect(ka.status).toBe(400);
+    expect((ka.body as { error: string }).error).toContain("keep_alive");
+    const raw = await post("/api/generate", { model: MODEL, prompt: "x", raw: true, system: "s" });
+    expect(raw).toEqual({
+      status: 400,
+      body: { error: "raw mode does not support template, system, or context" },
+    });
+  });
+
+  it("a prompt longer than the context is a 400 naming both numbers", async () => {
+    const r = await post("/api/generate", {
+      model: MODEL,
+      prompt: "Lily ".repeat(400),
+      raw: true,
+      stream: true,
+    });
+    expect(r.status).toBe(400);
+    const msg = (r.body as { error: string }).error;
+    expect(msg).toMatch(/\b256\b/);
+    const n = /(\d+) tokens/.exec(msg);
+    expect(Number(n?.[1])).toBeGreaterThan(256);
+  });
+
+  it("a client that disconnects mid-stream: the server goes on serving others", async () => {
+    const ac = new AbortController();
+    const r = await fetch(`${server.url}/api/generate`, {
+      method: "POST",
+      body: JSON.stringify({
+        model: MODEL,
+        prompt: "Once upon a time",
+        raw: true,
+        options: { temperature: 0.8, num_predict: -1 },
+      }),
+      signal: ac.signal,
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("application/x-ndjson");
+    const reader = r.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toContain('"done":false');
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    // Both sequences are usable again: two requests at once both finish.
+    const [a, b] = await Promise.all([
+      client.generate({
+        model: MODEL,
+        prompt: "Once upon a time",
+        raw: true,
+        stream: false,
+        options: greedy,
+      }),
+      client.generate({
+        model: MODEL,
+        prompt: "Once upon a time",
+        raw: true,
+        stream: false,
+        options: greedy,
+      }),
+    ]);
+    expect(a.response).toBe(expectedGreedy(N));
+    expect(b.response).toBe(expectedGreedy(N));
+  });
+});
+
+describe("load and unload (last: it unloads the model)", () => {
+  it("an empty prompt loads the model; with keep_alive 0 it unloads it", async () => {
+    const load = await client.generate({ model: MODEL, prompt: "", stream: false });
+    expect(load.done).toBe(true);
+    expect(load.done_reason).toBe("load");
+    expect((await client.ps()).models.map((m) => m.name)).toContain("stories260k:latest");
+    const unload = await client.generate({ model: MODEL, prompt: "", keep_alive: 0, stream: false });
+    expect(unload.done_reason).toBe("unload");
+    expect((await client.ps()).models).toEqual([]);
+  });
+});
