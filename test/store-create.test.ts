@@ -370,6 +370,26 @@ MESSAGE assistant Once upon a time
   });
 });
 
+describe("llama.cpp loads what the store holds", () => {
+  it("node-llama-cpp opens the model blob of a created model (its own GGUF reader agrees)", async () => {
+    await store.create("cpp", mf(BUNDLED));
+    const r = await store.resolve("cpp");
+    const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+    const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+    try {
+      const model = await llama.loadModel({ modelPath: r.modelPath });
+      try {
+        expect(model.trainContextSize).toBe(512);
+        expect(model.fileInfo.metadata.general.architecture).toBe(r.details.family);
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      await llama.dispose();
+    }
+  }, 60_000);
+});
+
 describe("a store Ollama wrote", () => {
   it("resolves a model laid out byte for byte as Ollama writes it (Go's JSON escapes, trailing newlines)", async () => {
     // Ollama's create: json.NewEncoder(...).Encode(...) for params and config (HTML characters
