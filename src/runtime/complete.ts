@@ -12,7 +12,8 @@
  * (reason abort, with what was produced so far). Text never splits a UTF-8 character (raw token
  * bytes through a streaming TextDecoder) and never shows what may still become a stop string
  * (StopMatcher). Each text event carries the TokenPiece of every token whose text it completes;
- * the pieces of the tokens that spell a stop string are dropped with it.
+ * at a stop string, the tokens that reach into the text before it go out too (their pieces cover
+ * the text), and those wholly inside the stop string are dropped with it.
  * Timings come from process.hrtime.bigint(): promptEvalNs from the start to the first sampled
  * token, evalNs from that token to the last; evalTokens counts sampled tokens, an end-of-generation
  * token included (it was evaluated like any other).
@@ -55,6 +56,18 @@ function checkRequest(request: CompletionRequest): void {
   }
 }
 
+/** Continuation bytes still expected after `bytes`, given `missing` expected before them. */
+function utf8Missing(missing: number, bytes: Uint8Array): number {
+  for (const b of bytes) {
+    if (missing > 0 && (b & 0xc0) === 0x80) missing--;
+    else if (b >= 0xf0) missing = 3;
+    else if (b >= 0xe0) missing = 2;
+    else if (b >= 0xc0) missing = 1;
+    else missing = 0;
+  }
+  return missing;
+}
+
 export async function* complete(
   model: LoadedModel,
   sequence: Sequence,
@@ -82,23 +95,35 @@ export async function* complete(
     promptEvaluated = sequence.lastPrompt().evaluated;
   };
 
-  // Pieces wait until the text they complete has been shown: `ends[i]` is the length of the
-  // decoded text once pending[i]'s bytes were in; `shown` the length of the text emitted so far.
+  // Pieces wait until the text they complete has been shown: `ends[i]` (`starts[i]`) is the length
+  // of the decoded text after (before) pending[i]'s bytes; `shown` the length emitted so far. At a
+  // stop string, the pieces that reach into the shown text go out; those wholly inside it do not.
   let pending: TokenPiece[] = [];
   let ends: number[] = [];
+  let starts: number[] = [];
   let decodedLength = 0;
   let shown = 0;
-  const release = (all: boolean): TokenPiece[] => {
+  let missing = 0;
+  const release = (which: "complete" | "all" | "started"): TokenPiece[] => {
     let n = 0;
-    while (n < pending.length && (all || ends[n]! <= shown)) n++;
+    const limit = which === "started" ? starts : ends;
+    while (
+      n < pending.length &&
+      (which === "all" || limit[n]! < shown || (which === "complete" && limit[n]! === shown))
+    )
+      n++;
     const out = pending.slice(0, n);
     pending = pending.slice(n);
     ends = ends.slice(n);
+    starts = starts.slice(n);
     return out;
   };
-  const textEvent = (text: string, all = false): CompletionEvent | undefined => {
+  const textEvent = (
+    text: string,
+    which: "complete" | "all" | "started" = "complete",
+  ): CompletionEvent | undefined => {
     shown += text.length;
-    const pieces = release(all);
+    const pieces = release(which);
     if (text === "" && pieces.length === 0) return undefined;
     return { type: "text", text, pieces };
   };
@@ -127,17 +152,19 @@ export async function* complete(
         if (step.logprob !== undefined) piece.logprob = step.logprob;
         if (step.top)
           piece.top = step.top.map((t) => ({ token: t.token, text: textOf(t.token), logprob: t.logprob }));
-        const text = decoder.decode(model.tokenBytes(step.token), { stream: true });
+        const bytes = model.tokenBytes(step.token);
+        const text = decoder.decode(bytes, { stream: true });
+        starts.push(decodedLength);
         decodedLength += text.length;
+        missing = utf8Missing(missing, bytes);
         pending.push(piece);
-        ends.push(decodedLength);
+        // A token that leaves a character incomplete waits for the text that completes it.
+        ends.push(missing > 0 ? decodedLength + 1 : decodedLength);
         const r = matcher.push(text);
         if (r.stopped) {
           reason = "stop";
           stopped = true;
-          const ev = textEvent(r.text);
-          pending = [];
-          ends = [];
+          const ev = textEvent(r.text, "started");
           if (ev) yield ev;
           break;
         }
@@ -159,10 +186,10 @@ export async function* complete(
     const r = matcher.push(decoder.decode());
     if (r.stopped) {
       reason = "stop";
-      const ev = textEvent(r.text);
+      const ev = textEvent(r.text, "started");
       if (ev) yield ev;
     } else {
-      const ev = textEvent(r.text + matcher.flush(), true);
+      const ev = textEvent(r.text + matcher.flush(), "all");
       if (ev) yield ev;
     }
   }
