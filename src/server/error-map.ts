@@ -38,6 +38,11 @@ export function statusFor(code: OwlErrorCode): number {
     case "ERR_QUEUE_FULL":
       return 503;
     default:
+      // A malformed file the client supplied (a GGUF or safetensors upload, a Modelfile's FROM)
+      // is the client's input, not our failure.
+      if (/^ERR_(GGUF|SAFETENSORS|LLAMA2C|TENSOR)_/.test(code) || code === "ERR_TRUNCATED") return 400;
+      if (code === "ERR_UNKNOWN_TENSOR_TYPE" || code === "ERR_UNKNOWN_DTYPE" || code === "ERR_INVALID_UTF8")
+        return 400;
       return 500;
   }
 }
