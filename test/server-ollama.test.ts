@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ollama } from "ollama";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createBackend } from "../src/runtime/backends.ts";
 import { Scheduler } from "../src/runtime/scheduler.ts";
 import type { ServerContext } from "../src/server/context.ts";
@@ -381,6 +381,30 @@ describe("the model store", () => {
     expect(told.parameters).toContain("temperature");
     expect(told.parameters).toContain('"The end"');
 
+    // The older Modelfile text form.
+    const fromText = await post("/api/create", {
+      model: "from-text",
+      modelfile: `FROM ${MODEL}\nPARAMETER num_predict 7\nSYSTEM """Be brief."""\n`,
+      stream: false,
+    });
+    expect(fromText).toEqual({ status: 200, body: { status: "success" } });
+    const ft = await client.show({ model: "from-text" });
+    expect(ft.system).toBe("Be brief.");
+    expect(ft.parameters).toMatch(/^num_predict\s+7$/m);
+    // Its PARAMETER applies to a request that sets no num_predict of its own.
+    const brief = await client.generate({
+      model: "from-text",
+      prompt: "Lily",
+      raw: true,
+      stream: false,
+      keep_alive: 0,
+      options: { temperature: 0 },
+    });
+    expect(brief.eval_count).toBe(7);
+    // keep_alive 0: unloaded as soon as the request ended.
+    expect((await client.ps()).models.map((m) => m.name)).not.toContain("from-text:latest");
+    await client.delete({ model: "from-text" });
+
     // Ollama's current create flow: upload the GGUF as a blob, then create from its digest.
     const bytes = readFileSync(BUNDLED);
     const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
@@ -522,6 +546,60 @@ describe("bad input", () => {
     ]);
     expect(a.response).toBe(expectedGreedy(N));
     expect(b.response).toBe(expectedGreedy(N));
+  });
+});
+
+describe("the queue", () => {
+  it("beyond OWL_MAX_QUEUE waiting requests: 503; a disconnect frees the only sequence", async () => {
+    // A second server over the same store: one sequence, no queue.
+    const busySettings: ServerSettings = { ...settings, numParallel: 1, maxQueue: 0, contextLength: 512 };
+    const sched = new Scheduler({
+      createBackend: (n) => createBackend(n),
+      maxLoadedModels: 1,
+      numParallel: 1,
+      maxQueue: 0,
+      defaultKeepAliveMs: 60_000,
+      defaultNumCtx: 512,
+      defaultBackend: "llama.cpp",
+      threads: 1,
+    });
+    const srv = await startServer(
+      {
+        store: new ModelStore(root),
+        scheduler: sched,
+        settings: busySettings,
+        version: "t",
+        shutdown: shutdown.signal,
+      },
+      { host: "127.0.0.1", port: 0 },
+    );
+    try {
+      const body = (extra: Record<string, unknown>) =>
+        JSON.stringify({ model: MODEL, prompt: "Once upon a time", raw: true, ...extra });
+      const ac = new AbortController();
+      const holder = await fetch(`${srv.url}/api/generate`, {
+        method: "POST",
+        body: body({ options: { temperature: 0.8, num_predict: -1 } }),
+        signal: ac.signal,
+      });
+      const reader = holder.body!.getReader();
+      await reader.read();
+      const busy = await fetch(`${srv.url}/api/generate`, { method: "POST", body: body({ stream: false }) });
+      expect(busy.status).toBe(503);
+      expect(((await busy.json()) as { error: string }).error).toContain("OWL_MAX_QUEUE");
+      ac.abort();
+      await reader.cancel().catch(() => {});
+      await vi.waitFor(() => expect(sched.running()[0]?.active).toBe(0), { timeout: 10_000, interval: 20 });
+      const ok = await fetch(`${srv.url}/api/generate`, {
+        method: "POST",
+        body: body({ stream: false, options: greedy }),
+      });
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as { response: string }).response).toBe(expectedGreedy(N));
+    } finally {
+      await srv.close({ graceMs: 1000 });
+      await sched.close();
+    }
   });
 });
 

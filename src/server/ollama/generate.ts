@@ -114,9 +114,27 @@ function metrics(t0: bigint, loadNs: number, done: Done): OllamaMetrics {
   };
 }
 
-/** Ollama's done_reason: "stop" or "length" (an aborted run has no reader left to tell). */
-function doneReason(done: Done): string {
-  return done.reason === "length" ? "length" : "stop";
+/**
+ * Ollama's done_reason, "stop" or "length". A run that was aborted while its client still reads
+ * (the server shutting down, the model unloaded) ends with an error line instead of a done chunk.
+ */
+function doneReason(done: Done, shutdown: AbortSignal): string {
+  if (done.reason === "abort") {
+    throw new OwlError(
+      "ERR_ABORTED",
+      shutdown.aborted
+        ? "the generation was cancelled: the server is shutting down"
+        : "the generation was cancelled: the model was unloaded",
+    );
+  }
+  return done.reason;
+}
+
+/** Ollama answers 400 to think for a model without the thinking capability. */
+function refuseThink(name: string, think: boolean | string | null | undefined): void {
+  if (think === true || (typeof think === "string" && think !== "")) {
+    throw new OwlError("ERR_BAD_REQUEST", `"${name}" does not support thinking`);
+  }
 }
 
 /** Keep-alive and options of a request, checked before anything is loaded. */
@@ -165,6 +183,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       throw new OwlError("ERR_UNSUPPORTED", `"${name}" does not support images: owl runs text models only`);
     }
     const model = await resolveModel(ctx, name);
+    refuseThink(name, body.think);
     const { options, keepAliveMs } = requestSettings(body, model);
     const prompt = body.prompt ?? "";
 
@@ -235,7 +254,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
             created_at: timestamp(),
             response: "",
             done: true,
-            done_reason: doneReason(ev),
+            done_reason: doneReason(ev, ctx.shutdown),
             ...(raw ? {} : { context: ev.context }),
             ...metrics(t0, run.lease.loadNs, ev),
           };
@@ -257,6 +276,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const body: ChatBody = await readJson(c, chatSchema);
     const name = requireModelName(body);
     const model = await resolveModel(ctx, name);
+    refuseThink(name, body.think);
     const { options, keepAliveMs } = requestSettings(body, model);
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
@@ -332,7 +352,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
           created_at: timestamp(),
           message: { role: "assistant", content: "" },
           done: true,
-          done_reason: doneReason(ev),
+          done_reason: doneReason(ev, ctx.shutdown),
           ...metrics(t0, run.lease.loadNs, ev),
         };
       }
