@@ -231,6 +231,12 @@ export interface ModelRequest {
   keepAliveMs?: number;
   /** Aborting while queued or loading rejects with ERR_ABORTED and frees the queue slot. */
   signal?: AbortSignal;
+  /**
+   * acquire() only: the prompt's tokens for the loaded model, asked once the model is loaded and
+   * before a sequence is chosen, so that the free sequence whose KV cache shares the longest
+   * prefix with it is picked (tryAcquireSequence(prompt)). A throw rejects the request with it.
+   */
+  prompt?: (model: LoadedModel) => readonly number[];
 }
 
 export interface Lease {
