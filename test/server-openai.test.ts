@@ -343,7 +343,7 @@ describe("chat completions", () => {
     },
   };
 
-  it.skip("tools with tool_choice required: tool_calls with JSON arguments that follow the schema", async () => {
+  it("tools with tool_choice required: tool_calls with JSON arguments that follow the schema", async () => {
     const r = await client.chat.completions.create({
       model: MODEL,
       messages: [{ role: "user", content: "What is the weather?" }],
@@ -364,7 +364,7 @@ describe("chat completions", () => {
     expect(typeof args["celsius"]).toBe("boolean");
   });
 
-  it.skip("a named tool_choice, streamed: the client assembles the call; the tool result goes back in", async () => {
+  it("a named tool_choice, streamed: the client assembles the call; the tool result goes back in", async () => {
     const other: OpenAI.ChatCompletionTool = {
       type: "function",
       function: { name: "get_time", parameters: { type: "object", properties: {} } },

@@ -27,7 +27,8 @@ export function testSettings(over: Partial<ServerSettings> = {}): ServerSettings
     contextLength: 256,
     backend: "llama.cpp",
     origins: [],
-    ...over,
+    // NOTE: a cast because Partial<> admits explicit undefined where optional fields do not.
+    ...(over as Record<string, never>),
   };
 }
 

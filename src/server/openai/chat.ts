@@ -10,12 +10,14 @@
  * follow); a tool message gets the name of the call it answers (Ollama's nameFromToolCallID).
  *
  * Tools: tool_choice "auto" (the default with tools) lets the model answer or call; its output is
- * parsed for calls (runtime/tool-calls.ts). "required" and a named function force a call with a
- * grammar (toolCallGrammar). "none" leaves the tools out of the prompt, so the model writes
- * text. With tools in play the answer is buffered and sent whole (a stream then has one content or
- * tool_calls delta), since a call cannot be told from text until it ends. finish_reason is
- * "tool_calls" when calls were made. response_format json_object / json_schema constrain the
- * content with a grammar (runtime/options.ts, checked by runtime/grammar.ts).
+ * parsed for calls in the formats models are trained to write (runtime/tool-calls.ts, plus the
+ * tag a Modelfile TEMPLATE shows). "required" and a named function force one call with a grammar
+ * (toolCallGrammar), whose bare JSON the same parser reads. "none" leaves the tools out of the
+ * prompt, so the model writes text. Streamed, text that could start a call is held back until it
+ * is one (then it goes out whole as a tool_calls delta with its index, id and arguments) or is not
+ * (then as content), as Ollama streams calls. finish_reason is "tool_calls" when calls were made.
+ * response_format json_object / json_schema constrain the content with a grammar
+ * (runtime/options.ts; a schema the grammar cannot enforce is a 400 before generation).
  * Not here: validation (schemas.ts), generation plumbing (generate.ts).
  */
 import type {
@@ -29,6 +31,13 @@ import type {
 } from "../../api/openai.ts";
 import { checkJsonSchema } from "../../runtime/grammar.ts";
 import { type ChatPromptInput, promptTokens, renderChatPrompt } from "../../runtime/prompt.ts";
+import {
+  parseToolCalls,
+  type ToolCall,
+  ToolCallStream,
+  toolCallGrammar,
+  toolCallTag,
+} from "../../runtime/tool-calls.ts";
 import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
@@ -46,27 +55,14 @@ import { badRequest } from "./schemas.ts";
 
 type Done = Extract<CompletionEvent, { type: "done" }>;
 
-// TODO(tool-calls.ts): replaced by runtime/tool-calls.ts toolCallGrammar / parseToolCalls once it lands.
-interface ParsedToolCall {
-  name: string;
-  arguments: Record<string, unknown>;
-}
-function toolCallGrammar(_tools: readonly ToolDefinition[]): never {
-  throw new OwlError("ERR_UNSUPPORTED", "forced tool calls are not available yet");
-}
-function parseToolCalls(
-  text: string,
-  _tools: readonly ToolDefinition[],
-): { content: string; calls: ParsedToolCall[] } {
-  return { content: text, calls: [] };
-}
-
 /** How the request's tools are used. */
-type ToolMode = { kind: "none" } | { kind: "auto" } | { kind: "forced"; names: string[] };
+type ToolMode = { kind: "none" } | { kind: "auto" } | { kind: "forced"; name?: string };
 
 export interface ChatGeneration extends Generation {
   tools: ToolDefinition[];
   mode: ToolMode;
+  /** The tag the model's Modelfile TEMPLATE writes before calls, if any. */
+  toolTag: string | undefined;
 }
 
 function contentText(m: OpenAiChatMessage): string | null {
@@ -120,8 +116,8 @@ function toolMode(req: OpenAiChatCompletionRequest): ToolMode {
   const choice = req.tool_choice ?? (tools.length > 0 ? "auto" : "none");
   if (tools.length === 0 || choice === "none") return { kind: "none" };
   if (choice === "auto") return { kind: "auto" };
-  if (choice === "required") return { kind: "forced", names: tools.map((t) => t.function.name) };
-  return { kind: "forced", names: [choice.function.name] };
+  if (choice === "required") return { kind: "forced" };
+  return { kind: "forced", name: choice.function.name };
 }
 
 export async function startChat(
@@ -153,7 +149,7 @@ export async function startChat(
         }
       }
       if (mode.kind === "forced") {
-        options.grammar = toolCallGrammar(tools.filter((t) => mode.names.includes(t.function.name)));
+        options.grammar = toolCallGrammar(tools, mode.name);
       }
     },
     buildPrompt: (model, resolved) => {
@@ -169,15 +165,22 @@ export async function startChat(
     },
     signal,
   });
-  return { ...gen, tools, mode };
+  const template = gen.resolved.template;
+  return { ...gen, tools, mode, toolTag: template === undefined ? undefined : toolCallTag(template) };
 }
 
-function toOpenAiCalls(calls: readonly ParsedToolCall[]): OpenAiToolCall[] {
+function toOpenAiCalls(calls: readonly ToolCall[]): OpenAiToolCall[] {
   return calls.map((c) => ({
-    id: openAiId("call_"),
+    id: c.id,
     type: "function",
     function: { name: c.name, arguments: JSON.stringify(c.arguments) },
   }));
+}
+
+/** A parser of the answer's tool calls, or undefined when tools are not in play. */
+function toolParser(gen: ChatGeneration): ToolCallStream | undefined {
+  if (gen.mode.kind === "none") return undefined;
+  return new ToolCallStream(gen.tools, gen.toolTag === undefined ? {} : { tag: gen.toolTag });
 }
 
 function finishReason(done: Done, calls: readonly OpenAiToolCall[]): OpenAiFinishReason {
@@ -188,19 +191,6 @@ function finishReason(done: Done, calls: readonly OpenAiToolCall[]): OpenAiFinis
     );
   }
   return calls.length > 0 ? "tool_calls" : done.reason;
-}
-
-/** The text and tool calls of a finished answer under the request's tool mode. */
-function splitAnswer(gen: ChatGeneration, text: string): { content: string | null; calls: OpenAiToolCall[] } {
-  if (gen.mode.kind === "none") return { content: text, calls: [] };
-  const parsed = parseToolCalls(text, gen.tools);
-  if (gen.mode.kind === "forced" && parsed.calls.length === 0) {
-    // The grammar forces a call; no call means the generation stopped inside it (max_tokens).
-    return { content: text, calls: [] };
-  }
-  const calls = toOpenAiCalls(parsed.calls);
-  const content = parsed.content.trim() === "" && calls.length > 0 ? null : parsed.content;
-  return { content, calls };
 }
 
 function header(id: string, created: number, req: OpenAiChatCompletionRequest, gen: Generation) {
@@ -224,7 +214,13 @@ export async function completeChat(
     } else done = ev;
   }
   if (done === undefined) throw new Error("internal error: the completion ended without its done event");
-  const { content, calls } = splitAnswer(gen, text);
+  let content: string | null = text;
+  let calls: OpenAiToolCall[] = [];
+  if (gen.mode.kind !== "none") {
+    const parsed = parseToolCalls(text, gen.tools, gen.toolTag === undefined ? {} : { tag: gen.toolTag });
+    calls = toOpenAiCalls(parsed.calls);
+    if (calls.length > 0) content = parsed.content === "" ? null : parsed.content;
+  }
   return {
     ...header(id, created, req, gen),
     object: "chat.completion",
@@ -274,47 +270,47 @@ export async function* streamChat(
     ...usageField,
   });
 
+  const parser = toolParser(gen);
+  const calls: OpenAiToolCall[] = [];
+  // Logprobs of tokens whose text the tool-call parser still holds back: they go out with the
+  // next chunk that carries text or a call.
+  let pending: OpenAiTokenLogprob[] = [];
+  function* emit(parsed: { content: string; calls: ToolCall[] }): Generator<OpenAiChatCompletionChunk> {
+    if (parsed.content !== "") {
+      yield chunk({ content: parsed.content }, wantLogprobs ? pending : null, null);
+      pending = [];
+    }
+    for (const call of toOpenAiCalls(parsed.calls)) {
+      yield chunk(
+        { tool_calls: [{ index: calls.length, id: call.id, type: "function", function: call.function }] },
+        wantLogprobs ? pending : null,
+        null,
+      );
+      pending = [];
+      calls.push(call);
+    }
+  }
+
   // NOTE: the first event is awaited before the role chunk, so that an error raised when
   // generation starts (a grammar the backend refuses) is still a plain error response.
   const it = gen.events[Symbol.asyncIterator]();
   let next = await it.next();
   yield chunk({ role: "assistant", content: "", refusal: null }, null, null);
-  const buffered = gen.mode.kind !== "none";
-  let text = "";
-  const logprobs: OpenAiTokenLogprob[] = [];
   for (; !next.done; next = await it.next()) {
     const ev = next.value;
     if (ev.type === "text") {
-      const lp = wantLogprobs ? chatLogprobs(gen.model, ev.pieces) : null;
-      if (buffered) {
-        text += ev.text;
-        if (lp) logprobs.push(...lp);
-      } else if (ev.text !== "" || (lp && lp.length > 0)) {
-        yield chunk({ content: ev.text }, lp, null);
+      if (wantLogprobs) pending.push(...chatLogprobs(gen.model, ev.pieces));
+      if (parser === undefined) {
+        if (ev.text !== "" || pending.length > 0) {
+          yield chunk({ content: ev.text }, wantLogprobs ? pending : null, null);
+          pending = [];
+        }
+      } else {
+        yield* emit(parser.push(ev.text));
       }
       continue;
     }
-    let calls: OpenAiToolCall[] = [];
-    if (buffered) {
-      const answer = splitAnswer(gen, text);
-      calls = answer.calls;
-      if (calls.length > 0) {
-        yield chunk(
-          {
-            tool_calls: calls.map((c, index) => ({
-              index,
-              id: c.id,
-              type: "function",
-              function: c.function,
-            })),
-          },
-          wantLogprobs ? logprobs : null,
-          null,
-        );
-      } else if (answer.content !== null && answer.content !== "") {
-        yield chunk({ content: answer.content }, wantLogprobs ? logprobs : null, null);
-      }
-    }
+    if (parser !== undefined) yield* emit(parser.finish());
     yield chunk({}, null, finishReason(ev, calls));
     if (includeUsage) yield { ...head, choices: [], usage: usageOf(ev) };
   }
