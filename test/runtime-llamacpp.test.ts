@@ -275,6 +275,12 @@ describe("llama.cpp backend lifecycle", () => {
       await m.embed(["x"], { truncate: false });
       await m.dispose();
       await m.dispose(); // idempotent
+      await expect(seq.generate([1], { sampling: GREEDY }).next()).rejects.toMatchObject({
+        message: expect.stringMatching(/disposed/),
+      });
+      await expect(m.embed(["x"], { truncate: false })).rejects.toMatchObject({
+        code: "ERR_INVALID_ARGUMENT",
+      });
     }
   }, 60_000);
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend } from "../src/runtime/backends.ts";
 import type { LoadedModel } from "../src/runtime/types.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
-import { BUNDLED, PROMPT, pieces, REF, reference, referenceText, run } from "./helpers/runtime.ts";
+import { BUNDLED, GREEDY, PROMPT, pieces, REF, reference, referenceText, run } from "./helpers/runtime.ts";
 
 describe("owl backend", () => {
   let model: LoadedModel;
@@ -155,5 +155,30 @@ describe("owl backend", () => {
         numParallel: 1,
       }),
     ).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
+  });
+});
+
+describe("owl backend lifecycle", () => {
+  it("loads and disposes five times; a disposed model refuses to run", async () => {
+    for (let i = 0; i < 5; i++) {
+      const m = await createBackend("owl").load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: 64,
+        numParallel: 2,
+        threads: 1,
+      });
+      const seq = m.tryAcquireSequence()!;
+      const r = await run(m, seq, {
+        prompt: m.tokenize(PROMPT, { addBos: true, parseSpecial: false }),
+        maxTokens: 3,
+      });
+      expect(r.done.evalTokens).toBe(3);
+      await m.dispose();
+      await m.dispose();
+      await expect(seq.generate([1], { sampling: GREEDY }).next()).rejects.toMatchObject({
+        message: expect.stringMatching(/disposed/),
+      });
+    }
   });
 });

@@ -95,6 +95,14 @@ export function contextOverflow(promptLength: number, numCtx: number): OwlError 
   );
 }
 
+/** A model used after dispose(). */
+export function disposedError(modelPath: string): OwlError {
+  return new OwlError(
+    "ERR_INVALID_ARGUMENT",
+    `the model ${modelPath} was unloaded (disposed) and cannot run`,
+  );
+}
+
 /** Length of the common prefix of two token sequences. */
 export function commonPrefix(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);

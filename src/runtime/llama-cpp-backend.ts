@@ -37,6 +37,7 @@ import {
   checkLoadOptions,
   commonPrefix,
   contextOverflow,
+  disposedError,
   normalize,
   randomSeed32,
   readGgufFacts,
@@ -142,7 +143,7 @@ class LlamaCppModel implements LoadedModel {
   private readonly sequences: LlamaCppSequence[] = [];
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
-  private disposed = false;
+  disposed = false;
 
   constructor(
     readonly lib: NodeLlamaCpp,
@@ -151,7 +152,7 @@ class LlamaCppModel implements LoadedModel {
     readonly context: LlamaContext,
     readonly info: ModelInfo,
     private readonly tokenizer: Tokenizer | undefined,
-    private readonly options: LoadOptions,
+    readonly options: LoadOptions,
   ) {
     this.numCtx = options.numCtx;
     this.numParallel = options.numParallel;
@@ -209,6 +210,7 @@ class LlamaCppModel implements LoadedModel {
     inputs: readonly string[],
     options: { truncate: boolean; signal?: AbortSignal },
   ): Promise<EmbedResult> {
+    if (this.disposed) throw disposedError(this.options.modelPath);
     // NOTE: node-llama-cpp's embedding context takes inputs strictly shorter than its size.
     this.embedding ??= this.model.createEmbeddingContext({
       contextSize: this.numCtx + 1,
@@ -246,8 +248,11 @@ class LlamaCppModel implements LoadedModel {
   }
 
   memoryBytes(): number {
-    // Weights plus llama.cpp's state of the context (KV cache and output buffers).
-    return this.info.weightBytes + this.context.stateSize;
+    // Weights plus node-llama-cpp's estimate of the context (KV cache and compute buffers), made
+    // when the context was created; llama.cpp's own state size when there is no estimate.
+    const m = this.context.memoryUsage;
+    const ctx = m.ram + m.vram;
+    return this.info.weightBytes + (ctx > 0 ? ctx : this.context.stateSize);
   }
 
   async dispose(): Promise<void> {
@@ -316,6 +321,7 @@ class LlamaCppSequence implements Sequence {
     options: SequenceGenerateOptions,
   ): AsyncGenerator<SampledToken, void, void> {
     const numCtx = this.owner.numCtx;
+    if (this.owner.disposed) throw disposedError(this.owner.options.modelPath);
     if (prompt.length === 0) {
       throw new OwlError("ERR_INVALID_ARGUMENT", "generate needs a prompt of at least one token");
     }

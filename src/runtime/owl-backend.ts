@@ -22,7 +22,14 @@ import { openGguf } from "../formats/gguf/index.ts";
 import { dequantize } from "../quant/index.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OwlError } from "../util/errors.ts";
-import { checkLoadOptions, commonPrefix, contextOverflow, normalize, readGgufFacts } from "./gguf-info.ts";
+import {
+  checkLoadOptions,
+  commonPrefix,
+  contextOverflow,
+  disposedError,
+  normalize,
+  readGgufFacts,
+} from "./gguf-info.ts";
 import type {
   Backend,
   BackendName,
@@ -91,7 +98,7 @@ class OwlModel implements LoadedModel {
   private readonly sequences: OwlSequence[] = [];
   private embedSession: Session | undefined;
   private outputNorm: Float32Array | undefined;
-  private disposed = false;
+  disposed = false;
 
   constructor(
     readonly model: Model,
@@ -99,7 +106,7 @@ class OwlModel implements LoadedModel {
     readonly info: ModelInfo,
     readonly tokenizer: Tokenizer,
     private readonly poolingType: number | undefined,
-    private readonly options: LoadOptions,
+    readonly options: LoadOptions,
   ) {
     this.numCtx = options.numCtx;
     this.numParallel = options.numParallel;
@@ -140,6 +147,7 @@ class OwlModel implements LoadedModel {
     inputs: readonly string[],
     options: { truncate: boolean; signal?: AbortSignal },
   ): Promise<EmbedResult> {
+    if (this.disposed) throw disposedError(this.options.modelPath);
     const hp = this.model.hparams;
     const C = hp.C;
     this.embedSession ??= this.model.createSession({ nCtx: this.numCtx });
@@ -291,6 +299,7 @@ class OwlSequence implements Sequence {
     options: SequenceGenerateOptions,
   ): AsyncGenerator<SampledToken, void, void> {
     const numCtx = this.owner.numCtx;
+    if (this.owner.disposed) throw disposedError(this.owner.options.modelPath);
     if (options.grammar) {
       throw new OwlError(
         "ERR_UNSUPPORTED",
