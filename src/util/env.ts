@@ -100,3 +100,13 @@ export function serverSettings(): ServerSettings {
     origins: envList("OWL_ORIGINS"),
   };
 }
+
+/**
+ * OWL_NUM_THREADS: CPU threads of each model `owl serve` loads; undefined (unset): the backend's
+ * default (all cores). Ollama sets this per request (num_thread); one setting for the server suits
+ * a machine shared with other work, and tests (one thread).
+ */
+export function serverThreads(): number | undefined {
+  const raw = process.env["OWL_NUM_THREADS"];
+  return raw === undefined || raw.trim() === "" ? undefined : envInt("OWL_NUM_THREADS", 1, 1);
+}
