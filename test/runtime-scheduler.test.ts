@@ -83,8 +83,11 @@ class FakeModel implements LoadedModel {
   tokenBytes(): Uint8Array {
     return new Uint8Array();
   }
-  tryAcquireSequence(): Sequence | undefined {
+  /** The prompts tryAcquireSequence was given. */
+  readonly prompts: (readonly number[] | undefined)[] = [];
+  tryAcquireSequence(prompt?: readonly number[]): Sequence | undefined {
     if (this.disposed) throw new Error("sequence asked of a disposed model");
+    this.prompts.push(prompt);
     const i = this.inUse.indexOf(false);
     if (i < 0) return undefined;
     this.inUse[i] = true;
@@ -468,6 +471,37 @@ describe("scheduler: sequences and the queue", () => {
     expect(fake.models[0]?.disposed).toBe(true);
     expect(other.value?.sequence).toBeDefined();
     other.value?.release();
+    await scheduler.close();
+  });
+
+  it("passes request.prompt's tokens, computed once for the loaded model, to tryAcquireSequence", async () => {
+    const { scheduler, fake } = setup({ numParallel: 1 });
+    const a = await scheduler.acquire(req("/m/a.gguf"));
+    const seen: LoadedModel[] = [];
+    const b = track(
+      scheduler.acquire({
+        ...req("/m/a.gguf"),
+        prompt: (m) => {
+          seen.push(m);
+          return [1, 5, 7];
+        },
+      }),
+    );
+    await flush();
+    a.release();
+    await flush();
+    expect(b.value?.sequence).toBeDefined();
+    expect(seen).toEqual([fake.models[0]]);
+    expect(fake.models[0]?.prompts).toEqual([undefined, [1, 5, 7], [1, 5, 7]]);
+    b.value?.release();
+    const bad = scheduler.acquire({
+      ...req("/m/a.gguf"),
+      prompt: () => {
+        throw new OwlError("ERR_TEMPLATE_RENDER", "bad template");
+      },
+    });
+    await expect(bad).rejects.toMatchObject({ code: "ERR_TEMPLATE_RENDER" });
+    expect(fake.models[0]?.busy).toBe(0);
     await scheduler.close();
   });
 

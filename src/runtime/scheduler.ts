@@ -7,8 +7,9 @@
  *   before loading). A request for the same GGUF with another backend or num_ctx waits until the
  *   loaded one is idle and then reloads it; meanwhile the old one takes no new requests, so a
  *   stream of requests for the old settings cannot starve it.
- * - acquire() hands out one of the model's numParallel sequences; when all are busy the request
- *   waits in one FIFO queue. Requests that a load in progress will serve (up to numParallel of
+ * - acquire() hands out one of the model's numParallel sequences (given request.prompt, the free
+ *   one with the longest cached prefix of it); when all are busy the request waits in one FIFO
+ *   queue. Requests that a load in progress will serve (up to numParallel of
  *   them) share that load and are not counted as queued; beyond maxQueue queued requests the next
  *   one gets ERR_QUEUE_FULL at once (HTTP 503).
  * - Aborting a request's signal while it is queued or loading rejects it with ERR_ABORTED and
@@ -113,6 +114,9 @@ interface Waiter {
   runner: Runner | undefined;
   /** performance.now() when it started waiting for a load. */
   boundAt: number | undefined;
+  /** request.prompt's answer, and the model it was computed for. */
+  promptTokens: readonly number[] | undefined;
+  promptModel: LoadedModel | undefined;
   done: boolean;
   resolve: (lease: Lease) => void;
   reject: (e: unknown) => void;
@@ -304,6 +308,8 @@ export class Scheduler implements SchedulerApi {
         wantSequence,
         runner: undefined,
         boundAt: undefined,
+        promptTokens: undefined,
+        promptModel: undefined,
         done: false,
         resolve,
         reject,
@@ -431,7 +437,19 @@ export class Scheduler implements SchedulerApi {
       w.runner = undefined;
       if (r.draining || r.unloadRequested || r.model === undefined) return;
       if (w.wantSequence) {
-        const seq = r.model.tryAcquireSequence();
+        const model = r.model;
+        const promptFn = w.request.prompt;
+        if (promptFn !== undefined && w.promptModel !== model) {
+          try {
+            w.promptTokens = promptFn(model);
+            w.promptModel = model;
+          } catch (e) {
+            this.settle(w);
+            w.reject(e);
+            return;
+          }
+        }
+        const seq = model.tryAcquireSequence(w.promptTokens);
         if (seq !== undefined) this.grant(w, r, seq);
       } else {
         this.grant(w, r, undefined);
