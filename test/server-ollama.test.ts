@@ -180,6 +180,49 @@ describe.skipIf(!fixturePath(REF))("generate", () => {
     expect(next.context?.slice(0, ctxTokens.length)).toEqual(ctxTokens);
   });
 
+  it("logprobs: one per token, greedy picks the most likely, top_logprobs sorted", async () => {
+    const r = await post("/api/generate", {
+      model: MODEL,
+      prompt: "Once upon a time",
+      raw: true,
+      stream: false,
+      logprobs: true,
+      top_logprobs: 3,
+      options: { temperature: 0, num_predict: 10 },
+    });
+    expect(r.status).toBe(200);
+    const body = r.body as {
+      response: string;
+      logprobs: {
+        token: string;
+        logprob: number;
+        bytes: number[];
+        top_logprobs: { token: string; logprob: number }[];
+      }[];
+    };
+    expect(body.response).toBe(expectedGreedy(10));
+    expect(body.logprobs.length).toBe(10);
+    expect(body.logprobs.map((l) => l.token).join("")).toBe(body.response);
+    for (const l of body.logprobs) {
+      expect(l.logprob).toBeLessThanOrEqual(0);
+      expect(Buffer.from(l.bytes).toString("utf8")).toBe(l.token);
+      expect(l.top_logprobs.length).toBe(3);
+      expect(l.top_logprobs[0]?.token).toBe(l.token);
+      expect(l.top_logprobs[0]?.logprob).toBeCloseTo(l.logprob, 5);
+      for (let i = 1; i < 3; i++) {
+        expect(l.top_logprobs[i]!.logprob).toBeLessThanOrEqual(l.top_logprobs[i - 1]!.logprob);
+      }
+    }
+    const tooMany = await post("/api/generate", {
+      model: MODEL,
+      prompt: "x",
+      logprobs: true,
+      top_logprobs: 21,
+    });
+    expect(tooMany.status).toBe(400);
+    expect((tooMany.body as { error: string }).error).toContain("top_logprobs");
+  });
+
   it("stop strings end the answer before them", async () => {
     const full = expectedGreedy(N);
     const r = await client.generate({

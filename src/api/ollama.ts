@@ -48,6 +48,18 @@ export interface OllamaMessage {
   tool_call_id?: string;
 }
 
+/** A token's log probability (api.TokenLogprob): its text, natural log probability, UTF-8 bytes. */
+export interface OllamaTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes?: number[];
+}
+
+/** One generated token's log probability and, when asked for, the most likely alternatives. */
+export interface OllamaLogprob extends OllamaTokenLogprob {
+  top_logprobs?: OllamaTokenLogprob[];
+}
+
 /** Timings of a finished generation (api.Metrics), nanoseconds. */
 export interface OllamaMetrics {
   total_duration?: number;
@@ -73,6 +85,10 @@ export interface OllamaGenerateRequest {
   options?: OllamaOptions;
   think?: boolean | string;
   truncate?: boolean;
+  /** Log probabilities of the generated tokens. */
+  logprobs?: boolean;
+  /** With logprobs: the n most likely tokens at each position, 0..20. */
+  top_logprobs?: number;
 }
 
 /** One NDJSON line of /api/generate (or the whole answer with stream false). */
@@ -84,6 +100,7 @@ export interface OllamaGenerateResponse extends OllamaMetrics {
   /** "stop", "length", "load", "unload". */
   done_reason?: string;
   context?: number[];
+  logprobs?: OllamaLogprob[];
 }
 
 export interface OllamaChatRequest {
@@ -96,6 +113,8 @@ export interface OllamaChatRequest {
   options?: OllamaOptions;
   think?: boolean | string;
   truncate?: boolean;
+  logprobs?: boolean;
+  top_logprobs?: number;
 }
 
 export interface OllamaChatResponse extends OllamaMetrics {
@@ -104,6 +123,7 @@ export interface OllamaChatResponse extends OllamaMetrics {
   message: OllamaMessage;
   done: boolean;
   done_reason?: string;
+  logprobs?: OllamaLogprob[];
 }
 
 export interface OllamaEmbedRequest {

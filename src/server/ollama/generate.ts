@@ -22,6 +22,7 @@ import type { Context, Hono } from "hono";
 import type {
   OllamaChatResponse,
   OllamaGenerateResponse,
+  OllamaLogprob,
   OllamaMessage,
   OllamaMetrics,
   OllamaToolCall,
@@ -37,7 +38,7 @@ import {
   type PromptMessage,
   renderGeneratePrompt,
 } from "../../runtime/prompt.ts";
-import type { CompletionEvent, Lease, LoadedModel } from "../../runtime/types.ts";
+import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import type { ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
@@ -66,6 +67,7 @@ async function startRun(
   options: ResolvedOptions,
   keepAliveMs: number | undefined,
   abort: RequestAbort,
+  logprobs: number | undefined,
   buildPrompt: (loaded: LoadedModel) => number[],
 ): Promise<Run> {
   const lease = await ctx.scheduler.acquire({
@@ -87,6 +89,7 @@ async function startRun(
       maxTokens: options.maxTokens,
       stop: options.stop,
       ...(options.grammar && { grammar: options.grammar }),
+      ...(logprobs !== undefined && { logprobs }),
       signal,
     });
     async function* events(): AsyncGenerator<CompletionEvent> {
@@ -128,6 +131,23 @@ function doneReason(done: Done, shutdown: AbortSignal): string {
     );
   }
   return done.reason;
+}
+
+/** complete()'s logprobs for a request's logprobs / top_logprobs (undefined: none). */
+function logprobsOf(body: { logprobs?: boolean | null; top_logprobs?: number | null }): number | undefined {
+  return body.logprobs === true ? (body.top_logprobs ?? 0) : undefined;
+}
+
+/** Ollama's logprobs of a text event's tokens (undefined when none were asked for). */
+function ollamaLogprobs(model: LoadedModel, pieces: readonly TokenPiece[]): OllamaLogprob[] | undefined {
+  if (!pieces.some((p) => p.logprob !== undefined)) return undefined;
+  const bytes = (token: number) => Array.from(model.tokenBytes(token));
+  return pieces.map((p) => {
+    const out: OllamaLogprob = { token: p.text, logprob: p.logprob ?? 0, bytes: bytes(p.token) };
+    if (p.top)
+      out.top_logprobs = p.top.map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytes(t.token) }));
+    return out;
+  });
 }
 
 /** Ollama answers 400 to think for a model without the thinking capability. */
@@ -214,7 +234,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
 
     const abort = requestAbort(c, ctx.shutdown);
     const context = body.context ?? [];
-    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, (loaded) => {
+    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, logprobsOf(body), (loaded) => {
       const rendered = renderGeneratePrompt({
         prompt,
         raw: body.raw === true,
@@ -247,7 +267,14 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     async function* chunks(): AsyncGenerator<OllamaGenerateResponse> {
       for await (const ev of run.events) {
         if (ev.type === "text") {
-          yield { model: name, created_at: timestamp(), response: ev.text, done: false };
+          const logprobs = ollamaLogprobs(run.lease.model, ev.pieces);
+          yield {
+            model: name,
+            created_at: timestamp(),
+            response: ev.text,
+            done: false,
+            ...(logprobs && { logprobs }),
+          };
         } else {
           yield {
             model: name,
@@ -264,11 +291,13 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
     let text = "";
     let last: OllamaGenerateResponse | undefined;
+    const logprobs: OllamaLogprob[] = [];
     for await (const chunk of chunks()) {
       text += chunk.response;
+      if (chunk.logprobs) logprobs.push(...chunk.logprobs);
       last = chunk;
     }
-    return c.json({ ...last, response: text });
+    return c.json({ ...last, response: text, ...(logprobs.length > 0 && { logprobs }) });
   });
 
   app.post("/api/chat", async (c) => {
@@ -305,7 +334,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
 
     const abort = requestAbort(c, ctx.shutdown);
-    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, (loaded) => {
+    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, logprobsOf(body), (loaded) => {
       const input: ChatPromptInput = {
         messages,
         ...(tools.length > 0 && { tools }),
@@ -324,16 +353,22 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       // With tools the answer may be a tool call: it is held back until it can be parsed whole,
       // so a client never sees half a call as content.
       let held = "";
+      const heldLogprobs: OllamaLogprob[] = [];
       for await (const ev of run.events) {
         if (ev.type === "text") {
-          if (withTools) held += ev.text;
-          else
-            yield {
-              model: name,
-              created_at: timestamp(),
-              message: { role: "assistant", content: ev.text },
-              done: false,
-            };
+          const logprobs = ollamaLogprobs(run.lease.model, ev.pieces);
+          if (withTools) {
+            held += ev.text;
+            if (logprobs) heldLogprobs.push(...logprobs);
+            continue;
+          }
+          yield {
+            model: name,
+            created_at: timestamp(),
+            message: { role: "assistant", content: ev.text },
+            done: false,
+            ...(logprobs && { logprobs }),
+          };
           continue;
         }
         if (withTools && held !== "") {
@@ -343,9 +378,13 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
           }));
           const message: OllamaMessage = { role: "assistant", content: parsed.content };
           if (toolCalls.length > 0) message.tool_calls = toolCalls;
-          if (parsed.content !== "" || toolCalls.length > 0) {
-            yield { model: name, created_at: timestamp(), message, done: false };
-          }
+          yield {
+            model: name,
+            created_at: timestamp(),
+            message,
+            done: false,
+            ...(heldLogprobs.length > 0 && { logprobs: heldLogprobs }),
+          };
         }
         yield {
           model: name,
@@ -360,15 +399,17 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
     let content = "";
     const toolCalls: OllamaToolCall[] = [];
+    const logprobs: OllamaLogprob[] = [];
     let last: OllamaChatResponse | undefined;
     for await (const chunk of chunks()) {
       content += chunk.message.content;
       if (chunk.message.tool_calls) toolCalls.push(...chunk.message.tool_calls);
+      if (chunk.logprobs) logprobs.push(...chunk.logprobs);
       last = chunk;
     }
     const message: OllamaMessage = { role: "assistant", content };
     if (toolCalls.length > 0) message.tool_calls = toolCalls;
-    return c.json({ ...last, message });
+    return c.json({ ...last, message, ...(logprobs.length > 0 && { logprobs }) });
   });
 }
 
