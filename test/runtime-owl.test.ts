@@ -10,7 +10,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend } from "../src/runtime/backends.ts";
 import type { LoadedModel } from "../src/runtime/types.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
-import { BUNDLED, GREEDY, PROMPT, pieces, REF, reference, referenceText, run } from "./helpers/runtime.ts";
+import {
+  BUNDLED,
+  GREEDY,
+  PROMPT,
+  piece,
+  pieces,
+  REF,
+  reference,
+  referenceText,
+  run,
+} from "./helpers/runtime.ts";
 
 describe("owl backend", () => {
   let model: LoadedModel;
@@ -113,6 +123,35 @@ describe("owl backend", () => {
         }
       }
       expect(worst).toBeLessThan(1e-3);
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
+  it("seeded sampling with penalties gives llama.cpp's tokens (the same sampler chain)", async () => {
+    const prompt = model.tokenize(PROMPT, { addBos: true, parseSpecial: false });
+    const sampling = {
+      ...GREEDY,
+      temperature: 0.8,
+      topK: 40,
+      topP: 0.9,
+      minP: 0.05,
+      repeatPenalty: 1.1,
+      repeatLastN: 64,
+      frequencyPenalty: 0.1,
+      presencePenalty: 0.1,
+      seed: 42,
+      logitBias: new Map([[piece(model, "."), -1]]),
+    };
+    const a = model.tryAcquireSequence()!;
+    const b = llama.tryAcquireSequence()!;
+    try {
+      const ours = await run(model, a, { prompt, maxTokens: 40, sampling });
+      const theirs = await run(llama, b, { prompt, maxTokens: 40, sampling });
+      expect(ours.done.context).toEqual(theirs.done.context);
+      const other = await run(model, a, { prompt, maxTokens: 40, sampling: { ...sampling, seed: 43 } });
+      expect(other.text).not.toBe(ours.text);
     } finally {
       a.release();
       b.release();
