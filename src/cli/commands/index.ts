@@ -10,6 +10,7 @@ import { registerList } from "./list.ts";
 import { registerPs } from "./ps.ts";
 import { registerRm } from "./rm.ts";
 import { registerRun } from "./run.ts";
+import { registerServe } from "./serve.ts";
 import { registerShow } from "./show.ts";
 import { registerStop } from "./stop.ts";
 import { registerDetokenize, registerTokenize } from "./tokenize.ts";
@@ -19,6 +20,7 @@ export function registerCommands(program: Command, io: CliIO): void {
   registerRun(program, io);
   registerPs(program, io);
   registerStop(program, io);
+  registerServe(program, io);
   registerShow(program, io);
   registerList(program, io);
   registerRm(program, io);
