@@ -78,3 +78,59 @@ describe("activation quantizers", () => {
     });
   }
 });
+
+describe("F16 activation rounding (prepareAct for F16 weights, 4 lanes at a time)", () => {
+  it("equals the half's value, bit for bit, at every half, every tie between halves and their neighbours", () => {
+    const xs: number[] = [];
+    const f32 = new Float32Array(1);
+    const u32 = new Uint32Array(f32.buffer);
+    const half = new Uint16Array(1);
+    const halfBytes = new Uint8Array(half.buffer);
+    const asFloat = new Float32Array(1);
+    const h2f = (h: number) => {
+      half[0] = h;
+      KERNELS.F16!.dequantize!(halfBytes, asFloat, 1);
+      return asFloat[0]!;
+    };
+    for (let h = 0; h < 0x7c00; h++) {
+      const v = h2f(h);
+      const next = h2f(h + 1); // 0x7c00 = inf past the largest half
+      const mid = Number.isFinite(next) ? (v + next) / 2 : 65520;
+      f32[0] = mid;
+      const bits = u32[0]!;
+      for (const x of [v, -v, mid, -mid]) xs.push(x);
+      for (const d of [-1, 1]) {
+        u32[0] = bits + d;
+        xs.push(f32[0]!, -f32[0]!);
+      }
+    }
+    xs.push(
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      1e-30,
+      -1e-30,
+      3e38,
+      65519.99,
+      2 ** -25,
+      2 ** -26,
+      0,
+      -0,
+    );
+    const x = Float32Array.from(xs);
+    const want = new Float32Array(x.length);
+    const bits = new Uint8Array(2 * x.length);
+    KERNELS.F16!.quantize!(x, bits, x.length);
+    KERNELS.F16!.dequantize!(bits, want, x.length);
+    const xb = b.upload(new Uint8Array(x.buffer));
+    const out = b.alloc(x.byteLength);
+    b.kernels.prepareAct(1, xb.offset, 1, x.length, out.offset, 0, 0, 0, 1);
+    const got = b.f32(out);
+    let bad = 0;
+    for (let i = 0; i < x.length; i++) {
+      const same = Number.isNaN(want[i]!) ? Number.isNaN(got[i]!) : Object.is(got[i], want[i]);
+      if (!same && bad++ < 5) expect.soft(`${x[i]} -> ${got[i]}`).toBe(`${x[i]} -> ${want[i]}`);
+    }
+    expect(bad).toBe(0);
+  });
+});

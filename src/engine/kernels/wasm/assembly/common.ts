@@ -177,6 +177,24 @@ export function toF16Bits(v: f32): u32 {
   return sign | r;
 }
 
+/**
+ * f16(toF16Bits(x)) on 4 lanes: each value rounded to the nearest half (ties to even) and back.
+ * |x| >= 2^-14: the float32 bits rounded at bit 13 (a carry into the exponent is the right
+ * result; 65520 and up become inf); below: (|x| + 0.5) - 0.5, which rounds to a multiple of
+ * 2^-24, the half subnormals' step. NaN stays NaN, the sign is kept.
+ */
+@inline
+export function roundF16x4(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const odd = v128.and(i32x4.shr_u(a, 13), i32x4.splat(1));
+  let r = v128.and(i32x4.add(i32x4.add(a, i32x4.splat(0x0fff)), odd), i32x4.splat(0xffffe000));
+  r = v128.bitselect(i32x4.splat(0x7f800000), r, i32x4.gt_s(r, i32x4.splat(0x477fffff)));
+  r = v128.bitselect(i32x4.splat(0x7fc00000), r, i32x4.gt_s(a, i32x4.splat(0x7f800000)));
+  const sub = f32x4.sub(f32x4.add(a, f32x4.splat(0.5)), f32x4.splat(0.5));
+  r = v128.bitselect(sub, r, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  return v128.or(r, v128.and(x, i32x4.splat(0x80000000)));
+}
+
 /** float32 -> bf16 bits, round to nearest even, NaN quieted (ggml_compute_fp32_to_bf16). */
 @inline
 export function toBf16Bits(v: f32): u32 {

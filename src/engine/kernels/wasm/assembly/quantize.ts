@@ -9,7 +9,7 @@
 // shuffle. The block scales go to separate float arrays (d; Q8_1's s), the K-quants' bsums to an
 // i32 array (one per 16 quants).
 // Not here: the dots (matmul-*.ts).
-import { f16, nearestInt, roundf, toBf16Bits, toF16Bits, truncI32 } from "./common";
+import { f16, nearestInt, roundF16x4, roundf, toBf16Bits, toF16Bits, truncI32 } from "./common";
 
 // ------------------------------------------------------------------------ ggml block quantizers
 
@@ -104,7 +104,12 @@ export function toBf16Row(x: usize, dst: usize, n: i32): void {
 
 /** x (n) -> y (n): each value rounded to the nearest half and back (the F16 dot's activation). */
 export function roundF16Row(x: usize, y: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = <usize>i << 2;
+    v128.store(y + p, roundF16x4(v128.load(x + p)));
+  }
+  for (; i < n; i++) {
     const p = <usize>i << 2;
     store<f32>(y + p, f16(toF16Bits(load<f32>(x + p))));
   }
@@ -113,7 +118,13 @@ export function roundF16Row(x: usize, y: usize, n: i32): void {
 /** x (n) -> y (n): roundF16Row times 2^112 (exact: |value| <= 65504), dotF16S's activation. */
 export function roundF16RowScaled(x: usize, y: usize, n: i32): void {
   const s = reinterpret<f32>(0x77800000);
-  for (let i = 0; i < n; i++) {
+  const sv = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = <usize>i << 2;
+    v128.store(y + p, f32x4.mul(roundF16x4(v128.load(x + p)), sv));
+  }
+  for (; i < n; i++) {
     const p = <usize>i << 2;
     store<f32>(y + p, f16(toF16Bits(load<f32>(x + p))) * s);
   }
