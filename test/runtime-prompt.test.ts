@@ -289,6 +289,24 @@ describe("renderChatPrompt: precedence and the Modelfile", () => {
     expect(out.prompt).toBe("<a\n\nb>[system:a\n\nb][user:1\n\n2][tool:t1][tool:t2]");
   });
 
+  it("names an OpenAI tool result from its call id, and reads the developer role as system", () => {
+    const out = renderChatPrompt({
+      template:
+        '{{ .System }}|{{ range .Messages }}{{ if eq .Role "tool" }}[{{ .ToolName }}={{ .Content }}]{{ end }}{{ end }}',
+      messages: [
+        { role: "developer", content: "dev" },
+        { role: "user", content: "q" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c9", type: "function", function: { name: "get_time", arguments: "{}" } }],
+        },
+        { role: "tool", content: "12:00", tool_call_id: "c9" },
+      ],
+    });
+    expect(out.prompt).toBe("dev|[get_time=12:00]");
+  });
+
   it("refuses images and malformed messages", () => {
     expect(
       thrown(() => renderChatPrompt({ messages: [{ role: "user", content: "x", images: ["aGk="] }] })).code,
@@ -430,6 +448,33 @@ describe("tokens and the context", () => {
     expect(thrown(() => fitChatPrompt(m, { template, messages }, { numCtx: 5, truncate: true })).code).toBe(
       "ERR_CONTEXT_OVERFLOW",
     );
+  });
+
+  it("truncation finds the same cut as Ollama's one-by-one search on a long history", () => {
+    const m = charModel(false);
+    const long = [{ role: "system", content: "S" }];
+    for (let i = 0; i < 40; i++)
+      long.push({ role: i % 2 === 0 ? "user" : "assistant", content: "x".repeat(1 + (i % 7)) });
+    for (const numCtx of [5, 12, 30, 77, 150]) {
+      // Linear search as Ollama's chatPrompt does it.
+      let expected: string | undefined;
+      for (let i = 1; i < long.length; i++) {
+        const kept = long.slice(0, i).filter((x) => x.role === "system");
+        const p = [...kept, ...long.slice(i)].map((x) => `${x.content}|`).join("");
+        if (p.length <= numCtx || i === long.length - 1) {
+          expected = p.length <= numCtx ? p : undefined;
+          break;
+        }
+      }
+      if (expected === undefined) {
+        expect(
+          thrown(() => fitChatPrompt(m, { template, messages: long }, { numCtx, truncate: true })).code,
+        ).toBe("ERR_CONTEXT_OVERFLOW");
+      } else
+        expect(fitChatPrompt(m, { template, messages: long }, { numCtx, truncate: true }).prompt).toBe(
+          expected,
+        );
+    }
   });
 
   it("fitPrompt checks a plain prompt", () => {

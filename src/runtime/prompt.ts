@@ -19,6 +19,7 @@
 import type { StoredMessage } from "../store/types.ts";
 import {
   type ChatMessage,
+  type CompiledChatTemplate,
   compileChatTemplate,
   defaultChatTemplate,
   type ToolDefinition,
@@ -184,7 +185,30 @@ function assembleMessages(input: {
   if (input.system !== undefined && input.system !== "" && req[0]?.role !== "system") {
     msgs.unshift(normalizeMessage({ role: "system", content: input.system }, 0));
   }
+  // An OpenAI tool result names its call by id only: the tool's name comes from that call, as
+  // Ollama's nameFromToolCallID does (the latest call with that id).
+  const callNames = new Map<string, string>();
+  for (const m of msgs) {
+    for (const tc of m.toolCalls) if (tc.id !== "") callNames.set(tc.id, tc.name);
+    if (m.role === "tool" && m.toolName === "" && m.toolCallId !== "")
+      m.toolName = callNames.get(m.toolCallId) ?? "";
+  }
   return msgs;
+}
+
+/** Parsed templates by source: a server renders the same few templates for every request. */
+const CACHE_SIZE = 32;
+const goCache = new Map<string, GoTemplate>();
+const jinjaCache = new Map<string, CompiledChatTemplate>();
+
+function cached<T>(cache: Map<string, T>, key: string, make: () => T): T {
+  let v = cache.get(key);
+  if (v === undefined) {
+    v = make();
+    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    cache.set(key, v);
+  }
+  return v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,9 +483,10 @@ function jinjaMessage(m: NormalMessage): ChatMessage {
 
 function renderAssembled(msgs: readonly NormalMessage[], input: ChatPromptInput): RenderedPrompt {
   if (input.template !== undefined && input.template !== "") {
-    const t = parseOllamaTemplate(input.template);
+    const t = cached(goCache, input.template, () => parseOllamaTemplate(input.template!));
     const prompt = executeOllamaTemplate(t, {
-      messages: msgs.map(backToInput),
+      // OpenAI's "developer" role is its newer name for "system", which Go templates know.
+      messages: msgs.map((m) => backToInput(m.role === "developer" ? { ...m, role: "system" } : m)),
       ...(input.tools === undefined ? {} : { tools: input.tools }),
       ...(input.think === undefined ? {} : { think: input.think }),
       ...(input.now === undefined ? {} : { now: input.now }),
@@ -470,9 +495,10 @@ function renderAssembled(msgs: readonly NormalMessage[], input: ChatPromptInput)
   }
   const source: PromptSource =
     input.chatTemplate !== undefined && input.chatTemplate !== "" ? "gguf" : "chatml";
-  const compiled = compileChatTemplate(source === "gguf" ? input.chatTemplate! : defaultChatTemplate, {
-    name: source === "gguf" ? "tokenizer.chat_template" : "ChatML fallback",
-  });
+  const text = source === "gguf" ? input.chatTemplate! : defaultChatTemplate;
+  const compiled = cached(jinjaCache, text, () =>
+    compileChatTemplate(text, { name: source === "gguf" ? "tokenizer.chat_template" : "ChatML fallback" }),
+  );
   const last = msgs[msgs.length - 1];
   const extra: Record<string, unknown> = {};
   if (input.think !== undefined) {
@@ -645,20 +671,36 @@ export function fitChatPrompt(
   const fullTokens = promptTokens(model, full.prompt);
   if (fullTokens.length <= numCtx) return { ...full, tokens: fullTokens, droppedMessages: 0 };
   if (!options.truncate || msgs.length <= 1) throw overflow(fullTokens.length, numCtx, "the prompt");
-  for (let i = 1; i < msgs.length; i++) {
+  // The prompt without the first i messages (the system messages among them kept).
+  const attempt = (i: number) => {
     const kept = msgs.slice(0, i).filter((m) => m.role === "system");
     const r = renderAssembled([...kept, ...msgs.slice(i)], input);
-    const tokens = promptTokens(model, r.prompt);
-    if (tokens.length <= numCtx) return { ...r, tokens, droppedMessages: i - kept.length };
-    if (i === msgs.length - 1) {
-      throw overflow(
-        tokens.length,
-        numCtx,
-        "the prompt, truncated to the system messages and the last message,",
-      );
-    }
+    return { ...r, tokens: promptTokens(model, r.prompt), droppedMessages: i - kept.length };
+  };
+  // Ollama tries i = 1, 2, ... and takes the first that fits; the length only shrinks as i
+  // grows, so a binary search finds the same i in log(n) renders instead of n.
+  const tried = new Map<number, ReturnType<typeof attempt>>();
+  const fits = (i: number): boolean => {
+    const r = tried.get(i) ?? attempt(i);
+    tried.set(i, r);
+    return r.tokens.length <= numCtx;
+  };
+  const lastIndex = msgs.length - 1;
+  if (!fits(lastIndex)) {
+    throw overflow(
+      tried.get(lastIndex)!.tokens.length,
+      numCtx,
+      "the prompt, truncated to the system messages and the last message,",
+    );
   }
-  throw overflow(fullTokens.length, numCtx, "the prompt");
+  let lo = 1;
+  let hi = lastIndex;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (fits(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return tried.get(lo) ?? attempt(lo);
 }
 
 /** Tokenize a non-chat prompt and check it fits (no truncation: Ollama does not cut a raw prompt). */
