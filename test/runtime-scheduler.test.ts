@@ -335,7 +335,9 @@ describe("scheduler: sequences and the queue", () => {
     expect(b.done).toBe(false);
     expect(c.done).toBe(true);
     expect(codeOf(c.error)).toBe("ERR_QUEUE_FULL");
-    expect((c.error as OwlError).message).toMatch(/OWL_MAX_QUEUE/);
+    expect((c.error as OwlError).message).toMatch(
+      /server busy: 1 requests already wait.*OWL_MAX_QUEUE \(1\)/,
+    );
     a.release();
     await flush();
     expect(b.done).toBe(true);
@@ -702,9 +704,16 @@ describe("scheduler: several models", () => {
     const ac = new AbortController();
     const owl = track(scheduler.acquire(req("/m/a.gguf", { backend: "owl", signal: ac.signal })));
     await flush();
+    // While the owl request waits, the llama.cpp model takes no new request...
+    const held = track(scheduler.acquire(req("/m/a.gguf")));
+    await flush();
+    expect(held.done).toBe(false);
     ac.abort();
     await flush();
     expect(codeOf(owl.error)).toBe("ERR_ABORTED");
+    // ...and once it is abandoned, it serves again at once.
+    expect(held.value?.sequence).toBeDefined();
+    held.value?.release();
     a.release();
     await flush();
     // Nobody wants the owl backend any more: the llama.cpp model stays, on its keep-alive.

@@ -321,15 +321,19 @@ export class Scheduler implements SchedulerApi {
       if (w.runner === undefined) {
         let queued = 0;
         for (const o of this.queue) if (o !== w && !o.done && o.runner === undefined) queued++;
-        if (queued >= this.options.maxQueue) {
+        const max = this.options.maxQueue;
+        if (queued >= max) {
           this.settle(w);
+          const why =
+            max === 0
+              ? `model "${request.name}" is busy and OWL_MAX_QUEUE is 0 (no request may wait)`
+              : `${queued} requests already wait, the most OWL_MAX_QUEUE (${max}) allows`;
           reject(
-            new OwlError(
-              "ERR_QUEUE_FULL",
-              `server busy: ${queued} requests already wait for a model (the limit, OWL_MAX_QUEUE, is ${this.options.maxQueue}); try again later`,
-              { details: { queued, maxQueue: this.options.maxQueue, model: request.name } },
-            ),
+            new OwlError("ERR_QUEUE_FULL", `server busy: ${why}; try again later`, {
+              details: { queued, maxQueue: max, model: request.name },
+            }),
           );
+          this.pump();
           return;
         }
       }
@@ -419,6 +423,12 @@ export class Scheduler implements SchedulerApi {
     try {
       do {
         this.pumpAgain = false;
+        // A runner drains only while a waiting request needs its GGUF with other settings (that
+        // request may have been aborted or refused since).
+        for (const r of this.runners.values()) {
+          if (!r.draining) continue;
+          r.draining = this.queue.some((w) => !w.done && w.modelId === r.modelId && w.key !== r.key);
+        }
         for (const w of this.queue.slice()) if (!w.done) this.tryServe(w);
       } while (this.pumpAgain && !this.closed);
     } finally {
