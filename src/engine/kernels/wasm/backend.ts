@@ -353,7 +353,7 @@ export class WasmBackend implements KernelBackend {
       const nb = C / actBlock;
       const qsBytes = align(T * C * 2);
       const dBytes = align(T * nb * 4);
-      const axBytes = align(kq ? T * (C / 16) * 4 : T * nb * 4);
+      const axBytes = align(kq ? T * (C / 16) * 4 : T * nb * 16);
       const tmpBytes = align(kq ? nb * 292 : nb * 36);
       need = qsBytes + dBytes + axBytes + tmpBytes;
     }
@@ -367,7 +367,7 @@ export class WasmBackend implements KernelBackend {
       xa = base;
       ad = xa + align(T * C * 2);
       ax = ad + align(T * nb * 4);
-      tmp = ax + align(kq ? T * (C / 16) * 4 : T * nb * 4);
+      tmp = ax + align(kq ? T * (C / 16) * 4 : T * nb * 16);
     }
     const rows = base + need;
     k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, this.x86);

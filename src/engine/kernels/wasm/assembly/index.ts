@@ -5,7 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
-import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_1, T_Q5_1 } from "./types";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
 import { attention } from "./ops";
 import {
   expandQ8_0,
@@ -80,7 +80,26 @@ export function prepareAct(
     } else {
       quantizeQ8_0(xt, tmp, C, x86);
       expandQ8_0(tmp, C, qs, d);
+      // One token: Q4_0 / Q5_0 dots take their -8 / -16 offset from the block sums (matmul-legacy.ts).
+      if (T == 1 && (type == T_Q4_0 || type == T_Q5_0)) offsetSums(tmp, C, type == T_Q4_0 ? 8 : 16, ax);
     }
+  }
+}
+
+/**
+ * For n/32 block_q8_0 at src: per block the i32x4 (off * sum of its 32 quants, 0, 0, 0) at
+ * out + 16 b, which the Q4_0 / Q5_0 dots subtract from their integer lane sums.
+ */
+function offsetSums(src: usize, n: i32, off: i32, out: usize): void {
+  for (let b = 0; b < n >> 5; b++) {
+    const q = src + <usize>b * 34 + 2;
+    const v0 = v128.load(q);
+    const v1 = v128.load(q, 16);
+    // i8 -> i16 pairwise sums, then i16 -> i32: exact.
+    const s16 = i16x8.add(i16x8.extadd_pairwise_i8x16_s(v0), i16x8.extadd_pairwise_i8x16_s(v1));
+    const s32 = i32x4.extadd_pairwise_i16x8_s(s16);
+    const sum = i32x4.extract_lane(s32, 0) + i32x4.extract_lane(s32, 1) + i32x4.extract_lane(s32, 2) + i32x4.extract_lane(s32, 3);
+    v128.store(out + (<usize>b << 4), i32x4.replace_lane(i32x4.splat(0), 0, off * sum));
   }
 }
 

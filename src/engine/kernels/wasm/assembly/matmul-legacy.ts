@@ -34,19 +34,22 @@ function plus16Where1(bits: v128, mask: v128): v128 {
   return i16x8.shl(i16x8.min_u(v128.and(bits, mask), i16x8.splat(1)), 4);
 }
 
-/** block_q4_0 (18 B) row . Q8_0; ggml_vec_dot_q4_0_q8_0. */
+/**
+ * block_q4_0 (18 B) row . Q8_0; ggml_vec_dot_q4_0_q8_0. The nibbles are dotted as they are
+ * (0..15) and 8 * sum(a) is subtracted per block: `s` holds, per block, the i32x4
+ * (8 * sum of the block's activation quants, 0, 0, 0) (prepareAct, one token).
+ */
 export function dotQ4_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   const m = i16x8.splat(15);
-  const e8 = i16x8.splat(8);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const p = w + <usize>b * 18;
     const v = v128.load(p, 2);
-    const qA = i16x8.sub(v128.and(v, m), e8);
-    const qB = i16x8.sub(v128.and(i16x8.shr_u(v, 8), m), e8);
-    const qC = i16x8.sub(v128.and(i16x8.shr_u(v, 4), m), e8);
-    const qD = i16x8.sub(i16x8.shr_u(v, 12), e8);
-    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const qA = v128.and(v, m);
+    const qB = v128.and(i16x8.shr_u(v, 8), m);
+    const qC = v128.and(i16x8.shr_u(v, 4), m);
+    const qD = i16x8.shr_u(v, 12);
+    const si = i32x4.sub(dot4(qA, qB, qC, qD, qs + (<usize>b << 6)), v128.load(s + (<usize>b << 4)));
     const sc = f16t(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
   }
@@ -74,21 +77,31 @@ export function dotQ4_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   return hsum(acc) + accm;
 }
 
-/** block_q5_0 (22 B) row . Q8_0; ggml_vec_dot_q5_0_q8_0. */
+/**
+ * block_q5_0 (22 B) row . Q8_0; ggml_vec_dot_q5_0_q8_0. Works on bytes: byte k of the nibbles
+ * holds values k (low) and k + 16 (high); the fifth bits qh are spread to 16 byte lanes each by a
+ * byte shuffle of qh, a per-lane bit mask and a compare; the 5-bit values (0..31) are split into
+ * EO i16 slots (even bytes, odd bytes) and 16 * sum(a) is subtracted per block as in dotQ4_0.
+ */
 export function dotQ5_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
-  const m = i16x8.splat(15);
+  const m = i8x16.splat(15);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const sixteen = i8x16.splat(16);
+  const lowByte = i16x8.splat(0xff);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const p = w + <usize>b * 22;
-    const qh = load<u32>(p, 2);
-    const lo = i16x8.splat(<i16>qh);
-    const hi = i16x8.splat(<i16>(qh >> 16));
+    const h = i32x4.splat(load<u32>(p, 2));
     const v = v128.load(p, 6);
-    const qA = i16x8.add(v128.and(v, m), minus16Where0(lo, EVEN_BITS));
-    const qB = i16x8.add(v128.and(i16x8.shr_u(v, 8), m), minus16Where0(lo, ODD_BITS));
-    const qC = i16x8.add(v128.and(i16x8.shr_u(v, 4), m), minus16Where0(hi, EVEN_BITS));
-    const qD = i16x8.add(i16x8.shr_u(v, 12), minus16Where0(hi, ODD_BITS));
-    const si = dot4(qA, qB, qC, qD, qs + (<usize>b << 6));
+    const hLo = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bit), bit), sixteen);
+    const hHi = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bit), bit), sixteen);
+    const lo = v128.or(v128.and(v, m), hLo); // values 0..15, one per byte
+    const hi = v128.or(v128.and(i16x8.shr_u(v, 4), m), hHi); // values 16..31
+    const qA = v128.and(lo, lowByte);
+    const qB = i16x8.shr_u(lo, 8);
+    const qC = v128.and(hi, lowByte);
+    const qD = i16x8.shr_u(hi, 8);
+    const si = i32x4.sub(dot4(qA, qB, qC, qD, qs + (<usize>b << 6)), v128.load(s + (<usize>b << 4)));
     const sc = f16t(load<u16>(p)) * load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(sc)));
   }
