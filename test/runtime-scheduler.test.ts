@@ -755,6 +755,31 @@ describe("scheduler: unload and close", () => {
     await scheduler.close();
   });
 
+  it("unload() during a load waits for it, keeps new requests off the model, then disposes it", async () => {
+    const { scheduler, fake } = setup();
+    fake.instant = false;
+    const a = track(scheduler.acquire(req("/m/a.gguf")));
+    const embed = track(scheduler.acquireModel(req("/m/a.gguf"))); // shares the load
+    await flush();
+    expect(fake.loads).toHaveLength(1);
+    const done = track(scheduler.unload("a"));
+    fake.pending[0]?.resolve();
+    await flush();
+    // The model loaded but is being unloaded: the waiting requests get a fresh load.
+    expect(done.value).toBe(true);
+    expect(fake.models[0]?.disposed).toBe(true);
+    expect(fake.models[0]?.acquired).toBe(0);
+    expect(fake.loads).toHaveLength(2);
+    fake.pending[1]?.resolve();
+    await flush();
+    expect(a.value?.model).toBe(fake.models[1]);
+    expect(embed.value?.model).toBe(fake.models[1]);
+    expect(embed.value?.sequence).toBeUndefined();
+    a.value?.release();
+    embed.value?.release();
+    await scheduler.close();
+  });
+
   it("close() rejects queued requests, aborts running ones, disposes every model and clears its timers", async () => {
     const { scheduler, fake, clock } = setup({ numParallel: 1 });
     (await scheduler.acquire(req("/m/b.gguf"))).release(); // idle, keep-alive timer running
