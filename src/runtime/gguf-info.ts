@@ -37,6 +37,8 @@ export function readGgufFacts(path: string): GgufFacts {
     let tokenizer: Tokenizer | undefined;
     try {
       tokenizer = Tokenizer.fromGguf(md, path);
+      // The model codec is built on first use: a vocabulary type owl cannot decode fails here.
+      tokenizer.decode(Array.from({ length: Math.min(tokenizer.size, 512) }, (_, i) => i));
     } catch {
       // NOTE: a vocabulary owl cannot read still runs on llama.cpp; token bytes then come from it.
       tokenizer = undefined;

@@ -116,7 +116,8 @@ export class LlamaCppBackend implements Backend {
         }),
         ...(signal && { createSignal: signal }),
       });
-      return new LlamaCppModel(lib, llama, model, context, facts.info, facts.tokenizer, options);
+      const info = facts.tokenizer ? facts.info : infoFromLlamaCpp(facts.info, model);
+      return new LlamaCppModel(lib, llama, model, context, info, facts.tokenizer, options);
     } catch (e) {
       await model.dispose();
       if (signal?.aborted) throw aborted(signal);
@@ -130,6 +131,20 @@ export class LlamaCppBackend implements Backend {
       );
     }
   }
+}
+
+/** The vocabulary facts from llama.cpp itself, for a vocabulary owl's tokenizer cannot read. */
+function infoFromLlamaCpp(info: ModelInfo, model: LlamaModel): ModelInfo {
+  const t = model.tokens;
+  const tokens = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
+  return {
+    ...info,
+    vocabSize: Array.isArray(tokens) ? tokens.length : info.vocabSize,
+    eogTokens: [...new Set([t.eos, t.eot].filter((x): x is Token => x !== null))].sort((a, b) => a - b),
+    bosToken: t.bos ?? undefined,
+    eosToken: t.eos ?? undefined,
+    addBos: t.shouldPrependBosToken,
+  };
 }
 
 const utf8 = new TextEncoder();
