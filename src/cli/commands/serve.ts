@@ -26,12 +26,21 @@ export function formatRequestLine(r: { method: string; path: string; status: num
   return `${new Date().toISOString()} | ${r.status} | ${ms.padStart(10)} | ${r.method} ${r.path}\n`;
 }
 
-/** Resolves on the first SIGINT or SIGTERM, with the signal's name. */
-function untilSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves on the first SIGINT or SIGTERM, with the signal's name; a second one while shutting
+ * down exits at once. NOTE: the listeners stay installed: signal-exit (loaded by node-llama-cpp
+ * through proper-lockfile) re-raises a signal when its own handlers are the only ones left, which
+ * would kill the process in the middle of the clean shutdown.
+ */
+function untilSignal(io: CliIO): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
+    let seen = false;
     const on = (s: NodeJS.Signals) => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
+      if (seen) {
+        io.err(`owl: ${s} again: exiting without waiting\n`);
+        process.exit(1);
+      }
+      seen = true;
       resolve(s);
     };
     process.on("SIGINT", on);
@@ -74,7 +83,7 @@ export function registerServe(program: Command, io: CliIO): void {
       const ctx: ServerContext = { store, scheduler, settings, version: VERSION, shutdown: shutdown.signal };
       // Listen for signals before the socket opens: a SIGTERM right after the listening line
       // must not kill the process without the clean shutdown.
-      const signal = untilSignal();
+      const signal = untilSignal(io);
       let server: Awaited<ReturnType<typeof startServer>>;
       try {
         server = await startServer(
