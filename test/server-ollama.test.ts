@@ -342,7 +342,25 @@ describe("chat", () => {
     const withCalls = [];
     for await (const part of stream) if (part.message.tool_calls?.length) withCalls.push(part);
     expect(withCalls.length).toBe(1);
-    expect(withCalls[0]?.message.tool_calls).toEqual(r.message.tool_calls);
+    const fns = (calls: typeof r.message.tool_calls) => calls?.map((t) => t.function);
+    expect(fns(withCalls[0]?.message.tool_calls)).toEqual(fns(r.message.tool_calls));
+    // Each call has an id, as Ollama's (and OpenAI's) "call_..." ids.
+    expect((r.message.tool_calls?.[0] as { id?: string } | undefined)?.id).toMatch(/^call_/);
+
+    // Tools offered but no call made: the answer streams as content, chunk by chunk.
+    const plain = await client.chat({
+      model: MODEL,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      tools,
+      stream: true,
+      options: { temperature: 0, num_predict: 20 },
+    });
+    let contentChunks = 0;
+    for await (const part of plain) {
+      expect(part.message.tool_calls).toBeUndefined();
+      if (part.message.content !== "") contentChunks++;
+    }
+    expect(contentChunks).toBeGreaterThan(1);
 
     // The tool's result goes back as a tool message, and the conversation goes on.
     const follow = await client.chat({

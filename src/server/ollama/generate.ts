@@ -8,8 +8,9 @@
  *   and with keep_alive 0 unloads it (done_reason "unload"); the last chunk carries done_reason,
  *   context (prompt + answer tokens, not with raw) and the timings.
  * - chat: messages (system, user, assistant with tool_calls, tool results) with the Modelfile's
- *   SYSTEM and MESSAGEs first; with tools, the answer is parsed for tool calls, which come in the
- *   message as a whole (one chunk when streaming).
+ *   SYSTEM and MESSAGEs first; with tools, the answer is parsed for tool calls as it streams
+ *   (runtime/tool-calls.ts ToolCallStream): a call comes in message.tool_calls as a whole, in one
+ *   chunk, and the text around it as content.
  *
  * Timings are measured here and in complete(): total_duration from the request's arrival,
  * load_duration from the scheduler (0 when the model was loaded), prompt_eval_* and eval_* from
@@ -38,6 +39,7 @@ import {
   type PromptMessage,
   renderGeneratePrompt,
 } from "../../runtime/prompt.ts";
+import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
 import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import type { ToolDefinition } from "../../tokenizer/chat-template.ts";
@@ -348,43 +350,62 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       return fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: body.truncate !== false })
         .tokens;
     });
-    const withTools = tools.length > 0;
+    // With tools, text that may start a tool call is held back until it is one (then the call
+    // comes whole, in one chunk) or is not (then it comes as content), as Ollama streams them.
+    const tag = model.template === undefined ? undefined : toolCallTag(model.template);
+    const parser = tools.length > 0 ? new ToolCallStream(tools, tag === undefined ? {} : { tag }) : undefined;
+    let callIndex = 0;
+    const chunk = (parsed: ParsedToolCalls, logprobs: OllamaLogprob[] | undefined): OllamaChatResponse => {
+      const message: OllamaMessage = { role: "assistant", content: parsed.content };
+      if (parsed.calls.length > 0) {
+        message.tool_calls = parsed.calls.map((call) => ({
+          id: call.id,
+          function: { index: callIndex++, name: call.name, arguments: call.arguments },
+        }));
+      }
+      return {
+        model: name,
+        created_at: timestamp(),
+        message,
+        done: false,
+        ...(logprobs !== undefined && logprobs.length > 0 && { logprobs }),
+      };
+    };
     async function* chunks(): AsyncGenerator<OllamaChatResponse> {
-      // With tools the answer may be a tool call: it is held back until it can be parsed whole,
-      // so a client never sees half a call as content.
-      let held = "";
-      const heldLogprobs: OllamaLogprob[] = [];
+      let pendingLogprobs: OllamaLogprob[] = [];
+      // After a call, whitespace is held: it is shown only if more text follows (a grammar lets a
+      // model pad the end of its JSON with newlines).
+      let heldSpace = "";
+      const visible = (parsed: ParsedToolCalls): ParsedToolCalls => {
+        if (callIndex === 0 && parsed.calls.length === 0) return parsed;
+        const text = heldSpace + parsed.content;
+        if (text.trim() === "") {
+          heldSpace = text;
+          return { content: "", calls: parsed.calls };
+        }
+        heldSpace = "";
+        return { content: text, calls: parsed.calls };
+      };
       for await (const ev of run.events) {
         if (ev.type === "text") {
           const logprobs = ollamaLogprobs(run.lease.model, ev.pieces);
-          if (withTools) {
-            held += ev.text;
-            if (logprobs) heldLogprobs.push(...logprobs);
+          if (parser === undefined) {
+            yield chunk({ content: ev.text, calls: [] }, logprobs);
             continue;
           }
-          yield {
-            model: name,
-            created_at: timestamp(),
-            message: { role: "assistant", content: ev.text },
-            done: false,
-            ...(logprobs && { logprobs }),
-          };
+          if (logprobs) pendingLogprobs.push(...logprobs);
+          const parsed = visible(parser.push(ev.text));
+          if (parsed.content !== "" || parsed.calls.length > 0) {
+            yield chunk(parsed, pendingLogprobs);
+            pendingLogprobs = [];
+          }
           continue;
         }
-        if (withTools && held !== "") {
-          const parsed = parseToolCalls(held, tools);
-          const toolCalls: OllamaToolCall[] = parsed.calls.map((call, index) => ({
-            function: { index, name: call.name, arguments: call.arguments },
-          }));
-          const message: OllamaMessage = { role: "assistant", content: parsed.content };
-          if (toolCalls.length > 0) message.tool_calls = toolCalls;
-          yield {
-            model: name,
-            created_at: timestamp(),
-            message,
-            done: false,
-            ...(heldLogprobs.length > 0 && { logprobs: heldLogprobs }),
-          };
+        if (parser !== undefined) {
+          const parsed = visible(parser.finish());
+          if (parsed.content !== "" || parsed.calls.length > 0 || pendingLogprobs.length > 0) {
+            yield chunk(parsed, pendingLogprobs);
+          }
         }
         yield {
           model: name,
@@ -411,37 +432,6 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     if (toolCalls.length > 0) message.tool_calls = toolCalls;
     return c.json({ ...last, message, ...(logprobs.length > 0 && { logprobs }) });
   });
-}
-
-interface ParsedToolCalls {
-  content: string;
-  calls: { name: string; arguments: Record<string, unknown> }[];
-}
-
-/**
- * Tool calls in a whole answer: a JSON object {"name", "arguments"} (or "parameters") naming one
- * of the tools, or an array of them; anything else is content.
- * NOTE: a stand-in until runtime/tool-calls.ts (the template-aware parser) lands.
- */
-function parseToolCalls(text: string, tools: readonly ToolDefinition[]): ParsedToolCalls {
-  const names = new Set(tools.map((t) => t.function.name));
-  let value: unknown;
-  try {
-    value = JSON.parse(text.trim());
-  } catch {
-    return { content: text, calls: [] };
-  }
-  const calls: ParsedToolCalls["calls"] = [];
-  for (const item of Array.isArray(value) ? value : [value]) {
-    if (typeof item !== "object" || item === null) return { content: text, calls: [] };
-    const o = item as Record<string, unknown>;
-    const args = o["arguments"] ?? o["parameters"] ?? {};
-    if (typeof o["name"] !== "string" || !names.has(o["name"]) || typeof args !== "object" || args === null) {
-      return { content: text, calls: [] };
-    }
-    calls.push({ name: o["name"], arguments: args as Record<string, unknown> });
-  }
-  return { content: "", calls };
 }
 
 /** The BOS/EOS texts a Jinja template may write. */
