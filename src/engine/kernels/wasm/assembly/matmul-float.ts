@@ -69,15 +69,22 @@ export function dotF16S(w: usize, x: usize, n: i32): f32 {
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
   let a3 = f32x4.splat(0);
+  const keep = i16x8.splat(<i16>0x8fff);
   let i = 0;
   for (; i + 16 <= n; i += 16) {
+    // High halves of the floats: sign, 3 zero bits, exponent, top 7 mantissa bits; low halves:
+    // the last 3 mantissa bits at the top; interleaved into float32 lanes.
     const v = v128.load(w + ((<usize>i) << 1));
     const u = v128.load(w + ((<usize>i) << 1), 16);
+    const vh = v128.and(i16x8.shr_s(v, 3), keep);
+    const vl = i16x8.shl(v, 13);
+    const uh = v128.and(i16x8.shr_s(u, 3), keep);
+    const ul = i16x8.shl(u, 13);
     const o = (<usize>i) << 2;
-    a0 = f32x4.add(a0, f32x4.mul(f16sLo(v), v128.load(x + o)));
-    a1 = f32x4.add(a1, f32x4.mul(f16sHi(v), v128.load(x + o, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(f16sLo(u), v128.load(x + o, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(f16sHi(u), v128.load(x + o, 48)));
+    a0 = f32x4.add(a0, f32x4.mul(i16x8.shuffle(vl, vh, 0, 8, 1, 9, 2, 10, 3, 11), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(i16x8.shuffle(vl, vh, 4, 12, 5, 13, 6, 14, 7, 15), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(i16x8.shuffle(ul, uh, 0, 8, 1, 9, 2, 10, 3, 11), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(i16x8.shuffle(ul, uh, 4, 12, 5, 13, 6, 14, 7, 15), v128.load(x + o, 48)));
   }
   for (; i + 8 <= n; i += 8) {
     const v = v128.load(w + ((<usize>i) << 1));
