@@ -569,6 +569,29 @@ describe("bad input", () => {
     expect(Number(n?.[1])).toBeGreaterThan(256);
   });
 
+  it("a chat longer than the context is a 400, or cut from the oldest messages with truncate: true", async () => {
+    const messages = [
+      { role: "system", content: "You tell stories." },
+      { role: "user", content: "Lily ".repeat(150) },
+      { role: "assistant", content: "Tom ".repeat(150) },
+      { role: "user", content: "Once upon a time" },
+    ];
+    const r = await post("/api/chat", { model: MODEL, messages, stream: false });
+    expect(r.status).toBe(400);
+    const msg = (r.body as { error: string }).error;
+    expect(msg).toMatch(/\b256\b/);
+    expect(Number(/(\d+) tokens/.exec(msg)?.[1])).toBeGreaterThan(256);
+    const cut = await client.chat({
+      model: MODEL,
+      messages,
+      stream: false,
+      truncate: true,
+      options: { temperature: 0, num_predict: 5 },
+    } as Parameters<typeof client.chat>[0] & { stream: false });
+    expect(cut.done).toBe(true);
+    expect(cut.prompt_eval_count).toBeLessThan(256);
+  });
+
   it("a client that disconnects mid-stream: the server goes on serving others", async () => {
     const ac = new AbortController();
     const r = await fetch(`${server.url}/api/generate`, {

@@ -346,9 +346,10 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
         ...templateTokens(loaded),
       };
-      // Ollama truncates a chat that does not fit (oldest messages first) unless truncate is false.
-      return fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: body.truncate !== false })
-        .tokens;
+      // NOTE: Ollama drops the oldest messages of a chat that does not fit unless truncate is
+      // false; owl never cuts silently: only a request with truncate: true is cut, any other
+      // overflow is a 400 naming both numbers.
+      return fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: body.truncate === true }).tokens;
     });
     // With tools, text that may start a tool call is held back until it is one (then the call
     // comes whole, in one chunk) or is not (then it comes as content), as Ollama streams them.
