@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   cutAfterField,
@@ -44,10 +46,12 @@ describe("Go text/template: text, actions, trimming, comments", () => {
     expect(r("x {{/* c */}} y")).toBe("x  y");
   });
 
-  it("prints a missing key as <no value> (missingkey=zero over map[string]any) and nil as <nil>", () => {
+  it("prints a missing key or nil as <no value> (missingkey=zero over map[string]any); a field of nil fails", () => {
     expect(r("[{{ .Missing }}]", {})).toBe("[<no value>]");
-    expect(r("[{{ .Missing.Deeper }}]", {})).toBe("[<no value>]");
-    expect(r("[{{ .N }}]", { N: null })).toBe("[<nil>]");
+    expect(r("[{{ .N }}|{{ print .N }}]", { N: null })).toBe("[<no value>|<nil>]");
+    expect(thrown(() => r("[{{ .Missing.Deeper }}]", {})).message).toContain(
+      "nil pointer evaluating interface {}.Deeper",
+    );
   });
 
   it("prints slices and maps the way fmt does", () => {
@@ -246,4 +250,28 @@ describe("tree queries used by Ollama", () => {
     const nested = cutAfterField(parseGoTemplate("A{{ if .X }}B{{ .Response }}C{{ end }}D"), "Response");
     expect(executeGoTemplate(nested, { X: 1, Response: "r" })).toBe("ABr");
   });
+});
+
+interface GoCase {
+  template: string;
+  data: unknown;
+  out: string;
+  error: string;
+  owlDiffers?: string;
+}
+
+describe("agrees with Go 1.19's text/template (recorded renders, test/fixtures/go-template)", () => {
+  const cases = JSON.parse(
+    readFileSync(join(import.meta.dirname, "fixtures", "go-template", "go1.19-text-template.json"), "utf8"),
+  ) as GoCase[];
+  for (const c of cases.filter((x) => x.owlDiffers === undefined)) {
+    it(JSON.stringify(c.template).slice(0, 100), () => {
+      const render = () => renderGoTemplate(c.template, toGoMap(c.data));
+      if (c.error === "") expect(render()).toBe(c.out);
+      else {
+        const e = thrown(render);
+        expect(e.code).toBe(c.error.startsWith("parse:") ? "ERR_TEMPLATE_PARSE" : "ERR_TEMPLATE_RENDER");
+      }
+    });
+  }
 });

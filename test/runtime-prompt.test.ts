@@ -5,6 +5,7 @@ import {
   executeOllamaTemplate,
   fitChatPrompt,
   fitPrompt,
+  type PromptMessage,
   parseOllamaTemplate,
   promptTokens,
   renderChatPrompt,
@@ -481,4 +482,32 @@ describe("tokens and the context", () => {
     expect(fitPrompt(charModel(false), "abc", 3)).toHaveLength(3);
     expect(thrown(() => fitPrompt(charModel(false), "abcd", 3)).message).toContain("4 tokens");
   });
+});
+
+interface LibraryRender {
+  model: string;
+  conversation: number;
+  messages: PromptMessage[];
+  tools?: ToolDefinition[];
+  out: string;
+  error: string;
+}
+
+describe("library templates with tools agree with Go's text/template over Ollama's data (test/fixtures/go-template)", () => {
+  const renders = JSON.parse(
+    readFileSync(join(import.meta.dirname, "fixtures", "go-template", "ollama-library-renders.json"), "utf8"),
+  ) as LibraryRender[];
+  it("has the fixtures", () => expect(renders.length).toBe(48));
+  for (const r of renders) {
+    it(`${r.model} conversation ${r.conversation}`, () => {
+      const render = () =>
+        executeOllamaTemplate(parseOllamaTemplate(lib(r.model.replace("library/", ""))), {
+          messages: r.messages,
+          ...(r.tools === undefined ? {} : { tools: r.tools }),
+          now: new Date(2026, 0, 2, 12),
+        });
+      if (r.error === "") expect(render()).toBe(r.out);
+      else expect(thrown(render).code).toBe("ERR_TEMPLATE_RENDER");
+    });
+  }
 });

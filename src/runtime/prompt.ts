@@ -257,6 +257,10 @@ function goStruct(
   return withGoString(fields, marshal);
 }
 
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Map);
+}
+
 /** A JSON schema property as Ollama's ToolProperty struct. */
 function toolProperty(p: unknown): unknown {
   if (p === null || typeof p !== "object" || Array.isArray(p)) return toGoMap(p);
@@ -271,10 +275,11 @@ function toolProperty(p: unknown): unknown {
       Items: o["items"] === undefined ? null : toGoMap(o["items"]),
       Description: typeof o["description"] === "string" ? o["description"] : "",
       Enum: Array.isArray(o["enum"]) && o["enum"].length > 0 ? toGoMap(o["enum"]) : null,
-      Properties:
-        o["properties"] !== null && typeof o["properties"] === "object"
-          ? toolProperties(o["properties"])
-          : null,
+      // Nested properties stay in the schema's order (Ollama's ToolPropertiesMap); only the top
+      // level becomes a Go map (templateProperties, sorted).
+      Properties: isPlainObject(o["properties"])
+        ? Object.fromEntries(Object.entries(o["properties"]).map(([k, v]) => [k, toolProperty(v)]))
+        : null,
       Required: Array.isArray(o["required"]) && o["required"].length > 0 ? o["required"] : null,
     },
     [

@@ -11,15 +11,20 @@
  *
  * Data model, mirroring Go values: string, number, boolean; null/undefined = nil (a missing key
  * too: Ollama parses with missingkey=zero, and a missing map[string]any entry prints
- * "<no value>"); arrays = slices; Map = a Go map (ranged and printed in sorted key order, json
- * with sorted keys); a plain object = a struct (fields in insertion order, always true) whose
- * missing fields read as nil; a function-valued field = a method, called with the command's
- * arguments. An object with a [GO_STRING] method prints through it, as a Go value with a
- * String() method does (Ollama's tools and tool-call arguments print as JSON that way).
+ * "<no value>"; a field of nil is an error, as in Go); arrays = slices; Map = a Go map (ranged
+ * and printed in sorted key order, json with sorted keys); a plain object = a struct (fields in
+ * insertion order, always true) whose missing fields read as nil; a function-valued field = a
+ * method, called with the command's arguments. An object with a [GO_STRING] method prints
+ * through it, as a Go value with a String() method does, and one with [GO_JSON] marshals
+ * through it (Ollama's tools and tool-call arguments print as JSON that way).
  *
  * Truthiness is Go's: false, 0, "", nil and empty slices/maps are false, structs are true.
+ * Checked against Go 1.19's text/template (test/fixtures/go-template: 50 language cases, and
+ * Ollama library templates over Ollama's data). The differences found:
  * NOTE: JS has one number type: integers print as integers, others as Go's %v of a float64, so a
- * float64 like 1e6 that Go would print "1e+06" prints "1000000" here.
+ * float64 like 1e6 that Go would print "1e+06" prints "1000000" here, and comparing an int with a
+ * float (lt 1 2.5), an error in Go, works; printf's verbs do not reach into maps and slices (%s of
+ * map[a:1] is "map[a:1]", Go's "map[a:%!s(float64=1)]").
  * Execution is bounded: nested template calls and total steps are capped (ERR_TEMPLATE_RENDER).
  */
 import { OwlError } from "../util/errors.ts";
@@ -816,8 +821,7 @@ function stringer(v: unknown): (() => string) | undefined {
 
 /** fmt.Sprint of one value, as Go prints it. */
 export function goSprint(v: unknown): string {
-  if (v === undefined) return "<no value>";
-  if (v === null) return "<nil>";
+  if (v === undefined || v === null) return "<nil>";
   const s = stringer(v);
   if (s !== undefined) return s();
   switch (typeof v) {
@@ -832,7 +836,7 @@ export function goSprint(v: unknown): string {
     case "function":
       return "<func>";
   }
-  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? "<nil>" : goSprint(x))).join(" ")}]`;
+  if (Array.isArray(v)) return `[${v.map((x) => goSprint(x)).join(" ")}]`;
   if (v instanceof Map) {
     return `map[${sortedKeys(v)
       .map((k) => `${goSprint(k)}:${goSprint(v.get(k))}`)
@@ -976,7 +980,9 @@ class Exec {
         return;
       case "action": {
         const v = this.evalPipeline(dot, node.pipe);
-        if (node.pipe.decl.length === 0) this.write(goSprint(v), node.pos);
+        // A nil result of a pipeline prints "<no value>" (Go unwraps the empty interface); nil
+        // inside a slice prints "<nil>".
+        if (node.pipe.decl.length === 0) this.write(v == null ? "<no value>" : goSprint(v), node.pos);
         return;
       }
       case "if":
@@ -1149,9 +1155,8 @@ class Exec {
     pos: Pos,
   ): unknown {
     if (receiver === undefined || receiver === null) {
-      // missingkey=zero: a field of a missing value is missing too (Go returns the zero Value).
-      this.noArgs(args, final, pos, `.${name}`);
-      return undefined;
+      // A missing key reads as a nil interface (missingkey=zero); a field of nil is Go's error.
+      throw this.fail(pos, `nil pointer evaluating interface {}.${name}`);
     }
     let value: unknown;
     if (receiver instanceof Map) value = receiver.get(name);
