@@ -203,27 +203,26 @@ describe("raw requests", () => {
     expect(body.error.message).toMatch(/limit/);
   });
 
-  it("a client that disconnects mid-stream frees its sequence; the server keeps serving", async () => {
-    const r = await post(
-      "/v1/completions",
-      JSON.stringify({
-        model: MODEL,
-        prompt: "Once upon a time",
-        max_tokens: 10_000,
-        stream: true,
-        temperature: 0,
-      }),
-    );
-    const reader = r.body!.getReader();
-    const first = await reader.read();
-    expect(new TextDecoder().decode(first.value)).toMatch(/^data: /);
-    await reader.cancel();
-    // The generation ends and its sequence goes back: nothing stays active.
-    for (let i = 0; i < 200 && srv.ctx.scheduler.running().some((m) => m.active > 0); i++) {
-      await new Promise((res) => setTimeout(res, 10));
-    }
-    expect(srv.ctx.scheduler.running().every((m) => m.active === 0)).toBe(true);
-    const ok = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 3 });
-    expect(ok.choices[0]!.finish_reason).toBe("length");
-  });
+  const streams: [string, Record<string, unknown>][] = [
+    ["/v1/completions", { prompt: "Once upon a time" }],
+    ["/v1/chat/completions", { messages: [{ role: "user", content: "Once upon a time" }] }],
+  ];
+  for (const [path, body] of streams)
+    it(`${path}: a client that disconnects mid-stream frees its sequence; the server keeps serving`, async () => {
+      const r = await post(
+        path,
+        JSON.stringify({ model: MODEL, max_tokens: 10_000, stream: true, temperature: 0, ...body }),
+      );
+      const reader = r.body!.getReader();
+      const first = await reader.read();
+      expect(new TextDecoder().decode(first.value)).toMatch(/^data: /);
+      await reader.cancel();
+      // The generation ends and its sequence goes back: nothing stays active.
+      for (let i = 0; i < 200 && srv.ctx.scheduler.running().some((m) => m.active > 0); i++) {
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      expect(srv.ctx.scheduler.running().every((m) => m.active === 0)).toBe(true);
+      const ok = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 3 });
+      expect(ok.choices[0]!.finish_reason).toBe("length");
+    });
 });

@@ -111,6 +111,23 @@ describe.skipIf(!fixturePath(REF))("completions", () => {
     expect(usage?.completion_tokens).toBe(30);
   });
 
+  it("logit_bias -100 bans run.c's first greedy token; the same seed repeats a sampled text", async () => {
+    const ref = JSON.parse(readFileSync(fixturePath(REF)!, "utf8")) as { generated_tokens: number[] };
+    const first = ref.generated_tokens[0]!;
+    const banned = await client.completions.create({
+      model: MODEL,
+      prompt: "Once upon a time",
+      max_tokens: 1,
+      temperature: 0,
+      logit_bias: { [String(first)]: -100 },
+    });
+    expect(banned.choices[0]!.text).not.toBe(tok.decode([first]));
+    const sampled = { model: MODEL, prompt: "Once upon a time", max_tokens: 20, temperature: 1, seed: 1234 };
+    const a = await client.completions.create(sampled);
+    const b = await client.completions.create(sampled);
+    expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
+  });
+
   it("stop ends before the stop string, finish_reason stop", async () => {
     const full = referenceText(40);
     const word = full.split(" ")[5]!;

@@ -294,24 +294,30 @@ export async function* streamChat(
   // NOTE: the first event is awaited before the role chunk, so that an error raised when
   // generation starts (a grammar the backend refuses) is still a plain error response.
   const it = gen.events[Symbol.asyncIterator]();
-  let next = await it.next();
-  yield chunk({ role: "assistant", content: "", refusal: null }, null, null);
-  for (; !next.done; next = await it.next()) {
-    const ev = next.value;
-    if (ev.type === "text") {
-      if (wantLogprobs) pending.push(...chatLogprobs(gen.model, ev.pieces));
-      if (parser === undefined) {
-        if (ev.text !== "" || pending.length > 0) {
-          yield chunk({ content: ev.text }, wantLogprobs ? pending : null, null);
-          pending = [];
+  try {
+    let next = await it.next();
+    yield chunk({ role: "assistant", content: "", refusal: null }, null, null);
+    for (; !next.done; next = await it.next()) {
+      const ev = next.value;
+      if (ev.type === "text") {
+        if (wantLogprobs) pending.push(...chatLogprobs(gen.model, ev.pieces));
+        if (parser === undefined) {
+          if (ev.text !== "" || pending.length > 0) {
+            yield chunk({ content: ev.text }, wantLogprobs ? pending : null, null);
+            pending = [];
+          }
+        } else {
+          yield* emit(parser.push(ev.text));
         }
-      } else {
-        yield* emit(parser.push(ev.text));
+        continue;
       }
-      continue;
+      if (parser !== undefined) yield* emit(parser.finish());
+      yield chunk({}, null, finishReason(ev, calls));
+      if (includeUsage) yield { ...head, choices: [], usage: usageOf(ev) };
     }
-    if (parser !== undefined) yield* emit(parser.finish());
-    yield chunk({}, null, finishReason(ev, calls));
-    if (includeUsage) yield { ...head, choices: [], usage: usageOf(ev) };
+  } finally {
+    // NOTE: iterated by hand, so ending this generator early (a client that went away) must end
+    // the events too: that gives the sequence back.
+    await it.return?.();
   }
 }
