@@ -158,6 +158,34 @@ describe("owl backend", () => {
     }
   });
 
+  it("sampling with logprobs or typical-p on llama.cpp draws as node-llama-cpp and as the owl engine", async () => {
+    const prompt = model.tokenize(PROMPT, { addBos: true, parseSpecial: false });
+    const sampling = { ...GREEDY, temperature: 0.9, topK: 40, topP: 0.95, minP: 0.02, seed: 7 };
+    const a = model.tryAcquireSequence()!;
+    const b = llama.tryAcquireSequence()!;
+    try {
+      const plain = await run(llama, b, { prompt, maxTokens: 40, sampling });
+      const withLogprobs = await run(llama, b, { prompt, maxTokens: 40, sampling, logprobs: 3 });
+      expect(withLogprobs.done.context).toEqual(plain.done.context);
+      const ours = await run(model, a, { prompt, maxTokens: 40, sampling, logprobs: 3 });
+      expect(ours.done.context).toEqual(plain.done.context);
+      // The model's distribution, not the truncated, tempered one: the same as the engine's.
+      let worst = 0;
+      for (const [i, p] of pieces(withLogprobs.events).entries()) {
+        worst = Math.max(worst, Math.abs(p.logprob! - pieces(ours.events)[i]!.logprob!));
+      }
+      expect(worst).toBeLessThan(1e-3);
+      const typical = { ...sampling, typicalP: 0.8 };
+      const t1 = await run(llama, b, { prompt, maxTokens: 40, sampling: typical });
+      const t2 = await run(model, a, { prompt, maxTokens: 40, sampling: typical });
+      expect(t1.done.context).toEqual(t2.done.context);
+      expect(t1.text).not.toBe(plain.text);
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
   it("embeddings are unit vectors, equal for equal texts, close to llama.cpp's", async () => {
     const texts = ["Once upon a time", "The little dog", "Once upon a time"];
     const r = await model.embed(texts, { truncate: false });

@@ -8,11 +8,15 @@
  *
  * Sampling maps onto node-llama-cpp's evaluate options (temperature, topK, topP, minP, seed,
  * repeatPenalty with the window of recent tokens, tokenBias from logitBias, grammars through
- * LlamaGrammarEvaluationState). NOTE: node-llama-cpp has no typical-p sampler: typicalP is ignored
- * here (the owl backend applies it). Logprobs come from evaluateWithMetadata: node-llama-cpp
- * computes them over the candidates after its sampler chain, so they are the softmax of the raw
- * logits (after logit bias and penalties) for greedy decoding, and of the truncated, tempered
- * distribution when temperature > 0.
+ * LlamaGrammarEvaluationState). Logprobs come from evaluateWithMetadata, which computes them over
+ * the candidates after node-llama-cpp's sampler chain. So that they are the model's distribution
+ * (the softmax of the logits after logit bias and penalties, before truncation and temperature),
+ * a request with logprobs at temperature > 0 runs node-llama-cpp's chain up to the penalties only
+ * (greedy), takes the whole distribution, and draws with owl's Sampler (the rest of llama.cpp's
+ * chain, same seed, same result), feeding the chosen token back; node-llama-cpp has no typical-p
+ * sampler, so typicalP < 1 takes the same path. NOTE: with a grammar the grammar's state follows
+ * node-llama-cpp's own pick: there the logprobs are those after its whole chain, and typicalP is
+ * ignored.
  *
  * Prefix reuse: a sequence keeps its evaluated tokens; generate() erases what follows the common
  * prefix with the new prompt and evaluates only the rest (always at least the last prompt token).
@@ -31,6 +35,7 @@ import type {
   SequenceEvaluateOptions,
   Token,
 } from "node-llama-cpp";
+import { Sampler } from "../engine/sampler.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OwlError } from "../util/errors.ts";
 import {
@@ -148,6 +153,31 @@ function infoFromLlamaCpp(info: ModelInfo, model: LlamaModel): ModelInfo {
 }
 
 const utf8 = new TextEncoder();
+
+/** What evaluateWithMetadata yields. */
+type EvaluateOutput = { token: Token; confidence?: number; probabilities?: Map<Token, number> };
+
+/**
+ * owl's Sampler for the chain after node-llama-cpp's bias and penalties: top-k, typical-p, top-p,
+ * min-p, temperature and the seeded draw, over log-probabilities (those stages do not change
+ * when every logit moves by the same amount, so log p works as well as the raw logits).
+ */
+function ownSampler(s: SamplingOptions, nVocab: number): { sampler: Sampler; nVocab: number } {
+  const sampler = new Sampler(
+    {
+      temperature: s.temperature,
+      // NOTE: as node-llama-cpp's topK 0 (all candidates, sorted), so the draw matches its own.
+      topK: s.topK > 0 ? s.topK : nVocab,
+      topP: s.topP,
+      minP: s.minP,
+      typicalP: s.typicalP,
+      repeatLastN: 0,
+      seed: s.seed ?? randomSeed32(),
+    },
+    { nVocab },
+  );
+  return { sampler, nVocab };
+}
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -375,29 +405,48 @@ class LlamaCppSequence implements Sequence {
       this.stats = { reused: keep, evaluated: prompt.length - keep };
 
       const all = [...prompt];
-      const evalOptions = this.evaluateOptions(options.sampling, all, grammarState);
-      const room = numCtx - prompt.length;
+      const s = options.sampling;
       const want = options.logprobs;
+      // With logprobs or typical-p at temperature > 0 (and no grammar, whose state follows
+      // node-llama-cpp's own pick), node-llama-cpp runs only bias + penalties + greedy and reports
+      // the whole distribution; owl's Sampler draws from it with the rest of llama.cpp's chain.
+      const own =
+        s.temperature > 0 &&
+        !grammarState &&
+        this.owner.info.vocabSize > 0 &&
+        (want !== undefined || s.typicalP < 1);
+      const evalOptions = this.evaluateOptions(own ? { ...s, temperature: 0 } : s, all, grammarState);
+      const sampler = own ? ownSampler(s, this.owner.info.vocabSize) : undefined;
+      const room = numCtx - prompt.length;
       const input = prompt.slice(keep) as Token[];
-      const it =
-        want === undefined
+      const it: AsyncGenerator<Token | EvaluateOutput, void, Token | undefined> =
+        want === undefined && !own
           ? this.seq.evaluate(input, evalOptions)
           : this.seq.evaluateWithMetadata(
               input,
-              want > 0 ? { probabilities: true } : { confidence: true },
+              own || (want !== undefined && want > 0) ? { probabilities: true } : { confidence: true },
               evalOptions,
             );
       this.inner = it;
       let produced = 0;
-      for await (const out of it) {
+      let next = await it.next();
+      while (!next.done) {
         if (options.signal?.aborted || epoch !== this.epoch) return;
-        const token = typeof out === "number" ? out : out.token;
+        const out = next.value;
+        const meta = typeof out === "number" ? undefined : out;
+        let token = typeof out === "number" ? out : out.token;
+        let logits: Float32Array | undefined;
+        if (sampler && meta?.probabilities) {
+          logits = new Float32Array(sampler.nVocab).fill(Number.NEGATIVE_INFINITY);
+          for (const [id, q] of meta.probabilities) logits[id] = Math.log(q);
+          token = sampler.sampler.sample(logits) as Token;
+          sampler.sampler.accept(token);
+        }
         const step: SampledToken = { token };
-        if (typeof out !== "number") {
-          const meta = out as { confidence?: number; probabilities?: Map<Token, number> };
-          const p = meta.probabilities?.get(token) ?? meta.confidence ?? 0;
+        if (want !== undefined && meta) {
+          const p = meta.probabilities ? (meta.probabilities.get(token) ?? 0) : (meta.confidence ?? 0);
           step.logprob = Math.log(p);
-          if (want !== undefined && want > 0 && meta.probabilities) {
+          if (want > 0 && meta.probabilities) {
             const top: TopLogprob[] = [];
             for (const [id, q] of meta.probabilities) {
               if (top.length >= want) break;
@@ -412,6 +461,8 @@ class LlamaCppSequence implements Sequence {
         if (options.signal?.aborted || epoch !== this.epoch) return;
         // The context holds prompt + generated tokens; stop before node-llama-cpp would shift it.
         if (produced >= room) return;
+        // The token to evaluate next: ours when owl's Sampler chose it.
+        next = await it.next(sampler ? token : undefined);
       }
     } finally {
       if (epoch === this.epoch) this.inner = undefined;
