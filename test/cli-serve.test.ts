@@ -1,0 +1,282 @@
+/**
+ * `owl serve`, `owl ps`, `owl stop` and `owl run` through a server, as a user runs them: each a
+ * real `node bin/owl.js` child process with OWL_HOME in a temp dir and OWL_HOST on a free
+ * loopback port (never the real ~/.owl or port 11434). The server answers Ollama's /api/ps as
+ * `ollama ps` prints it, `owl run <name>` streams the same greedy text through the server as in
+ * process (and the server's request log shows it went there), `owl stop` unloads, SIGTERM exits 0,
+ * a wildcard bind without OWL_API_KEYS is refused, and with keys a request without one gets 401.
+ * Not here: the HTTP routes themselves (server-*.test.ts), `owl run` in process (cli-run.test.ts).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatUntil, humanBytes, humanDuration, renderRunning } from "../src/cli/commands/ps.ts";
+import { REPO_ROOT } from "./helpers/fixtures.ts";
+
+const OWL = join(REPO_ROOT, "bin", "owl.js");
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+interface Result {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+function owl(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<Result> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [OWL, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      rej(new Error(`owl ${args.join(" ")} took over ${timeoutMs} ms\n${out}\n${err}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      res({ code, out, err });
+    });
+  });
+}
+
+/** A running `owl serve` child, its stdout/stderr so far, and a promise of its exit code. */
+interface Served {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function serve(env: Record<string, string>): Promise<Served> {
+  const child = spawn(process.execPath, [OWL, "serve"], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, OWL_NUM_THREADS: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`owl serve did not start in 60 s\n${out}\n${err}`)), 60_000);
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /owl is listening on (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res({ child, url: m[1]!, stderr: () => err, exited });
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`owl serve exited with ${code}\n${out}\n${err}`));
+    });
+  });
+}
+
+describe("owl ps formatting (Ollama's format package)", () => {
+  it("sizes in decimal units as format.HumanBytes", () => {
+    expect(humanBytes(999)).toBe("999 B");
+    expect(humanBytes(1000)).toBe("1 KB");
+    expect(humanBytes(1_054_432)).toBe("1.1 MB");
+    expect(humanBytes(5_400_000_000)).toBe("5.4 GB");
+    expect(humanBytes(12_345_678_901)).toBe("12 GB");
+  });
+
+  it("durations and UNTIL as format.HumanTime", () => {
+    expect(humanDuration(500)).toBe("Less than a second");
+    expect(humanDuration(1000)).toBe("1 second");
+    expect(humanDuration(59_000)).toBe("59 seconds");
+    expect(humanDuration(90_000)).toBe("About a minute");
+    expect(humanDuration(4 * 60_000 + 59_000)).toBe("4 minutes");
+    expect(humanDuration(3_600_000)).toBe("About an hour");
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(formatUntil("2026-01-01T00:04:30Z", now)).toBe("4 minutes from now");
+    expect(formatUntil("2318-01-01T00:00:00Z", now)).toBe("Forever");
+    expect(formatUntil(null, now)).toBe("Forever");
+    expect(formatUntil("2025-12-31T23:59:00Z", now)).toBe("Stopping...");
+  });
+
+  it("the table: NAME ID SIZE PROCESSOR CONTEXT UNTIL, four spaces apart", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    const text = renderRunning(
+      [
+        {
+          name: "stories260k:latest",
+          digest: "2f769f3e94ba59df934f754cd9911a13663d820a2852400e89881206ff8f101c",
+          size: 1_054_432,
+          size_vram: 0,
+          context_length: 512,
+          expires_at: "2026-01-01T00:05:00Z",
+        },
+      ],
+      now,
+    );
+    expect(text).toBe(
+      "NAME                  ID              SIZE      PROCESSOR    CONTEXT    UNTIL\n" +
+        "stories260k:latest    2f769f3e94ba    1.1 MB    100% CPU     512        5 minutes from now\n",
+    );
+  });
+});
+
+describe("owl serve, ps, stop and run through the server", () => {
+  let home: string;
+  let server: Served;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), "owl-cli-serve-"));
+    const port = await freePort();
+    env = { OWL_HOME: home, OWL_HOST: `127.0.0.1:${port}` };
+    server = await serve({ ...env, OWL_CONTEXT_LENGTH: "256", OWL_NUM_PARALLEL: "2" });
+  }, 90_000);
+
+  afterAll(async () => {
+    if (server && server.child.exitCode === null) {
+      server.child.kill("SIGKILL");
+      await server.exited;
+    }
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it("prints where it listens and answers /api/version", async () => {
+    expect(server.url).toBe(`http://${env.OWL_HOST}`);
+    const v = (await (await fetch(`${server.url}/api/version`)).json()) as { version: string };
+    expect(v.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("owl ps: nothing loaded, then the model a run loaded; owl run through the server equals in process; owl stop unloads", async () => {
+    const empty = await owl(["ps"], env);
+    expect(empty.err).toBe("");
+    expect(empty.code).toBe(0);
+    expect(empty.out).toBe("NAME    ID    SIZE    PROCESSOR    CONTEXT    UNTIL\n");
+
+    const args = ["run", "stories260k", "Once upon a time", "--temperature", "0", "--num-predict", "20"];
+    const via = await owl(args, env);
+    expect(via.err).toBe("");
+    expect(via.code).toBe(0);
+    const local = await owl([...args, "--no-server"], env);
+    expect(local.code).toBe(0);
+    // run.c's greedy continuation of the bundled stories260K (cli-run.test.ts checks it against
+    // llama2.c's reference tokens): both ways print it.
+    expect(local.out).toMatch(/^, there was a little girl named Lily/);
+    expect(via.out).toBe(local.out);
+    expect(server.stderr()).toMatch(/\| 200 \| +[\d.]+m?s \| POST \/api\/generate\n/);
+
+    const ps = await owl(["ps"], env);
+    expect(ps.code).toBe(0);
+    const lines = ps.out.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^NAME +ID +SIZE +PROCESSOR +CONTEXT +UNTIL$/);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(
+      /^stories260k:latest +[0-9a-f]{12} +[\d.]+ [KMG]?B +100% CPU +\d+ +(\d+ minutes|About a minute) from now$/,
+    );
+
+    const stop = await owl(["stop", "stories260k"], env);
+    expect(stop.err).toBe("");
+    expect(stop.code).toBe(0);
+    const after = await owl(["ps"], env);
+    expect(after.out).toBe("NAME    ID    SIZE    PROCESSOR    CONTEXT    UNTIL\n");
+  }, 240_000);
+
+  it("owl run --verbose through the server prints the final chunk's timings", async () => {
+    const r = await owl(["run", "stories260k", "Once upon a time", "--num-predict", "5", "--verbose"], env);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^prompt eval count: +\d+ token\(s\)$/m);
+    expect(r.err).toMatch(/^eval count: +5 token\(s\)$/m);
+    expect(r.err).toMatch(/^eval rate: +[\d.]+ tokens\/s$/m);
+    expect(r.err).toContain(`server:               ${server.url}`);
+  }, 120_000);
+
+  it("owl stop of a model that is not there is a clear error", async () => {
+    const r = await owl(["stop", "nosuchmodel"], env);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('couldn\'t find model "nosuchmodel" to stop');
+  }, 60_000);
+
+  it("SIGTERM: a clean shutdown, exit code 0", async () => {
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.stderr()).toContain("shutting down");
+  }, 60_000);
+});
+
+describe("owl serve: refusals and API keys", () => {
+  let home: string;
+  beforeAll(() => {
+    home = mkdtempSync(join(tmpdir(), "owl-cli-serve-keys-"));
+  });
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+  it("no server: owl ps says how to start one", async () => {
+    const port = await freePort();
+    const r = await owl(["ps"], { OWL_HOME: home, OWL_HOST: `127.0.0.1:${port}` });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`could not reach the owl server at http://127.0.0.1:${port}`);
+    expect(r.err).toContain("start it with `owl serve`");
+  }, 60_000);
+
+  it("a non-loopback address without OWL_API_KEYS: refused, exit 1", async () => {
+    const port = await freePort();
+    const r = await owl(["serve"], { OWL_HOME: home, OWL_HOST: `0.0.0.0:${port}`, OWL_API_KEYS: "" });
+    expect(r.code).toBe(1);
+    expect(r.out).toBe("");
+    expect(r.err).toMatch(/^error: refusing to listen on 0\.0\.0\.0: .*no API key is configured/m);
+    expect(r.err).toMatch(/^hint: set OWL_API_KEYS/m);
+  }, 60_000);
+
+  it("a busy port: a clear error naming the address", async () => {
+    const port = await freePort();
+    const env = { OWL_HOME: home, OWL_HOST: `127.0.0.1:${port}` };
+    const first = await serve(env);
+    try {
+      const r = await owl(["serve"], env);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`cannot listen on 127.0.0.1:${port}: the port is in use`);
+    } finally {
+      first.child.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+    }
+  }, 120_000);
+
+  it("with OWL_API_KEYS: 401 without the key, 200 with it; the CLI sends the first key", async () => {
+    const port = await freePort();
+    const env = { OWL_HOME: home, OWL_HOST: `127.0.0.1:${port}`, OWL_API_KEYS: "k-one,k-two" };
+    const s = await serve(env);
+    try {
+      expect((await fetch(`${s.url}/api/tags`)).status).toBe(401);
+      const bad = await fetch(`${s.url}/api/tags`, { headers: { authorization: "Bearer nope" } });
+      expect(bad.status).toBe(401);
+      const ok = await fetch(`${s.url}/api/tags`, { headers: { authorization: "Bearer k-two" } });
+      expect(ok.status).toBe(200);
+      // Ollama's probes stay open: / and /api/version.
+      expect((await fetch(`${s.url}/api/version`)).status).toBe(200);
+      const ps = await owl(["ps"], env);
+      expect(ps.code).toBe(0);
+      const noKey = await owl(["ps"], { ...env, OWL_API_KEYS: "" });
+      expect(noKey.code).toBe(1);
+      expect(noKey.err).toMatch(/^hint: set OWL_API_KEYS/m);
+    } finally {
+      s.child.kill("SIGTERM");
+      expect(await s.exited).toBe(0);
+    }
+  }, 120_000);
+});
