@@ -351,6 +351,20 @@ describe("renderGeneratePrompt", () => {
     ).toBe("<Hi>");
   });
 
+  it("a model with no template at all: the prompt as is (Ollama's DefaultTemplate); a GGUF template is used", () => {
+    expect(renderGeneratePrompt({ prompt: "Once upon", modelSystem: "S" })).toEqual({
+      prompt: "Once upon",
+      source: "default",
+    });
+    expect(
+      renderGeneratePrompt({
+        prompt: "hi",
+        chatTemplate:
+          "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}",
+      }),
+    ).toEqual({ prompt: "<user>hi<bot>", source: "gguf" });
+  });
+
   it("legacy templates over several turns (Ollama's per-turn runs)", () => {
     const t = parseOllamaTemplate(template);
     const msgs = [

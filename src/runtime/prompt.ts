@@ -71,7 +71,7 @@ export interface ChatPromptInput {
 }
 
 /** Which template made the prompt. */
-export type PromptSource = "modelfile" | "gguf" | "chatml";
+export type PromptSource = "modelfile" | "gguf" | "chatml" | "default";
 
 export interface RenderedPrompt {
   prompt: string;
@@ -575,7 +575,8 @@ export interface GeneratePromptInput {
  * The prompt of /api/generate (and /v1/completions): raw: the prompt itself; with a suffix: the
  * template's {{ .Prompt }}/{{ .Suffix }} (ERR_UNSUPPORTED when the template has no .Suffix);
  * else the system, the Modelfile MESSAGEs and the prompt as a user message, through the same
- * templates as a chat.
+ * templates as a chat; a model with no template at all gets the prompt as is (Ollama's
+ * DefaultTemplate "{{ .Prompt }}", which leaves out the system prompt too).
  */
 export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt {
   const name = input.modelName ?? "this model";
@@ -605,6 +606,14 @@ export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt
       ...(input.now === undefined ? {} : { now: input.now }),
     });
     return { prompt, source: "modelfile" };
+  }
+  if (
+    (template === undefined || template === "") &&
+    (input.chatTemplate === undefined || input.chatTemplate === "")
+  ) {
+    // No template at all: Ollama's DefaultTemplate, "{{ .Prompt }}" (a base model such as
+    // stories260K continues the text itself; ChatML would put chat tokens it never saw around it).
+    return { prompt: input.prompt, source: "default" };
   }
   const system = input.system !== undefined && input.system !== "" ? input.system : input.modelSystem;
   const msgs: PromptMessage[] = [];
