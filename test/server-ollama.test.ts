@@ -422,6 +422,17 @@ describe("the model store", () => {
     expect(show.capabilities).toEqual(["completion"]);
     expect(show.modelfile).toContain("FROM ");
     expect(show.details.quantization_level).toBe("F32");
+    const verbose = await post("/api/show", { model: MODEL, verbose: true });
+    const vb = verbose.body as {
+      model_info: Record<string, unknown>;
+      tensors: { name: string; type: string; shape: number[] }[];
+    };
+    expect((vb.model_info["tokenizer.ggml.tokens"] as string[]).length).toBe(512);
+    expect(vb.tensors.find((t) => t.name === "token_embd.weight")).toEqual({
+      name: "token_embd.weight",
+      type: "F32",
+      shape: [64, 512],
+    });
 
     await client.copy({ source: MODEL, destination: "copied:v1" });
     expect((await client.list()).models.map((m) => m.name)).toContain("copied:v1");
@@ -548,6 +559,10 @@ describe("bad input", () => {
     const ka = await post("/api/generate", { model: MODEL, prompt: "x", keep_alive: "forever" });
     expect(ka.status).toBe(400);
     expect((ka.body as { error: string }).error).toContain("keep_alive");
+    // stories260K's template takes no suffix: Ollama's "does not support insert".
+    const insert = await post("/api/generate", { model: MODEL, prompt: "def f(", suffix: "return 1" });
+    expect(insert.status).toBe(400);
+    expect((insert.body as { error: string }).error).toContain("does not support insert");
     const raw = await post("/api/generate", { model: MODEL, prompt: "x", raw: true, system: "s" });
     expect(raw).toEqual({
       status: 400,

@@ -184,6 +184,14 @@ export interface OllamaShowRequest {
   verbose?: boolean;
 }
 
+/** A tensor of the model file (/api/show with verbose). Shape in GGUF order (row length first). */
+export interface OllamaTensor {
+  name: string;
+  /** ggml type name: "F32", "Q4_K", ... */
+  type: string;
+  shape: number[];
+}
+
 export interface OllamaShowResponse {
   license?: string;
   modelfile?: string;
@@ -195,6 +203,7 @@ export interface OllamaShowResponse {
   model_info: Record<string, unknown>;
   capabilities?: string[];
   modified_at?: string;
+  tensors?: OllamaTensor[];
 }
 
 /** /api/create, Ollama's current JSON form, plus the older `modelfile` text. */

@@ -8,7 +8,12 @@
  * Not here: inference (generate.ts, embed.ts), running models (ps.ts).
  */
 import type { Context, Hono } from "hono";
-import type { OllamaListResponse, OllamaProgressResponse, OllamaShowResponse } from "../../api/ollama.ts";
+import type {
+  OllamaListResponse,
+  OllamaProgressResponse,
+  OllamaShowResponse,
+  OllamaTensor,
+} from "../../api/ollama.ts";
 import { type GgufValue, openGguf } from "../../formats/gguf/index.ts";
 import { normalizeParameters, parseModelfile } from "../../store/modelfile.ts";
 import type { Modelfile, ResolvedModel, StoredMessage } from "../../store/types.ts";
@@ -298,8 +303,11 @@ export function showModel(
 ): OllamaShowResponse {
   const modelInfo: Record<string, unknown> = {};
   let chatTemplate: string | undefined;
+  let tensors: OllamaTensor[] | undefined;
   const file = openGguf(model.modelPath);
   try {
+    if (options.verbose)
+      tensors = file.tensors.map((t) => ({ name: t.name, type: t.type.name, shape: [...t.dims] }));
     for (const [k, v] of file.metadata) {
       if (k === "tokenizer.chat_template") {
         if (v.type === "STRING") chatTemplate = v.value;
@@ -312,8 +320,10 @@ export function showModel(
     file.close();
   }
   const template = model.template ?? chatTemplate ?? "";
+  // Ollama's Capabilities(): tools when the template takes tools, insert when it takes a suffix.
   const capabilities = ["completion"];
-  if (/\btools\b/.test(template)) capabilities.push("tools");
+  if (/\btools\b|\.Tools\b/.test(template)) capabilities.push("tools");
+  if (/\.Suffix\b/.test(template)) capabilities.push("insert");
   const resp: OllamaShowResponse = {
     license: model.license.join("\n"),
     modelfile: ctx.store.modelfileText(model),
@@ -325,6 +335,7 @@ export function showModel(
     model_info: modelInfo,
     capabilities,
     modified_at: timestamp(model.modifiedAt),
+    ...(tensors !== undefined && { tensors }),
   };
   for (const k of ["license", "parameters", "template", "system"] as const)
     if (resp[k] === "") delete resp[k];
