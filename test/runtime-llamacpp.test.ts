@@ -261,6 +261,21 @@ describe("llama.cpp backend", () => {
 });
 
 describe("llama.cpp backend lifecycle", () => {
+  it("an aborted load is ERR_ABORTED", async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(
+      backend.load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: 64,
+        numParallel: 1,
+        threads: 1,
+        signal: ac.signal,
+      }),
+    ).rejects.toMatchObject({ code: "ERR_ABORTED" });
+  });
+
   it("loads and disposes five times without keeping the models", async () => {
     for (let i = 0; i < 5; i++) {
       const m = await backend.load({

@@ -226,6 +226,21 @@ describe("owl backend", () => {
 });
 
 describe("owl backend lifecycle", () => {
+  it("an aborted load is ERR_ABORTED", async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(
+      createBackend("owl").load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: 64,
+        numParallel: 1,
+        threads: 1,
+        signal: ac.signal,
+      }),
+    ).rejects.toMatchObject({ code: "ERR_ABORTED" });
+  });
+
   it("loads and disposes five times; a disposed model refuses to run", async () => {
     for (let i = 0; i < 5; i++) {
       const m = await createBackend("owl").load({
