@@ -417,5 +417,12 @@ describe("chat completions", () => {
     });
     expect(next.choices[0]!.message.tool_calls).toBeUndefined();
     expect(typeof next.choices[0]!.message.content).toBe("string");
+    // ChatML (no tool syntax of its own) shows the tool turn's content: it reached the template.
+    const rendered = chatml([
+      { role: "user", content: "Weather?" },
+      { role: "assistant", content: "" },
+      { role: "tool", content: "sunny" },
+    ]);
+    expect(next.usage!.prompt_tokens).toBe(tok.encode(rendered, { addSpecial: true }).length);
   });
 });

@@ -193,8 +193,15 @@ function finishReason(done: Done, calls: readonly OpenAiToolCall[]): OpenAiFinis
   return calls.length > 0 ? "tool_calls" : done.reason;
 }
 
-function header(id: string, created: number, req: OpenAiChatCompletionRequest, gen: Generation) {
-  return { id, created, model: req.model, system_fingerprint: systemFingerprint(gen.model) };
+/** The fields every answer starts with, in OpenAI's order. */
+function header<O extends string>(
+  object: O,
+  id: string,
+  created: number,
+  req: OpenAiChatCompletionRequest,
+  gen: Generation,
+) {
+  return { id, object, created, model: req.model, system_fingerprint: systemFingerprint(gen.model) };
 }
 
 export async function completeChat(
@@ -222,8 +229,7 @@ export async function completeChat(
     if (calls.length > 0) content = parsed.content === "" ? null : parsed.content;
   }
   return {
-    ...header(id, created, req, gen),
-    object: "chat.completion",
+    ...header("chat.completion", id, created, req, gen),
     choices: [
       {
         index: 0,
@@ -247,8 +253,7 @@ export async function* streamChat(
   req: OpenAiChatCompletionRequest,
 ): AsyncGenerator<OpenAiChatCompletionChunk> {
   const head = {
-    ...header(openAiId("chatcmpl-"), unixNow(), req, gen),
-    object: "chat.completion.chunk" as const,
+    ...header("chat.completion.chunk", openAiId("chatcmpl-"), unixNow(), req, gen),
   };
   const includeUsage = req.stream_options?.include_usage === true;
   const usageField = includeUsage ? { usage: null } : {};
