@@ -12,8 +12,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatUntil, humanBytes, humanDuration, renderRunning } from "../src/cli/commands/ps.ts";
+import type { RunIO } from "../src/cli/commands/run.ts";
+import { captureIO } from "../src/cli/io.ts";
+import { runCli } from "../src/cli/main.ts";
 import { REPO_ROOT } from "./helpers/fixtures.ts";
 
 const OWL = join(REPO_ROOT, "bin", "owl.js");
@@ -204,6 +208,34 @@ describe("owl serve, ps, stop and run through the server", () => {
     expect(r.err).toMatch(/^eval count: +5 token\(s\)$/m);
     expect(r.err).toMatch(/^eval rate: +[\d.]+ tokens\/s$/m);
     expect(r.err).toContain(`server:               ${server.url}`);
+  }, 120_000);
+
+  it("the chat of owl run <name> goes through /api/chat", async () => {
+    const chat = async (extra: string[]) => {
+      const io: RunIO & ReturnType<typeof captureIO> = captureIO();
+      io.owlHome = home;
+      io.input = Readable.from(["Once upon a time\n", "/bye\n"]);
+      io.inputIsTTY = true;
+      const code = await runCli(
+        ["run", "stories260k", "--temperature", "0", "--num-predict", "8", ...extra],
+        io,
+      );
+      return { code, out: io.stdout(), err: io.stderr() };
+    };
+    // OwlClient reads OWL_HOST from the environment; vitest runs each file in a process of its own.
+    const saved = process.env.OWL_HOST;
+    process.env.OWL_HOST = env.OWL_HOST;
+    try {
+      const via = await chat([]);
+      expect(via.err).toBe("");
+      expect(via.code).toBe(0);
+      // The answer itself is the server's rendering of the messages (server-ollama tests check it).
+      expect(via.out).toMatch(/>>> Once upon a time\n.+\n\n>>> /);
+      expect(server.stderr()).toMatch(/\| 200 \| +[\d.]+m?s \| POST \/api\/chat\n/);
+    } finally {
+      if (saved === undefined) delete process.env.OWL_HOST;
+      else process.env.OWL_HOST = saved;
+    }
   }, 120_000);
 
   it("owl stop of a model that is not there is a clear error", async () => {
