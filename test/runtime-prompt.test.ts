@@ -308,6 +308,20 @@ describe("renderChatPrompt: precedence and the Modelfile", () => {
     expect(out.prompt).toBe("dev|[get_time=12:00]");
   });
 
+  it("passes think to Go templates (.Think, .ThinkLevel, .IsThinkSet) and to Jinja (enable_thinking)", () => {
+    const template =
+      "{{ if .Think }}T{{ .ThinkLevel }}{{ end }}|{{ .IsThinkSet }}|{{ range .Messages }}{{ .Content }}{{ end }}";
+    const messages = [{ role: "user", content: "q" }];
+    expect(renderChatPrompt({ template, messages }).prompt).toBe("|false|q");
+    expect(renderChatPrompt({ template, messages, think: true }).prompt).toBe("T|true|q");
+    expect(renderChatPrompt({ template, messages, think: "high" }).prompt).toBe("Thigh|true|q");
+    expect(renderChatPrompt({ template, messages, think: false }).prompt).toBe("|true|q");
+    const chatTemplate =
+      "{% for m in messages %}{{ m.content }}{% endfor %}{% if enable_thinking is defined %}:{{ enable_thinking }}{% endif %}";
+    expect(renderChatPrompt({ chatTemplate, messages, addGenerationPrompt: false }).prompt).toBe("q");
+    expect(renderChatPrompt({ chatTemplate, messages, think: false }).prompt).toBe("q:False");
+  });
+
   it("refuses images and malformed messages", () => {
     expect(
       thrown(() => renderChatPrompt({ messages: [{ role: "user", content: "x", images: ["aGk="] }] })).code,

@@ -124,6 +124,21 @@ describe("parseToolCalls", () => {
     expect(calls[0]!.id).toMatch(/^call_[A-Za-z0-9]{24}$/);
   });
 
+  it("mistral-small's own tag ([TOOL_CALLS][) parses as Mistral's format, whole and streamed", () => {
+    const text = '[TOOL_CALLS][{"name": "get_time", "arguments": {"tz": "UTC"}}]';
+    expect(parse(text, TOOLS, "[TOOL_CALLS][").calls).toEqual([
+      { id: "call_1", name: "get_time", arguments: { tz: "UTC" } },
+    ]);
+    const s = new ToolCallStream(TOOLS, { tag: "[TOOL_CALLS][", makeId: ids() });
+    const a = s.push("[TOOL_CALLS][{");
+    const b = s.push('"name": "get_time", "arguments": {"tz": "UTC"}}]');
+    expect([a, b]).toEqual([
+      { content: "", calls: [] },
+      { content: "", calls: [{ id: "call_1", name: "get_time", arguments: { tz: "UTC" } }] },
+    ]);
+    expect(s.finish()).toEqual({ content: "", calls: [] });
+  });
+
   it("a template's own tag", () => {
     const text = 'ok <function_call>{"name": "get_time", "arguments": {}}</function_call>';
     expect(parse(text).calls).toEqual([]);
