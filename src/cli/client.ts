@@ -206,7 +206,7 @@ export class OwlClient {
   }
 
   /** GET /api/version within `timeoutMs`: the server's version, or undefined when none answers. */
-  async probe(timeoutMs = 500): Promise<string | undefined> {
+  async probe(timeoutMs = 2000): Promise<string | undefined> {
     try {
       const v = await this.getJson<{ version?: string }>("/api/version", AbortSignal.timeout(timeoutMs));
       return typeof v.version === "string" ? v.version : "";
