@@ -154,6 +154,9 @@ function infoFromLlamaCpp(info: ModelInfo, model: LlamaModel): ModelInfo {
 
 const utf8 = new TextEncoder();
 
+/** Grammars kept per model (clients tend to send the same few schemas). */
+const GRAMMAR_CACHE = 32;
+
 /** What evaluateWithMetadata yields. */
 type EvaluateOutput = { token: Token; confidence?: number; probabilities?: Map<Token, number> };
 
@@ -243,11 +246,16 @@ class LlamaCppModel implements LoadedModel {
   grammar(spec: GrammarSpec): Promise<LlamaGrammar> {
     const key = JSON.stringify(spec);
     let g = this.grammars.get(key);
-    if (!g) {
+    if (g) {
+      // Most recently used last: the oldest goes first when the cache is full.
+      this.grammars.delete(key);
+    } else {
       g = buildGrammar(this.llama, spec);
-      this.grammars.set(key, g);
       g.catch(() => this.grammars.delete(key));
+      const oldest = this.grammars.keys().next();
+      if (this.grammars.size >= GRAMMAR_CACHE && !oldest.done) this.grammars.delete(oldest.value);
     }
+    this.grammars.set(key, g);
     return g;
   }
 
