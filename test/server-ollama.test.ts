@@ -662,13 +662,14 @@ describe("the queue", () => {
       defaultBackend: "llama.cpp",
       threads: 1,
     });
+    const stop = new AbortController();
     const srv = await startServer(
       {
         store: new ModelStore(root),
         scheduler: sched,
         settings: busySettings,
         version: "t",
-        shutdown: shutdown.signal,
+        shutdown: stop.signal,
       },
       { host: "127.0.0.1", port: 0 },
     );
@@ -695,6 +696,24 @@ describe("the queue", () => {
       });
       expect(ok.status).toBe(200);
       expect(((await ok.json()) as { response: string }).response).toBe(expectedGreedy(N));
+
+      // Shutting down while a client reads: its stream ends with an error line, close() returns.
+      const reading = await fetch(`${srv.url}/api/generate`, {
+        method: "POST",
+        body: body({ options: { temperature: 0.8, num_predict: -1 } }),
+      });
+      const lines = reading.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = (await lines.read()).value ?? "";
+      stop.abort();
+      const closed = srv.close({ graceMs: 10_000 });
+      for (;;) {
+        const r = await lines.read();
+        if (r.done) break;
+        text += r.value;
+      }
+      await closed;
+      const last = JSON.parse(text.trim().split("\n").pop() ?? "{}") as { error?: string };
+      expect(last.error).toBe("the generation was cancelled: the server is shutting down");
     } finally {
       await srv.close({ graceMs: 1000 });
       await sched.close();
