@@ -211,6 +211,14 @@ describe("ToolCallStream", () => {
     expect(t.calls).toEqual([]);
   });
 
+  it("holds a leading ```json fence, but streams other code blocks", () => {
+    const j = stream(["``", '`json\n{"name": "get_time", "arguments": {}}', "\n```"]);
+    expect(j.out.map((o) => o.calls.length)).toEqual([0, 0, 1, 0]);
+    expect(j.content.trim()).toBe("");
+    const py = stream(["```py", "thon\nprint(1)\n", "```"]);
+    expect(py.out.map((o) => o.content)).toEqual(["```py", "thon\nprint(1)\n", "```", ""]);
+  });
+
   it("releases an unfinished call as content at the end (never drops text)", () => {
     const text = '<tool_call>{"name": "get_time", "argu';
     const r = stream([text]);

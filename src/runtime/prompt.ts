@@ -569,6 +569,8 @@ export interface GeneratePromptInput {
   now?: Date;
   /** The model name, for messages. */
   modelName?: string;
+  /** Ollama's /api/generate images: any image is ERR_UNSUPPORTED (no vision projector). */
+  images?: readonly unknown[] | null;
 }
 
 /**
@@ -580,6 +582,7 @@ export interface GeneratePromptInput {
  */
 export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt {
   const name = input.modelName ?? "this model";
+  if (Array.isArray(input.images) && input.images.length > 0) throw noVision();
   if (input.raw === true) {
     if ((input.requestTemplate ?? "") !== "" || (input.system ?? "") !== "") {
       throw new OwlError("ERR_BAD_REQUEST", "raw mode does not support template, system, or context");

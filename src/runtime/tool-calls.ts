@@ -335,9 +335,10 @@ export class ToolCallStream {
         // Bare JSON may open the answer: hold leading whitespace and a leading { or [.
         if (!this.started) {
           const lead = this.buf.trimStart();
-          if (!final && (lead === "" || (lead.length < 3 && "```".startsWith(lead))))
+          // Only a ```json fence may hold a call: other code blocks stream as they come.
+          if (!final && (lead === "" || (lead.length < 7 && "```json".startsWith(lead))))
             return { content, calls };
-          if (lead.startsWith("{") || lead.startsWith("[") || lead.startsWith("```")) {
+          if (lead.startsWith("{") || lead.startsWith("[") || lead.startsWith("```json")) {
             this.inCall = true;
             continue;
           }
@@ -433,7 +434,7 @@ export class ToolCallStream {
       }
       return final ? b : undefined;
     }
-    if (b.startsWith(PYTHON_TAG) || !/^\s*[[{`]/.test(b)) return final ? b : undefined;
+    if (b.startsWith(PYTHON_TAG) || !/^\s*([[{]|```json)/.test(b)) return final ? b : undefined;
     // Bare JSON (or a ```json fence) at the start of the answer.
     const lead = b.length - b.trimStart().length;
     if (b.startsWith("```", lead)) {
