@@ -525,7 +525,7 @@ describe("library templates with tools agree with Go's text/template over Ollama
   const renders = JSON.parse(
     readFileSync(join(import.meta.dirname, "fixtures", "go-template", "ollama-library-renders.json"), "utf8"),
   ) as LibraryRender[];
-  it("has the fixtures", () => expect(renders.length).toBe(48));
+  it("has the fixtures", () => expect(renders.length).toBe(72));
   for (const r of renders) {
     it(`${r.model} conversation ${r.conversation}`, () => {
       const render = () =>
