@@ -323,7 +323,22 @@ export async function readBandwidth(bytes: number, threads: number): Promise<num
 
 // ------------------------------------------------------------------ the benchmark
 
-export async function runEngineBench(): Promise<string> {
+/** Which part of the benchmark to run (all of it by default). */
+export interface EngineBenchOptions {
+  /** Model sizes by name ("15M", "110M"). */
+  shapes?: string[];
+  /** Weight types. */
+  types?: GgmlTypeName[];
+  /** Repetitions per engine and model, instead of each shape's default. */
+  reps?: number;
+}
+
+export async function runEngineBench(options: EngineBenchOptions = {}): Promise<string> {
+  const shapes = SHAPES.filter((s) => !options.shapes || options.shapes.includes(s.name)).map((s) => ({
+    ...s,
+    reps: options.reps ?? s.reps,
+  }));
+  const types = TYPES.filter((t) => !options.types || options.types.includes(t));
   const load0 = loadavg();
   const tStart = performance.now();
   process.stderr.write("bench engine: memory bandwidth...\n");
@@ -334,15 +349,21 @@ export async function runEngineBench(): Promise<string> {
   const goals: string[] = [];
   let f32Line = "";
   try {
-    for (const s of SHAPES) {
-      for (const type of TYPES) {
+    for (const s of shapes) {
+      for (const type of types) {
         const path = join(dir, `stories${s.name}-${type}.gguf`);
         process.stderr.write(`bench engine: ${s.name} ${type}...\n`);
         const tModel = performance.now();
         const gen = await writeModel(path, s, type);
         const size = statSync(path).size;
+        const loadAt = loadavg()[0]!;
+        const tChild = performance.now();
         const llama = child("llama.cpp", path, s.reps);
+        const tOwl = performance.now();
         const owl = child("owl", path, s.reps);
+        process.stderr.write(
+          `  children: llama.cpp ${((tOwl - tChild) / 1000).toFixed(0)} s, owl ${((performance.now() - tOwl) / 1000).toFixed(0)} s\n`,
+        );
         rmSync(path, { force: true });
         const cell = (o: number[], l: number[]) => {
           const om = median(o);
@@ -361,7 +382,7 @@ export async function runEngineBench(): Promise<string> {
             `${((performance.now() - tModel) / 1000).toFixed(0)} s\n`,
         );
         rows.push(
-          `| ${s.name} | ${type}${stored !== type ? ` (${stored})` : ""} | ${(size / 1e6).toFixed(0)} | ${p.text} | ${de.text} | ${dd.text} |`,
+          `| ${s.name} | ${type}${stored !== type ? ` (${stored})` : ""} | ${(size / 1e6).toFixed(0)} | ${p.text} | ${de.text} | ${dd.text} | ${loadAt.toFixed(1)} |`,
         );
         const decodeGoal = s.name === "15M" ? 1.0 : 0.8;
         const miss: string[] = [];
@@ -393,15 +414,17 @@ export async function runEngineBench(): Promise<string> {
       `(owl's cache is F32, so both do the same work at depth). owl: createWasmBackend({ threads: ${THREADS} }), ` +
       `default nBatch (32). Greedy decode on both (llama.cpp temperature 0, owl argmax). Token ids are BOS then ` +
       `seeded random ids. Prompt = 512 tokens; decode = 128 tokens after a 1-token prompt ("from empty") and ` +
-      `after the 512-token prompt ("after 512"). Medians of ${SHAPES.map((s) => `${s.reps} (${s.name})`).join(" / ")} ` +
-      `repetitions; tok/s, ratio = owl / llama.cpp. Q4_K on the 15M model: rows of 288 values are not whole ` +
+      `after the 512-token prompt ("after 512"). Medians of ${shapes.map((s) => `${s.reps} (${s.name})`).join(" / ")} ` +
+      `repetitions; tok/s, ratio = owl / llama.cpp; load = the 1-minute load average when the row started ` +
+      `(on 2 cores above about 2 both engines lose time to other processes, llama.cpp, whose threads meet in spinning ` +
+      `barriers, far more than owl, so such rows overstate owl's ratio). Q4_K on the 15M model: rows of 288 values are not whole ` +
       `256-value super-blocks, so those matrices fall back to Q5_0 as llama-quantize does; only ffn_down is Q4_K.`,
     "",
     `Load average (1, 5, 15 min) at the start: ${fmtLoad(load0)}; at the end: ${fmtLoad(load1)}. ` +
       `The machine was shared with other work, so absolute figures are noisy; the ratios are the point.`,
     "",
-    "| model | type | file MB | prompt owl | prompt llama.cpp | ratio | decode (empty) owl | llama.cpp | ratio | decode (after 512) owl | llama.cpp | ratio |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| model | type | file MB | prompt owl | prompt llama.cpp | ratio | decode (empty) owl | llama.cpp | ratio | decode (after 512) owl | llama.cpp | ratio | load |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows,
     "",
     `Memory read bandwidth (worker threads summing 512 MiB of float32 with WebAssembly SIMD, best of 5): ` +
@@ -418,5 +441,17 @@ export async function runEngineBench(): Promise<string> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.stdout.write(`${await runEngineBench()}\n`);
+  // bench/engine.ts [--shapes 15M,110M] [--types F32,Q4_0] [--reps N]
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const options: EngineBenchOptions = {};
+  const shapes = arg("--shapes");
+  const types = arg("--types");
+  const reps = arg("--reps");
+  if (shapes) options.shapes = shapes.split(",");
+  if (types) options.types = types.split(",") as GgmlTypeName[];
+  if (reps) options.reps = Number(reps);
+  process.stdout.write(`${await runEngineBench(options)}\n`);
 }
