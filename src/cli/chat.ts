@@ -7,6 +7,8 @@
  * - A model without one (stories260K, base models): plain continuation. Each line continues the
  *   running text (prompts and answers as one text); no "User:/Assistant:" framing, which a base
  *   model would only imitate.
+ * - A stored model run in process: the server's prompt rules (runtime/prompt.ts): its Modelfile
+ *   TEMPLATE, SYSTEM and MESSAGEs, else the GGUF's chat template; plain continuation without any.
  * Either way each turn sends the whole sequence and the backend reuses the KV-cached prefix, so
  * earlier turns are not evaluated again (owl backend and llama.cpp alike).
  *
@@ -19,6 +21,8 @@
  * Not here: the backends (run-backend.ts), parameter checks (run-params.ts), HTTP (client.ts).
  */
 import { createInterface } from "node:readline";
+import { type ChatPromptInput, type PromptMessage, renderChatPrompt } from "../runtime/prompt.ts";
+import type { ResolvedModel } from "../store/types.ts";
 import type { ChatMessage } from "../tokenizer/chat-template.ts";
 import { compileChatTemplate } from "../tokenizer/chat-template.ts";
 import { chatTemplateTokens } from "../tokenizer/chat-template-source.ts";
@@ -232,17 +236,47 @@ export async function runChat(options: ChatOptions): Promise<void> {
   }
 }
 
-/** The chat with a model loaded in this process; the prompt is built here (template or plain). */
-export function localChat(runner: ModelRunner): ChatEngine {
-  const conversation =
-    runner.chatTemplate !== undefined
-      ? templateConversation(runner, runner.chatTemplate)
-      : plainConversation(runner);
+/** A stored model's prompt: Modelfile TEMPLATE/SYSTEM/MESSAGEs, else the GGUF's template. */
+function storedConversation(runner: ModelRunner, model: ResolvedModel): Conversation {
+  const specials = chatTemplateTokens(runner.tokenizer.vocab);
+  let messages: PromptMessage[] = [];
   return {
-    note:
-      runner.chatTemplate === undefined
-        ? "(this model has no chat template: each line continues the text so far; /? for help)"
-        : undefined,
+    prompt(line) {
+      const next: PromptMessage[] = [...messages, { role: "user", content: line }];
+      const input: ChatPromptInput = { messages: next, storedMessages: model.messages, ...specials };
+      if (model.system !== undefined) input.system = model.system;
+      if (model.template !== undefined) input.template = model.template;
+      if (runner.chatTemplate !== undefined) input.chatTemplate = runner.chatTemplate;
+      const text = renderChatPrompt(input).prompt;
+      messages = next;
+      const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
+      return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+    },
+    answered(_prompt, result) {
+      messages.push({ role: "assistant", content: result.text });
+    },
+    clear() {
+      messages = [];
+    },
+  };
+}
+
+/**
+ * The chat with a model loaded in this process; the prompt is built here (template or plain).
+ * `stored`: the stored model it came from, whose Modelfile template, system and messages apply.
+ */
+export function localChat(runner: ModelRunner, stored?: ResolvedModel): ChatEngine {
+  const hasTemplate = runner.chatTemplate !== undefined || stored?.template !== undefined;
+  const conversation =
+    stored !== undefined && hasTemplate
+      ? storedConversation(runner, stored)
+      : runner.chatTemplate !== undefined
+        ? templateConversation(runner, runner.chatTemplate)
+        : plainConversation(runner);
+  return {
+    note: hasTemplate
+      ? undefined
+      : "(this model has no chat template: each line continues the text so far; /? for help)",
     async send(line, params, onText, signal, firstTurn) {
       const tokens = conversation.prompt(line);
       const result = await runner.generate(tokens, params, onText, signal);

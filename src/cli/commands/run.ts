@@ -11,7 +11,9 @@
  * GET /api/version), the generation runs there, as `ollama run` does: /api/generate for a prompt,
  * /api/chat for the chat, streamed; the model stays loaded for the next run. `--no-server`, an
  * explicit `--backend`, or a GGUF path run in this process instead (`--threads` only applies
- * there). A stored model run in process takes its Modelfile PARAMETERs as defaults under the flags.
+ * there). A stored model run in process is prompted as the server would (its Modelfile TEMPLATE,
+ * SYSTEM and MESSAGEs, else the GGUF's chat template; runtime/prompt.ts), with its PARAMETERs as
+ * defaults under the flags; a GGUF path gets the prompt as is (the chat uses its chat template).
  *
  * Sampling flags take Ollama's option names and defaults (run-params.ts); --backend owl runs the
  * owl engine on its WebAssembly backend, --backend llama.cpp runs node-llama-cpp (run-backend.ts);
@@ -23,9 +25,11 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { renderGeneratePrompt } from "../../runtime/prompt.ts";
 import { isValidModelName } from "../../store/names.ts";
 import { ModelStore } from "../../store/store.ts";
 import type { ResolvedModel } from "../../store/types.ts";
+import { chatTemplateTokens } from "../../tokenizer/chat-template-source.ts";
 import { owlHome } from "../../util/env.ts";
 import { isOwlError, OwlError } from "../../util/errors.ts";
 import { localChat, runChat, serverChat } from "../chat.ts";
@@ -179,6 +183,26 @@ export function paramsFromFlags(flags: RunFlags, base: RunParams = defaultRunPar
   return params;
 }
 
+/**
+ * A stored model's one-shot prompt as the server renders /api/generate's (runtime/prompt.ts):
+ * through its Modelfile TEMPLATE or the GGUF's chat template as a user message, or as is when it
+ * has neither (Ollama's "{{ .Prompt }}"); BOS added unless the text starts with it.
+ */
+function storedPromptTokens(runner: ModelRunner, model: ResolvedModel, prompt: string): number[] {
+  const specials = chatTemplateTokens(runner.tokenizer.vocab);
+  const text = renderGeneratePrompt({
+    prompt,
+    storedMessages: model.messages,
+    modelName: model.name,
+    ...specials,
+    ...(model.template !== undefined ? { template: model.template } : {}),
+    ...(model.system !== undefined ? { modelSystem: model.system } : {}),
+    ...(runner.chatTemplate !== undefined ? { chatTemplate: runner.chatTemplate } : {}),
+  }).prompt;
+  const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
+  return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+}
+
 /** Stream one answer to `prompt` from the server; the text goes to io.out, timings with --verbose. */
 async function generateThroughServer(
   client: OwlClient,
@@ -278,10 +302,16 @@ export function registerRun(program: Command, io: CliIO): void {
     const runner: ModelRunner = await openRunner(path, { backend, threads });
     try {
       if (prompt === undefined) {
-        await runChat({ ...chatIO, chat: localChat(runner) });
+        await runChat({
+          ...chatIO,
+          chat: localChat(runner, target.kind === "stored" ? target.model : undefined),
+        });
         return;
       }
-      const tokens = runner.tokenizer.encode(prompt);
+      const tokens =
+        target.kind === "stored"
+          ? storedPromptTokens(runner, target.model, prompt)
+          : runner.tokenizer.encode(prompt);
       const result = await runner.generate(tokens, params, (t) => io.out(t));
       if (result.text.length > 0 && !result.text.endsWith("\n")) io.out("\n");
       if (verbose) io.err(`\n${formatStats(runner, result)}`);
