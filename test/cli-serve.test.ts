@@ -18,6 +18,7 @@ import { formatUntil, humanBytes, humanDuration, renderRunning } from "../src/cl
 import type { RunIO } from "../src/cli/commands/run.ts";
 import { captureIO } from "../src/cli/io.ts";
 import { runCli } from "../src/cli/main.ts";
+import { ModelStore } from "../src/store/store.ts";
 import { REPO_ROOT } from "./helpers/fixtures.ts";
 
 const OWL = join(REPO_ROOT, "bin", "owl.js");
@@ -237,6 +238,30 @@ describe("owl serve, ps, stop and run through the server", () => {
       else process.env.OWL_HOST = saved;
     }
   }, 120_000);
+
+  it("a stored model with a Modelfile TEMPLATE, SYSTEM and PARAMETERs: the same text in process and through the server", async () => {
+    await new ModelStore(join(home, "models")).create("teller:v1", {
+      from: "stories260k",
+      template: "{{ .System }} {{ .Prompt }}",
+      system: "Lily and Ben were friends.",
+      params: { temperature: 0, num_predict: 12 },
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    const local = await owl(["run", "teller:v1", "One day they", "--no-server"], env);
+    expect(local.err).toBe("");
+    expect(local.code).toBe(0);
+    const via = await owl(["run", "teller:v1", "One day they"], env);
+    expect(via.code).toBe(0);
+    expect(via.out).toBe(local.out);
+    // The template and system made a difference: the bare prompt continues otherwise.
+    const bare = await owl(
+      ["run", "stories260k", "One day they", "--temperature", "0", "--num-predict", "12"],
+      env,
+    );
+    expect(bare.out).not.toBe(local.out);
+  }, 240_000);
 
   it("owl stop of a model that is not there is a clear error", async () => {
     const r = await owl(["stop", "nosuchmodel"], env);
