@@ -19,7 +19,7 @@
  * Not here: prompt rendering (runtime/prompt.ts), tool-call parsing (runtime/tool-calls.ts),
  * option resolution (runtime/options.ts), the completion loop (runtime/complete.ts).
  */
-import type { Context, Hono } from "hono";
+import type { Hono } from "hono";
 import type {
   OllamaChatResponse,
   OllamaGenerateResponse,
@@ -172,9 +172,8 @@ function requestSettings(
   return { options, keepAliveMs: parseKeepAlive(body.keep_alive) };
 }
 
-/** Load only (empty prompt / no messages): Ollama answers one final object. */
+/** Load only (an empty prompt, no messages): the model is loaded and kept for keep_alive. */
 async function loadOnly(
-  c: Context,
   ctx: ServerContext,
   name: string,
   model: ResolvedModel,
@@ -190,7 +189,6 @@ async function loadOnly(
     signal: abort.signal,
   });
   lease.release();
-  void c;
 }
 
 export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
@@ -223,7 +221,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         return c.json(resp);
       }
       const abort = requestAbort(c, ctx.shutdown);
-      await loadOnly(c, ctx, name, model, options, keepAliveMs, abort);
+      await loadOnly(ctx, name, model, options, keepAliveMs, abort);
       const resp: OllamaGenerateResponse = {
         model: name,
         created_at: timestamp(),
@@ -324,7 +322,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     // Ollama: no messages loads the model (keep_alive 0: unloads it).
     if (messages.length === 0) {
       if (keepAliveMs === 0) await ctx.scheduler.unload(name);
-      else await loadOnly(c, ctx, name, model, options, keepAliveMs, requestAbort(c, ctx.shutdown));
+      else await loadOnly(ctx, name, model, options, keepAliveMs, requestAbort(c, ctx.shutdown));
       const resp: OllamaChatResponse = {
         model: name,
         created_at: timestamp(),

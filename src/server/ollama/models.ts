@@ -50,7 +50,10 @@ async function withNotFound<T>(name: string, run: () => Promise<T>): Promise<T> 
 
 export function registerModelRoutes(app: Hono, ctx: ServerContext): void {
   const list = async (c: Context) => {
-    const models = await ctx.store.list();
+    // Newest first, as Ollama lists them (seconds compared, a stable sort).
+    const models = [...(await ctx.store.list())].sort(
+      (a, b) => Math.floor(b.modifiedAt.getTime() / 1000) - Math.floor(a.modifiedAt.getTime() / 1000),
+    );
     const body: OllamaListResponse = {
       models: models.map((m) => ({
         name: m.name,
