@@ -233,6 +233,25 @@ describe("chat completions", () => {
     expect(r.usage!.total_tokens).toBe(promptTokens + r.usage!.completion_tokens);
   });
 
+  it("text parts are joined and a developer message is a system message (same prompt tokens)", async () => {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      temperature: 0,
+      max_tokens: 1,
+      messages: [
+        { role: "developer", content: "You tell stories." },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "Once upon " },
+            { type: "text", text: "a time" },
+          ],
+        },
+      ],
+    });
+    expect(r.usage!.prompt_tokens).toBe(tok.encode(chatml(messages), { addSpecial: true }).length);
+  });
+
   it("streaming assembles to the non-streaming text (temperature 0, same seed); role first, usage last", async () => {
     const params = { model: MODEL, messages, temperature: 0, seed: 7, max_tokens: 32 };
     const whole = await client.chat.completions.create(params);
