@@ -129,7 +129,7 @@ function doneReason(done: Done, shutdown: AbortSignal): string {
       "ERR_ABORTED",
       shutdown.aborted
         ? "the generation was cancelled: the server is shutting down"
-        : "the generation was cancelled: the model was unloaded",
+        : "the generation was cancelled (the client went away, or the model was unloaded)",
     );
   }
   return done.reason;
