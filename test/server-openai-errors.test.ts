@@ -165,6 +165,17 @@ describe("invalid parameters: BadRequestError naming the field", () => {
       client.embeddings.create({ model: MODEL, input: [[1, 2, 3]], encoding_format: "float" }),
     )) as InstanceType<typeof OpenAI.BadRequestError>;
     expect(e.param).toBe("input");
+    e = (await rejection(
+      client.embeddings.create({ model: MODEL, input: ["ok", ""], encoding_format: "float" }),
+    )) as InstanceType<typeof OpenAI.BadRequestError>;
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe("input");
+    const long = "Once upon a time there was a little girl. ".repeat(60);
+    e = (await rejection(
+      client.embeddings.create({ model: MODEL, input: long, encoding_format: "float" }),
+    )) as InstanceType<typeof OpenAI.BadRequestError>;
+    expect(e.code).toBe("context_length_exceeded");
+    expect(e.param).toBe("input");
   });
 
   it("a prompt longer than the context: 400 naming both numbers", async () => {

@@ -49,8 +49,9 @@ export async function createEmbeddings(
     try {
       result = await lease.model.embed(inputs, { truncate: false, signal: lease.signal ?? signal });
     } catch (e) {
-      if (isOwlError(e, "ERR_CONTEXT_OVERFLOW")) {
-        throw new OwlError("ERR_CONTEXT_OVERFLOW", e.message, { details: { param: "input" }, cause: e });
+      // An input too long for the context, or empty: the field at fault is `input`.
+      if (isOwlError(e, "ERR_CONTEXT_OVERFLOW") || isOwlError(e, "ERR_INVALID_ARGUMENT")) {
+        throw new OwlError(e.code, e.message, { details: { ...e.details, param: "input" }, cause: e });
       }
       throw e;
     }

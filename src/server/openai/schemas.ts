@@ -264,5 +264,17 @@ export function parseCompletionRequest(body: unknown): OpenAiCompletionRequest {
 }
 
 export function parseEmbeddingRequest(body: unknown): OpenAiEmbeddingRequest {
-  return parse(embeddingSchema, body) as OpenAiEmbeddingRequest;
+  const r = parse(embeddingSchema, body) as OpenAiEmbeddingRequest;
+  // OpenAI refuses empty inputs (an empty text has no meaning to embed).
+  const inputs = typeof r.input === "string" ? [r.input] : (r.input as string[]);
+  const empty = inputs.indexOf("");
+  if (empty !== -1) {
+    throw badRequest(
+      typeof r.input === "string"
+        ? "input is an empty string: expected text to embed"
+        : `input[${empty}] is an empty string: expected text to embed`,
+      "input",
+    );
+  }
+  return r;
 }
