@@ -38,6 +38,8 @@ export interface StreamRun {
   tokens: number;
   /** From the first request to the last token, ms. */
   wallMs: number;
+  /** CPU time of the whole process (all threads) meanwhile, ms. */
+  cpuMs: number;
 }
 
 export interface DirectResult {
@@ -45,10 +47,21 @@ export interface DirectResult {
   /** Tokens of `prompt`, BOS included. */
   promptTokens: number;
   /** Single stream: tokens after the first, and the time from the first token to the last. */
-  single: { tokens: number; decodeMs: number; firstMs: number }[];
+  single: { tokens: number; decodeMs: number; firstMs: number; cpuMs: number }[];
   ttftMs: number[];
   ttftTokens: number[];
   concurrent: StreamRun[];
+}
+
+/** Distinct prompts for each measured request, so that no cached prefix is reused (the server
+ * keeps its sequences' KV caches; the peer clears them). */
+export const singlePrompt = (rep: number, prompt: string) => `Take ${rep}. ${prompt}`;
+export const streamPrompt = (n: number, i: number, prompt: string) => `Stream ${i} of ${n}. ${prompt}`;
+
+/** CPU time of this process since `since` (process.cpuUsage()), ms. */
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
 }
 
 async function runDirect(path: string, config: DirectConfig): Promise<DirectResult> {
@@ -102,18 +115,26 @@ async function runDirect(path: string, config: DirectConfig): Promise<DirectResu
     out.ttftTokens.push(p.length);
   }
   for (let rep = 0; rep < 3; rep++) {
-    const r = await generate(seq0, prompt, config.decode);
-    out.single.push({ tokens: r.count, decodeMs: r.end - r.first, firstMs: r.first - r.start });
+    const cpu = process.cpuUsage();
+    const r = await generate(seq0, tokenize(singlePrompt(rep, config.prompt)), config.decode);
+    out.single.push({
+      tokens: r.count,
+      decodeMs: r.end - r.first,
+      firstMs: r.first - r.start,
+      cpuMs: cpuMs(cpu),
+    });
   }
   for (const n of config.streams) {
+    const cpu = process.cpuUsage();
     const t = performance.now();
     const runs = await Promise.all(
-      seqs.slice(0, n).map((s, i) => generate(s, tokenize(`${i} ${config.prompt}`), config.decode)),
+      seqs.slice(0, n).map((s, i) => generate(s, tokenize(streamPrompt(n, i, config.prompt)), config.decode)),
     );
     out.concurrent.push({
       streams: n,
       tokens: runs.reduce((a, r) => a + r.count, 0),
       wallMs: Math.max(...runs.map((r) => r.end)) - t,
+      cpuMs: cpuMs(cpu),
     });
   }
   await ctx.dispose();
