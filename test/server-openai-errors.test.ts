@@ -189,6 +189,17 @@ describe("invalid parameters: BadRequestError naming the field", () => {
     expect(e.message).toMatch(/\d+ tokens/);
     expect(e.message).toContain("512");
   });
+
+  it("a chat longer than the context: 400 context_length_exceeded naming messages", async () => {
+    const content = "Once upon a time there was a little girl. ".repeat(60);
+    const e = (await rejection(
+      client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content }], stream: true }),
+    )) as InstanceType<typeof OpenAI.BadRequestError>;
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.code).toBe("context_length_exceeded");
+    expect(e.param).toBe("messages");
+    expect(e.message).toContain("512");
+  });
 });
 
 describe("raw requests", () => {
