@@ -87,6 +87,8 @@ export function openAiErrorBody(
       ? "model_not_found"
       : e.code === "ERR_CONTEXT_OVERFLOW"
         ? "context_length_exceeded"
-        : e.code.toLowerCase();
+        : e.code === "ERR_UNAUTHORIZED"
+          ? "invalid_api_key"
+          : e.code.toLowerCase();
   return { error: { message: e.message, type: openAiType(e.status), param, code } };
 }
