@@ -5,6 +5,17 @@
  * thrown and answered by the app's error handler in OpenAI's shape with `param` (http-error.ts).
  * Streaming answers are SSE (stream.ts); a client that goes away aborts its generation and frees
  * its sequence. Not here: the app's middleware (auth, body limit, CORS: app.ts).
+ *
+ * Where owl differs from api.openai.com, by decision (each a 400 naming the field, never a silent
+ * change): n and best_of must be 1; /v1/completions takes one prompt string (no token arrays), no
+ * suffix, and not echo together with logprobs (prompt logprobs are not computed); embeddings take
+ * text, not token arrays (ids of another tokenizer), and `dimensions` up to the model's size
+ * (shorter: the first n components renormalized, as Ollama); image and audio parts are refused.
+ * /v1/completions continues the prompt as given (no chat template, unlike Ollama's compatibility
+ * layer) with max_tokens 16 by default, as OpenAI. A prompt longer than the context is a 400
+ * context_length_exceeded naming both numbers. temperature and top_p default to 1 (OpenAI's
+ * defaults, as Ollama maps them); other sampling options fall back to the Modelfile PARAMETERs.
+ * `user`, `parallel_tool_calls` and unknown fields are ignored.
  */
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
