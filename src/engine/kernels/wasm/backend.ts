@@ -9,8 +9,9 @@
  * memory. Views from f32()/u8() stay valid after growth (a shared buffer is never detached) but
  * do not cover memory added later: take views after allocating.
  *
- * Threads: matmul rows and attention heads are split across `threads` threads (the caller plus
- * threads - 1 workers, pool.ts); the other ops are cheap and run on the caller. getRow
+ * Threads: matmul rows and attention items are cut into chunks that `threads` threads (the caller
+ * plus threads - 1 workers, pool.ts) claim as they go; the other ops are cheap and run on the
+ * caller. getRow
  * dequantizes with src/quant's exact kernels (one row per token: not worth a SIMD twin).
  * Not here: the kernels themselves (assembly/), the worker loop (worker.mjs).
  */
