@@ -379,6 +379,27 @@ describe("chat completions", () => {
     },
   };
 
+  it("tool_choice auto: a model that writes no call answers with text, streamed the same", async () => {
+    const params = {
+      model: MODEL,
+      messages: [{ role: "user" as const, content: "Once upon a time" }],
+      temperature: 0,
+      max_tokens: 30,
+      tools: [weatherTool],
+    };
+    const whole = await client.chat.completions.create(params);
+    const c = whole.choices[0]!;
+    expect(c.message.tool_calls).toBeUndefined();
+    expect(c.finish_reason).not.toBe("tool_calls");
+    expect(c.message.content!.length).toBeGreaterThan(0);
+    let text = "";
+    for await (const ch of await client.chat.completions.create({ ...params, stream: true })) {
+      text += ch.choices[0]?.delta.content ?? "";
+      expect(ch.choices[0]?.delta.tool_calls).toBeUndefined();
+    }
+    expect(text).toBe(c.message.content);
+  });
+
   it("tools with tool_choice required: tool_calls with JSON arguments that follow the schema", async () => {
     const r = await client.chat.completions.create({
       model: MODEL,
