@@ -185,6 +185,9 @@ describe("llama.cpp backend", () => {
         sampling: { ...GREEDY, logitBias: new Map([[piece(model, '"'), 3]]) },
       });
       const v = JSON.parse(r.text) as Record<string, unknown>;
+      // The closing brace ends the generation (the grammar would allow whitespace forever).
+      expect(r.done.reason).toBe("stop");
+      expect(r.text.endsWith("}")).toBe(true);
       expect(Object.keys(v).sort()).toEqual(["age", "name"]);
       expect(typeof v["name"]).toBe("string");
       expect(Number.isInteger(v["age"])).toBe(true);

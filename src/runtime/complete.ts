@@ -129,6 +129,8 @@ export async function* complete(
   };
 
   let stopped = false;
+  const jsonGrammar = request.grammar?.type === "json" || request.grammar?.type === "json_schema";
+  let jsonText = "";
   if (maxTokens !== 0) {
     const it = sequence.generate(prompt, {
       sampling: request.sampling,
@@ -170,6 +172,15 @@ export async function* complete(
         }
         const ev = textEvent(r.text);
         if (ev) yield ev;
+        if (jsonGrammar) {
+          // NOTE: llama.cpp's JSON grammars allow whitespace after the closing brace, and a small
+          // model fills it with newlines until max tokens; a complete JSON value is the end.
+          jsonText += text;
+          if (/[}\]]\s*$/.test(text) && isCompleteJson(jsonText)) {
+            reason = "stop";
+            break;
+          }
+        }
         if (signal?.aborted) break;
         if (maxTokens > 0 && generated.length >= maxTokens) break;
       }
@@ -205,4 +216,14 @@ export async function* complete(
     evalNs: Number((tLast ?? first) - first),
     context: [...prompt, ...generated],
   };
+}
+
+/** Whether `text` is one whole JSON value (an object or array: what the JSON grammars produce). */
+function isCompleteJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
