@@ -7,8 +7,10 @@
  * process is a child started with UV_THREADPOOL_SIZE=1 (owl's entry point sets it too):
  *   - the peer (bench/serve-child.ts direct): node-llama-cpp with owl's llama.cpp backend settings
  *     (flash attention off, contextSize 1024 per sequence, 1 thread, greedy);
- *   - `node bin/owl.js serve` with OWL_NUM_PARALLEL=1 (single stream) and =8 (concurrency), its
- *     request log going to a file.
+ *   - `node bin/owl.js serve` with OWL_NUM_PARALLEL=8, its request log going to a file.
+ * Both stay loaded and idle while the other works: each measurement is a pair (peer, then server,
+ * same prompts) repeated REPS times, and a ratio is the median of the pairs' ratios, so that the
+ * load of a shared machine, which drifts over minutes, weighs on both sides alike.
  * Figures:
  *   - single-stream decode of DECODE tokens after a short prompt: the server's own eval_count /
  *     eval_duration, and the client's wall clock (eval_count over first chunk to the last), each
@@ -25,15 +27,17 @@
  *     server answering the same bytes.
  * Prints markdown. Run through `npx tsx bench/run.ts serve` (bench/run.ts) or alone with tsx.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { ModelStore } from "../src/store/store.ts";
 import { SHAPES, writeModel } from "./engine.ts";
-import { type DirectConfig, type DirectResult, singlePrompt, streamPrompt } from "./serve-child.ts";
+import type { DirectAnswer, DirectCommand, DirectConfig } from "./serve-child.ts";
+import { singlePrompt, streamPrompt } from "./serve-child.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 /** One thread for the model on both sides: on a shared 2-core machine llama.cpp's two spinning
@@ -45,6 +49,8 @@ let DECODE = 128;
 const STREAMS = [1, 4, 8];
 const CONNS = 16;
 let LOAD_SECONDS = 3;
+/** Pairs (peer, server) per figure. */
+let REPS = 5;
 const MODEL = "bench15m";
 const TYPE = "Q8_0";
 const PROMPT = "Once upon a time, there was a little owl who lived in a tall tree";
@@ -84,18 +90,20 @@ function startChild(
   stderrFile: string,
 ): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   const err = openSync(stderrFile, "w");
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", err] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["pipe", "pipe", err] });
   return new Promise((res, rej) => {
     let out = "";
     const timer = setTimeout(() => rej(new Error(`no "${ready}" from ${args.join(" ")} in 60 s`)), 60_000);
-    child.stdout!.on("data", (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
       const m = ready.exec(out);
       if (m) {
         clearTimeout(timer);
+        child.stdout!.off("data", onData);
         res({ child, match: m });
       }
-    });
+    };
+    child.stdout!.on("data", onData);
     child.once("exit", (code) => {
       clearTimeout(timer);
       rej(
@@ -228,106 +236,83 @@ function procCpuMs(pid: number | undefined): number {
 }
 
 interface ServerRun {
-  single: (StreamTiming & { cpuMs: number })[];
-  ttft: StreamTiming[];
-  concurrent: { streams: number; tokens: number; wallMs: number; cpuMs: number; counts: number[] }[];
-  tags?: { rps: number; errors: number };
-  tagsBody?: string;
-  coldLoadMs: number;
+  /** eval_count, eval_duration (ms), client wall clock first chunk to last (ms), CPU ms. */
+  count: number;
+  evalMs: number;
+  wallMs: number;
+  firstMs: number;
+  cpuMs: number;
+  promptTokens: number;
+  /** load_duration, ms. */
+  loadMs: number;
 }
 
-async function benchServer(
-  home: string,
-  dir: string,
-  parallel: number,
-  withLoad: boolean,
-): Promise<ServerRun> {
-  const port = await freePort();
-  const { child } = await startChild(
-    [join(ROOT, "bin", "owl.js"), "serve"],
-    childEnv({
-      OWL_HOME: home,
-      OWL_HOST: `127.0.0.1:${port}`,
-      OWL_NUM_PARALLEL: String(parallel),
-      OWL_CONTEXT_LENGTH: String(N_CTX),
-      OWL_KEEP_ALIVE: "-1",
-      OWL_NUM_THREADS: String(THREADS),
-    }),
-    /owl is listening on (\S+)/,
-    join(dir, `serve-${parallel}.log`),
-  );
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const out: ServerRun = { single: [], ttft: [], concurrent: [], coldLoadMs: 0 };
-  try {
-    const cold = await streamRequest(agent, port, "/api/generate", generateBody(PROMPT, 8));
-    out.coldLoadMs = Number(cold.final.load_duration ?? 0) / 1e6;
-    for (const p of TTFT_PROMPTS)
-      out.ttft.push(await streamRequest(agent, port, "/api/generate", generateBody(p, 1)));
-    if (parallel === 1) {
-      for (let rep = 0; rep < 3; rep++) {
-        const cpu = procCpuMs(child.pid);
-        const r = await streamRequest(
-          agent,
-          port,
-          "/api/generate",
-          generateBody(singlePrompt(rep, PROMPT), DECODE),
-        );
-        out.single.push({ ...r, cpuMs: procCpuMs(child.pid) - cpu });
-      }
-    }
-    if (withLoad) {
-      for (const n of STREAMS) {
-        const cpu = procCpuMs(child.pid);
-        const t0 = performance.now();
-        const runs = await Promise.all(
-          Array.from({ length: n }, (_, i) =>
-            streamRequest(agent, port, "/api/generate", generateBody(streamPrompt(n, i, PROMPT), DECODE)),
-          ),
-        );
-        const counts = runs.map((r) => Number(r.final.eval_count ?? 0));
-        out.concurrent.push({
-          streams: n,
-          tokens: counts.reduce((a, b) => a + b, 0),
-          wallMs: Math.max(...runs.map((r) => r.done)) - t0,
-          cpuMs: procCpuMs(child.pid) - cpu,
-          counts,
-        });
-      }
-      out.tagsBody = await new Promise<string>((res, rej) => {
-        request({ agent, host: "127.0.0.1", port, path: "/api/tags" }, (r) => {
-          let s = "";
-          r.setEncoding("utf8");
-          r.on("data", (d: string) => (s += d));
-          r.on("end", () => res(s));
-        })
-          .on("error", rej)
-          .end();
-      });
-      out.tags = await loadTest(port, "/api/tags");
-    }
-  } finally {
-    agent.destroy();
-    await stopChild(child);
+/** The node-llama-cpp peer child: one command at a time over stdin/stdout. */
+class DirectPeer {
+  private readonly lines: AsyncIterator<string>;
+  loadMs = 0;
+
+  private constructor(readonly child: ChildProcess) {
+    this.lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   }
-  return out;
+
+  static async start(path: string, dir: string): Promise<DirectPeer> {
+    const config: DirectConfig = { threads: THREADS, nCtx: N_CTX, sequences: Math.max(...STREAMS) };
+    const err = openSync(join(dir, "direct.log"), "w");
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "bench", "serve-child.ts"), "direct", path, JSON.stringify(config)],
+      { cwd: ROOT, env: childEnv({}), stdio: ["pipe", "pipe", err] },
+    );
+    const peer = new DirectPeer(child);
+    const ready = JSON.parse(await peer.nextLine()) as { loadMs: number };
+    peer.loadMs = ready.loadMs;
+    return peer;
+  }
+
+  private async nextLine(): Promise<string> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error("the node-llama-cpp peer exited (see direct.log)");
+    return r.value;
+  }
+
+  async generate(prompts: string[], decode: number): Promise<DirectAnswer> {
+    const cmd: DirectCommand = { op: "generate", prompts, decode };
+    this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    return JSON.parse(await this.nextLine()) as DirectAnswer;
+  }
+
+  async stop(): Promise<void> {
+    this.child.stdin!.end(`${JSON.stringify({ op: "quit" })}\n`);
+    await stopChild(this.child);
+  }
 }
 
-function runDirect(path: string, dir: string): DirectResult {
-  const config: DirectConfig = {
-    threads: THREADS,
-    nCtx: N_CTX,
-    prompt: PROMPT,
-    decode: DECODE,
-    streams: STREAMS,
-    ttftPrompts: TTFT_PROMPTS,
-  };
-  const out = execFileSync(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "bench", "serve-child.ts"), "direct", path, JSON.stringify(config)],
-    { cwd: ROOT, encoding: "utf8", env: childEnv({}), maxBuffer: 1 << 20 },
+/** n concurrent /api/generate streams; tokens of all, wall time to the last final chunk, CPU. */
+async function serverGenerate(
+  agent: Agent,
+  port: number,
+  pid: number | undefined,
+  prompts: string[],
+  decode: number,
+): Promise<{ runs: ServerRun[]; wallMs: number; cpuMs: number }> {
+  const cpu = procCpuMs(pid);
+  const t0 = performance.now();
+  const timings = await Promise.all(
+    prompts.map((p) => streamRequest(agent, port, "/api/generate", generateBody(p, decode))),
   );
-  writeFileSync(join(dir, "direct.json"), out);
-  return JSON.parse(out.trim().split("\n").pop()!) as DirectResult;
+  const wallMs = Math.max(...timings.map((r) => r.done)) - t0;
+  const cpuMs = procCpuMs(pid) - cpu;
+  const runs = timings.map((r) => ({
+    count: Number(r.final.eval_count ?? 0),
+    evalMs: Number(r.final.eval_duration ?? 0) / 1e6,
+    wallMs: r.done - r.first,
+    firstMs: r.first - r.sent,
+    cpuMs,
+    promptTokens: Number(r.final.prompt_eval_count ?? 0),
+    loadMs: Number(r.final.load_duration ?? 0) / 1e6,
+  }));
+  return { runs, wallMs, cpuMs };
 }
 
 async function bareTags(body: string, dir: string): Promise<{ rps: number; errors: number }> {
@@ -346,17 +331,34 @@ async function bareTags(body: string, dir: string): Promise<{ rps: number; error
   }
 }
 
-/** `quick`: a smoke run of the harness (16 tokens, 0.5 s of load), not for RESULTS.md. */
+function getText(agent: Agent, port: number, path: string): Promise<string> {
+  return new Promise<string>((res, rej) => {
+    request({ agent, host: "127.0.0.1", port, path }, (r) => {
+      let s = "";
+      r.setEncoding("utf8");
+      r.on("data", (d: string) => (s += d));
+      r.on("end", () => res(s));
+    })
+      .on("error", rej)
+      .end();
+  });
+}
+
+/** `quick`: a smoke run of the harness (16 tokens, 2 pairs, 0.5 s of load), not for RESULTS.md. */
 export async function runServeBench(options: { quick?: boolean } = {}): Promise<string> {
   if (options.quick) {
     DECODE = 16;
     LOAD_SECONDS = 0.5;
+    REPS = 2;
   }
   const tStart = performance.now();
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), "owl-bench-serve-"));
   const home = join(dir, "home");
   mkdirSync(home);
+  let peer: DirectPeer | undefined;
+  let server: ChildProcess | undefined;
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   try {
     const shape = SHAPES.find((s) => s.name === "15M")!;
     const gguf = join(dir, `stories15M-${TYPE}.gguf`);
@@ -371,128 +373,196 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
       messages: [],
     });
 
-    process.stderr.write("bench serve: node-llama-cpp directly...\n");
-    const direct = runDirect(gguf, dir);
-    process.stderr.write("bench serve: owl serve, 1 parallel...\n");
-    const s1 = await benchServer(home, dir, 1, false);
-    process.stderr.write("bench serve: owl serve, 8 parallel...\n");
-    const s8 = await benchServer(home, dir, 8, true);
-    process.stderr.write("bench serve: bare node:http /api/tags...\n");
-    const bare = await bareTags(s8.tagsBody ?? "{}", dir);
+    process.stderr.write("bench serve: starting node-llama-cpp and owl serve...\n");
+    peer = await DirectPeer.start(gguf, dir);
+    const port = await freePort();
+    server = (
+      await startChild(
+        [join(ROOT, "bin", "owl.js"), "serve"],
+        childEnv({
+          OWL_HOME: home,
+          OWL_HOST: `127.0.0.1:${port}`,
+          OWL_NUM_PARALLEL: String(Math.max(...STREAMS)),
+          OWL_CONTEXT_LENGTH: String(N_CTX),
+          OWL_KEEP_ALIVE: "-1",
+          OWL_NUM_THREADS: String(THREADS),
+        }),
+        /owl is listening on (\S+)/,
+        join(dir, "serve.log"),
+      )
+    ).child;
+    const pid = server.pid;
+    const cold = await serverGenerate(agent, port, pid, ["warm up"], 8);
 
-    // Single stream.
-    const peerRate = median(direct.single.map((r) => (r.tokens / r.decodeMs) * 1000));
-    const peerTokens = direct.single.map((r) => r.tokens);
-    const serverRate = median(
-      s1.single.map((r) => Number(r.final.eval_count) / (Number(r.final.eval_duration) / 1e9)),
-    );
-    const wallRate = median(s1.single.map((r) => (Number(r.final.eval_count) / (r.done - r.first)) * 1000));
-    const evalCounts = s1.single.map((r) => Number(r.final.eval_count));
-    const ratio = serverRate / peerRate;
-    const wallRatio = wallRate / peerRate;
-    // Tokens per CPU-second of the whole process (prompt and decode, every thread): what the work
-    // costs, whatever share of the cores the machine's other load left.
-    const peerCpuRate = median(direct.single.map((r) => (r.tokens / r.cpuMs) * 1000));
-    const serverCpuRate = median(s1.single.map((r) => (Number(r.final.eval_count) / r.cpuMs) * 1000));
+    // Single stream: pairs of (peer, server) on the same prompt.
+    process.stderr.write("bench serve: single stream...\n");
+    const single: { peer: DirectAnswer; server: Awaited<ReturnType<typeof serverGenerate>> }[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      const prompt = singlePrompt(rep, PROMPT);
+      single.push({
+        peer: await peer.generate([prompt], DECODE),
+        server: await serverGenerate(agent, port, pid, [prompt], DECODE),
+      });
+    }
+    // Time to first token.
+    process.stderr.write("bench serve: time to first token...\n");
+    const ttft = TTFT_PROMPTS.map(() => [] as { peer: DirectRun1; server: ServerRun }[]);
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const [i, text] of TTFT_PROMPTS.entries()) {
+        const prompt = `${rep}: ${text}`;
+        const pr = (await peer.generate([prompt], 1)).runs[0]!;
+        const sr = (await serverGenerate(agent, port, pid, [prompt], 1)).runs[0]!;
+        ttft[i]!.push({ peer: pr, server: sr });
+      }
+    }
+    // Concurrent streams.
+    process.stderr.write("bench serve: concurrent streams...\n");
+    const conc = new Map<
+      number,
+      { peer: DirectAnswer; server: Awaited<ReturnType<typeof serverGenerate>> }[]
+    >();
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const n of STREAMS) {
+        const prompts = Array.from({ length: n }, (_, i) => streamPrompt(n, i, rep, PROMPT));
+        const pair = {
+          peer: await peer.generate(prompts, DECODE),
+          server: await serverGenerate(agent, port, pid, prompts, DECODE),
+        };
+        conc.set(n, [...(conc.get(n) ?? []), pair]);
+      }
+    }
+    const peerLoadMs = peer.loadMs;
+    await peer.stop();
+    peer = undefined;
+    // /api/tags under load, then the bare server with the same body.
+    process.stderr.write("bench serve: /api/tags under load...\n");
+    const tagsBody = await getText(agent, port, "/api/tags");
+    const tags = await loadTest(port, "/api/tags");
+    await stopChild(server);
+    server = undefined;
+    const bare = await bareTags(tagsBody, dir);
 
-    // Concurrency.
-    const aggRow = (n: number) => {
-      const srv = s8.concurrent.find((c) => c.streams === n)!;
-      const peer = direct.concurrent.find((c) => c.streams === n)!;
-      const sr = (srv.tokens / srv.wallMs) * 1000;
-      const pr = (peer.tokens / peer.wallMs) * 1000;
-      const sc = (srv.tokens / srv.cpuMs) * 1000;
-      const pc = (peer.tokens / peer.cpuMs) * 1000;
-      return { n, sr, pr, sc, pc, tokens: srv.tokens, peerTokens: peer.tokens };
-    };
-    const agg = STREAMS.map(aggRow);
-    const agg1 = agg[0]!.sr;
-    const agg4 = agg.find((a) => a.n === 4)!.sr;
-    const cpu4 = agg.find((a) => a.n === 4)!.sc / agg[0]!.sc;
+    // ---------------------------------------------------------------- figures
+    const f1 = (x: number) => x.toFixed(1);
+    const x2 = (x: number) => `${x.toFixed(2)}x`;
+    const rate = (tokens: number, ms: number) => (tokens / ms) * 1000;
+    const s = single.map(({ peer: p, server: v }) => {
+      const pr = p.runs[0]!;
+      const sr = v.runs[0]!;
+      const peerRate = rate(pr.count, pr.decodeMs);
+      const evalRate = rate(sr.count, sr.evalMs);
+      const wallRate = rate(sr.count, sr.wallMs);
+      const peerCpu = rate(pr.count, p.cpuMs);
+      const serverCpu = rate(sr.count, v.cpuMs);
+      return { peerRate, evalRate, wallRate, peerCpu, serverCpu, counts: [pr.count, sr.count] };
+    });
+    const med = (f: (x: (typeof s)[number]) => number) => median(s.map(f));
+    const evalRatio = med((x) => x.evalRate / x.peerRate);
+    const wallRatio = med((x) => x.wallRate / x.peerRate);
+    const cpuRatio = med((x) => x.serverCpu / x.peerCpu);
 
-    // TTFT.
-    const ttftRows = TTFT_PROMPTS.map((_, i) => {
-      const a = s1.ttft[i]!;
-      const b = s8.ttft[i]!;
+    const agg = STREAMS.map((n) => {
+      const pairs = conc.get(n)!;
+      const sr = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.wallMs));
+      const pr = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.wallMs));
+      const sc = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.cpuMs));
+      const pc = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.cpuMs));
       return {
-        tokens: Number(a.final.prompt_eval_count ?? 0),
-        peerTokens: direct.ttftTokens[i]!,
-        s1: a.first - a.sent,
-        s8: b.first - b.sent,
-        peer: direct.ttftMs[i]!,
+        n,
+        sr: median(sr),
+        pr: median(pr),
+        sc: median(sc),
+        pc: median(pc),
+        ratio: median(sr.map((v, i) => v / pr[i]!)),
+        tokens: pairs.map((p) => sumCounts(p.server.runs)),
       };
     });
+    const a1 = agg[0]!;
+    const a4 = agg.find((a) => a.n === 4)!;
+    const ttftRows = ttft.map((pairs) => ({
+      tokens: pairs[0]!.server.promptTokens,
+      peerTokens: pairs[0]!.peer.promptTokens,
+      server: median(pairs.map((p) => p.server.firstMs)),
+      peer: median(pairs.map((p) => p.peer.firstMs)),
+      overhead: median(pairs.map((p) => p.server.firstMs - p.peer.firstMs)),
+    }));
 
-    const tags = s8.tags!;
     const load1 = loadavg();
     const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
-    const f1 = (x: number) => x.toFixed(1);
-    const goals = [
-      `- single-stream decode through the server >= 0.95x node-llama-cpp: ${ratio >= 0.95 ? "met" : "missed"} (${ratio.toFixed(2)}x by the server's eval_duration, ${wallRatio.toFixed(2)}x by the client's wall clock)`,
-      `- 4 streams >= 2x the single-stream aggregate: ${agg4 >= 2 * agg1 ? "met" : "missed"} by wall clock (${(agg4 / agg1).toFixed(2)}x); ${cpu4 >= 2 ? "met" : "missed"} by tokens per CPU-second (${cpu4.toFixed(2)}x)`,
-    ];
+    const counts = s.map((x) => x.counts.join("/")).join(", ");
     return [
-      `Command: \`npx tsx bench/run.ts serve\`. Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z. ` +
+      `Command: \`npx tsx bench/run.ts serve --update\`. Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z. ` +
         `Load average (1, 5, 15 min) at the start: ${fmtLoad(load0)}; at the end: ${fmtLoad(load1)} (a shared machine: compare the ratios).`,
       "",
       `Model: the generated ~15M llama of the engine section (dim 288, 6 layers, 32000-token vocabulary, context ${N_CTX}) in ${TYPE}, ` +
         `${(size / 1e6).toFixed(1)} MB, stored with ModelStore.create in a temp OWL_HOME. Server: \`node bin/owl.js serve\` ` +
-        `(llama.cpp backend, node-llama-cpp 3.21.1) in a child with UV_THREADPOOL_SIZE=1, OWL_CONTEXT_LENGTH=${N_CTX}, ` +
-        `request log to a file; requests /api/generate streaming, temperature 0. Peer: node-llama-cpp called directly in a child ` +
-        `with the backend's context settings (flash attention off, ${N_CTX} cells per sequence, ${THREADS} threads), greedy, same GGUF, same run.`,
+        `(llama.cpp backend, node-llama-cpp 3.21.1) in a child with UV_THREADPOOL_SIZE=1, OWL_NUM_PARALLEL=${Math.max(...STREAMS)}, ` +
+        `OWL_CONTEXT_LENGTH=${N_CTX}, OWL_NUM_THREADS=${THREADS}, request log to a file; /api/generate streaming, raw prompts, temperature 0. ` +
+        `Peer: node-llama-cpp called directly in a child, the backend's context settings (flash attention off, one context of ` +
+        `${Math.max(...STREAMS)} sequences of ${N_CTX} cells, ${THREADS} thread), greedy, the same GGUF and prompts. Both stay loaded; ` +
+        `each figure is ${REPS} pairs (peer, then server, same prompts, no cached prefix on either side) and a ratio is the median of the pairs' ratios. ` +
+        `One model thread on both sides: on a shared 2-core machine llama.cpp's spinning threads collapse when a third process wants a core.`,
       "",
-      `Single stream (OWL_NUM_PARALLEL=1), ${DECODE} tokens after a ${direct.promptTokens}-token prompt, median of 3:`,
+      `Single stream, ${DECODE} tokens after a ${single[0]!.peer.runs[0]!.promptTokens}-token prompt:`,
       "",
-      "| measure | owl serve | node-llama-cpp direct | ratio |",
+      "| measure | owl serve | node-llama-cpp direct | owl / direct |",
       "| --- | ---: | ---: | ---: |",
-      `| decode tok/s (server's eval_count / eval_duration) | ${f1(serverRate)} | ${f1(peerRate)} | **${ratio.toFixed(2)}x** |`,
-      `| decode tok/s (client wall clock, first chunk to last) | ${f1(wallRate)} | ${f1(peerRate)} | **${wallRatio.toFixed(2)}x** |`,
-      `| tokens per CPU-second of the process (all threads, prompt + decode) | ${f1(serverCpuRate)} | ${f1(peerCpuRate)} | **${(serverCpuRate / peerCpuRate).toFixed(2)}x** |`,
+      `| decode tok/s: the server's eval_count / eval_duration | ${f1(med((x) => x.evalRate))} | ${f1(med((x) => x.peerRate))} | **${x2(evalRatio)}** |`,
+      `| decode tok/s: the client's clock, first chunk to last | ${f1(med((x) => x.wallRate))} | ${f1(med((x) => x.peerRate))} | **${x2(wallRatio)}** |`,
+      `| tokens per CPU-second of the process (every thread; prompt + decode) | ${f1(med((x) => x.serverCpu))} | ${f1(med((x) => x.peerCpu))} | **${x2(cpuRatio)}** |`,
       "",
-      `Tokens generated: server ${evalCounts.join(", ")}; peer ${peerTokens.join(", ")} (fewer than ${DECODE} means the model ended the text). ` +
-        `Cold load of the model by the first request (load_duration): ${f1(s1.coldLoadMs)} ms; the peer's load: ${f1(direct.loadMs)} ms.`,
+      `Tokens generated (peer/server per pair): ${counts}; fewer than ${DECODE} would mean the model ended the text. ` +
+        `The server loaded the model for its first request in ${f1(cold.runs[0]?.loadMs ?? 0)} ms (load_duration); the peer in ${f1(peerLoadMs)} ms.`,
       "",
-      `Aggregate decode with concurrent streams (OWL_NUM_PARALLEL=8, one context of 8 sequences; peer: one context of 8 sequences, ` +
-        `that many evaluated at once), ${DECODE} tokens each, distinct prompts: tokens of all streams / wall time from the requests to the last final chunk, ` +
-        `and tokens per CPU-second (user + system time of the whole process, every thread, over the same span: what the batch costs, whatever share of the ` +
-        `2 cores the machine's other load left; the server's includes its HTTP work):`,
+      `Aggregate decode with concurrent streams (${DECODE} tokens each, distinct prompts; the peer evaluates as many sequences of its context at once): ` +
+        `tokens of all streams / wall time to the last token, and tokens per CPU-second of the process over the same span ` +
+        `(what the batch costs whatever share of the cores the machine's other load left; the server's includes its HTTP work):`,
       "",
-      "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl serve tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream |",
+      "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream |",
       "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
       ...agg.map(
         (a) =>
-          `| ${a.n} | ${f1(a.sr)} | ${(a.sr / agg1).toFixed(2)}x | ${f1(a.pr)} | ${(a.pr / agg[0]!.pr).toFixed(2)}x | **${(a.sr / a.pr).toFixed(2)}x** | ` +
-          `${f1(a.sc)} | ${(a.sc / agg[0]!.sc).toFixed(2)}x | ${f1(a.pc)} | ${(a.pc / agg[0]!.pc).toFixed(2)}x |`,
+          `| ${a.n} | ${f1(a.sr)} | ${x2(a.sr / a1.sr)} | ${f1(a.pr)} | ${x2(a.pr / a1.pr)} | **${x2(a.ratio)}** | ` +
+          `${f1(a.sc)} | ${x2(a.sc / a1.sc)} | ${f1(a.pc)} | ${x2(a.pc / a1.pc)} |`,
       ),
       "",
-      "Time to first token, model loaded (client: request sent to the first non-empty chunk; peer: evaluate() to the first token):",
+      "Time to first token, model loaded (server: request sent to the first non-empty chunk, at the client; peer: evaluate() to the first token):",
       "",
-      "| prompt tokens | owl serve, 1 parallel ms | owl serve, 8 parallel ms | node-llama-cpp direct ms | overhead (1 parallel) ms |",
-      "| ---: | ---: | ---: | ---: | ---: |",
+      "| prompt tokens | owl serve ms | node-llama-cpp direct ms | server overhead ms (median of pairs) |",
+      "| ---: | ---: | ---: | ---: |",
       ...ttftRows.map(
-        (r) =>
-          `| ${r.tokens} (peer ${r.peerTokens}) | ${f1(r.s1)} | ${f1(r.s8)} | ${f1(r.peer)} | ${f1(r.s1 - r.peer)} |`,
+        (r) => `| ${r.tokens} (peer ${r.peerTokens}) | ${f1(r.server)} | ${f1(r.peer)} | ${f1(r.overhead)} |`,
       ),
       "",
       `GET /api/tags under load (${CONNS} keep-alive connections from one loopback load generator, ${LOAD_SECONDS} s after a 0.5 s warm-up; ` +
-        `the peer is a bare node:http server answering the same ${Buffer.byteLength(s8.tagsBody ?? "")} bytes):`,
+        `the peer is a bare node:http server answering the same ${Buffer.byteLength(tagsBody)} bytes from memory; owl lists the store on disk for each request):`,
       "",
       "| server | requests/s | errors |",
       "| --- | ---: | ---: |",
-      `| owl serve (Hono, CORS, Host check, request log) | ${tags.rps.toFixed(0)} | ${tags.errors} |`,
+      `| owl serve (Hono, CORS, Host check, request log, the store read per request) | ${tags.rps.toFixed(0)} | ${tags.errors} |`,
       `| bare node:http | ${bare.rps.toFixed(0)} | ${bare.errors} |`,
-      `| ratio | **${(tags.rps / bare.rps).toFixed(2)}x** | |`,
+      `| owl / bare | **${x2(tags.rps / bare.rps)}** | |`,
       "",
       "Goals:",
       "",
-      ...goals,
+      `- single-stream decode through the server >= 0.95x node-llama-cpp: ${evalRatio >= 0.95 ? "met" : "missed"} by the server's eval_duration (${x2(evalRatio)}), ` +
+        `${wallRatio >= 0.95 ? "met" : "missed"} by the client's clock (${x2(wallRatio)}), ${cpuRatio >= 0.95 ? "met" : "missed"} per CPU-second (${x2(cpuRatio)})`,
+      `- 4 streams >= 2x the single-stream aggregate: ${a4.sr >= 2 * a1.sr ? "met" : "missed"} by wall clock (${x2(a4.sr / a1.sr)}; the peer itself ${x2(a4.pr / a1.pr)}), ` +
+        `${a4.sc >= 2 * a1.sc ? "met" : "missed"} per CPU-second (${x2(a4.sc / a1.sc)}; the peer ${x2(a4.pc / a1.pc)})`,
       "",
       `Section wall time: ${((performance.now() - tStart) / 1000).toFixed(0)} s.`,
     ].join("\n");
   } finally {
+    agent.destroy();
+    if (peer) await peer.stop();
+    if (server) await stopChild(server);
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+type DirectRun1 = DirectAnswer["runs"][number];
+
+const sumCounts = (runs: readonly { count: number }[]) => runs.reduce((a, r) => a + r.count, 0);
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   process.stdout.write(`${await runServeBench({ quick: process.argv.includes("--quick") })}\n`);
