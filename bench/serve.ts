@@ -17,7 +17,8 @@
  *     over the peer's tokens after the first / time from the first token to the last;
  *   - aggregate tok/s of 1, 4 and 8 concurrent /api/generate streams (sum of eval_count over the
  *     wall time from the requests to the last final chunk), and the peer with as many sequences
- *     of one context evaluated at once;
+ *     of one context evaluated at once; again on the ~110M llama of bench/engine.ts, where the
+ *     weights rather than per-token overhead dominate a step, so batching can pay;
  *   - time to first token (request sent to first non-empty chunk, model loaded) for a short and a
  *     long prompt, and the peer's time from evaluate() to the first token;
  *   - tokens per CPU-second of each process (its user + system time, every thread, from
@@ -52,6 +53,9 @@ let LOAD_SECONDS = 3;
 /** Pairs (peer, server) per figure. */
 let REPS = 5;
 const MODEL = "bench15m";
+const BIG_MODEL = "bench110m";
+let BIG_DECODE = 64;
+let BIG_REPS = 3;
 const TYPE = "Q8_0";
 const PROMPT = "Once upon a time, there was a little owl who lived in a tall tree";
 /** Time-to-first-token prompts: a short one and a long one (about 400 tokens); distinct texts so
@@ -177,9 +181,9 @@ function streamRequest(agent: Agent, port: number, path: string, body: unknown):
   });
 }
 
-function generateBody(prompt: string, numPredict: number) {
+function generateBody(prompt: string, numPredict: number, model = MODEL) {
   return {
-    model: MODEL,
+    model,
     prompt,
     // raw: the prompt as it is (no template), the same tokens the peer evaluates.
     raw: true,
@@ -295,11 +299,12 @@ async function serverGenerate(
   pid: number | undefined,
   prompts: string[],
   decode: number,
+  model = MODEL,
 ): Promise<{ runs: ServerRun[]; wallMs: number; cpuMs: number }> {
   const cpu = procCpuMs(pid);
   const t0 = performance.now();
   const timings = await Promise.all(
-    prompts.map((p) => streamRequest(agent, port, "/api/generate", generateBody(p, decode))),
+    prompts.map((p) => streamRequest(agent, port, "/api/generate", generateBody(p, decode, model))),
   );
   const wallMs = Math.max(...timings.map((r) => r.done)) - t0;
   const cpuMs = procCpuMs(pid) - cpu;
@@ -350,6 +355,8 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     DECODE = 16;
     LOAD_SECONDS = 0.5;
     REPS = 2;
+    BIG_DECODE = 8;
+    BIG_REPS = 1;
   }
   const tStart = performance.now();
   const load0 = loadavg();
@@ -417,21 +424,26 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     }
     // Concurrent streams.
     process.stderr.write("bench serve: concurrent streams...\n");
-    const conc = new Map<
-      number,
-      { peer: DirectAnswer; server: Awaited<ReturnType<typeof serverGenerate>> }[]
-    >();
-    for (let rep = 0; rep < REPS; rep++) {
-      for (const n of STREAMS) {
-        const prompts = Array.from({ length: n }, (_, i) => streamPrompt(n, i, rep, PROMPT));
-        const pair = {
-          peer: await peer.generate(prompts, DECODE),
-          server: await serverGenerate(agent, port, pid, prompts, DECODE),
-        };
-        conc.set(n, [...(conc.get(n) ?? []), pair]);
-      }
-    }
+    const agg = aggregate(await concurrencyPairs(peer, agent, port, pid, MODEL, DECODE, REPS));
     const peerLoadMs = peer.loadMs;
+    await peer.stop();
+    peer = undefined;
+    // The same on a ~110M model, whose weights (not per-token overhead) dominate a decode step.
+    process.stderr.write("bench serve: concurrent streams on 110M...\n");
+    const big = SHAPES.find((x) => x.name === "110M")!;
+    const bigGguf = join(dir, `stories110M-${TYPE}.gguf`);
+    await writeModel(bigGguf, big, TYPE);
+    const bigSize = statSync(bigGguf).size;
+    await new ModelStore(join(home, "models"), { builtin: false }).create(BIG_MODEL, {
+      from: bigGguf,
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    peer = await DirectPeer.start(bigGguf, dir);
+    await serverGenerate(agent, port, pid, ["warm up"], 8, BIG_MODEL);
+    const aggBig = aggregate(await concurrencyPairs(peer, agent, port, pid, BIG_MODEL, BIG_DECODE, BIG_REPS));
     await peer.stop();
     peer = undefined;
     // /api/tags under load, then the bare server with the same body.
@@ -461,24 +473,6 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     const wallRatio = med((x) => x.wallRate / x.peerRate);
     const cpuRatio = med((x) => x.serverCpu / x.peerCpu);
 
-    const agg = STREAMS.map((n) => {
-      const pairs = conc.get(n)!;
-      const sr = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.wallMs));
-      const pr = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.wallMs));
-      const sc = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.cpuMs));
-      const pc = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.cpuMs));
-      return {
-        n,
-        sr: median(sr),
-        pr: median(pr),
-        sc: median(sc),
-        pc: median(pc),
-        ratio: median(sr.map((v, i) => v / pr[i]!)),
-        tokens: pairs.map((p) => sumCounts(p.server.runs)),
-      };
-    });
-    const a1 = agg[0]!;
-    const a4 = agg.find((a) => a.n === 4)!;
     const ttftRows = ttft.map((pairs) => ({
       tokens: pairs[0]!.server.promptTokens,
       peerTokens: pairs[0]!.peer.promptTokens,
@@ -518,13 +512,11 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
         `tokens of all streams / wall time to the last token, and tokens per CPU-second of the process over the same span ` +
         `(what the batch costs whatever share of the cores the machine's other load left; the server's includes its HTTP work):`,
       "",
-      "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream |",
-      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-      ...agg.map(
-        (a) =>
-          `| ${a.n} | ${f1(a.sr)} | ${x2(a.sr / a1.sr)} | ${f1(a.pr)} | ${x2(a.pr / a1.pr)} | **${x2(a.ratio)}** | ` +
-          `${f1(a.sc)} | ${x2(a.sc / a1.sc)} | ${f1(a.pc)} | ${x2(a.pc / a1.pc)} |`,
-      ),
+      ...aggTable(agg),
+      "",
+      `The same on the generated ~110M llama (dim 768, 12 layers; ${TYPE}, ${(bigSize / 1e6).toFixed(0)} MB), ${BIG_DECODE} tokens a stream, ${BIG_REPS} pairs:`,
+      "",
+      ...aggTable(aggBig),
       "",
       "Time to first token, model loaded (server: request sent to the first non-empty chunk, at the client; peer: evaluate() to the first token):",
       "",
@@ -547,8 +539,18 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
       "",
       `- single-stream decode through the server >= 0.95x node-llama-cpp: ${evalRatio >= 0.95 ? "met" : "missed"} by the server's eval_duration (${x2(evalRatio)}), ` +
         `${wallRatio >= 0.95 ? "met" : "missed"} by the client's clock (${x2(wallRatio)}), ${cpuRatio >= 0.95 ? "met" : "missed"} per CPU-second (${x2(cpuRatio)})`,
-      `- 4 streams >= 2x the single-stream aggregate: ${a4.sr >= 2 * a1.sr ? "met" : "missed"} by wall clock (${x2(a4.sr / a1.sr)}; the peer itself ${x2(a4.pr / a1.pr)}), ` +
-        `${a4.sc >= 2 * a1.sc ? "met" : "missed"} per CPU-second (${x2(a4.sc / a1.sc)}; the peer ${x2(a4.pc / a1.pc)})`,
+      ...[
+        ["15M", agg],
+        ["110M", aggBig],
+      ].map(([name, rows]) => {
+        const r = rows as Agg[];
+        const a1 = r[0]!;
+        const a4 = r.find((a) => a.n === 4)!;
+        return (
+          `- ${name}: 4 streams >= 2x the single-stream aggregate: ${a4.sr >= 2 * a1.sr ? "met" : "missed"} by wall clock (${x2(a4.sr / a1.sr)}; the peer itself ${x2(a4.pr / a1.pr)}), ` +
+          `${a4.sc >= 2 * a1.sc ? "met" : "missed"} per CPU-second (${x2(a4.sc / a1.sc)}; the peer ${x2(a4.pc / a1.pc)})`
+        );
+      }),
       "",
       `Section wall time: ${((performance.now() - tStart) / 1000).toFixed(0)} s.`,
     ].join("\n");
@@ -561,6 +563,76 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
 }
 
 type DirectRun1 = DirectAnswer["runs"][number];
+
+type Pair = { peer: DirectAnswer; server: Awaited<ReturnType<typeof serverGenerate>> };
+
+/** For each rep and stream count: the peer, then the server, on the same n prompts. */
+async function concurrencyPairs(
+  peer: DirectPeer,
+  agent: Agent,
+  port: number,
+  pid: number | undefined,
+  model: string,
+  decode: number,
+  reps: number,
+): Promise<Map<number, Pair[]>> {
+  const conc = new Map<number, Pair[]>();
+  for (let rep = 0; rep < reps; rep++) {
+    for (const n of STREAMS) {
+      const prompts = Array.from({ length: n }, (_, i) => streamPrompt(n, i, rep, PROMPT));
+      const pair = {
+        peer: await peer.generate(prompts, decode),
+        server: await serverGenerate(agent, port, pid, prompts, decode, model),
+      };
+      conc.set(n, [...(conc.get(n) ?? []), pair]);
+    }
+  }
+  return conc;
+}
+
+interface Agg {
+  n: number;
+  /** Median tok/s (wall) and tok per CPU-s of the server and the peer; median of pair ratios. */
+  sr: number;
+  pr: number;
+  sc: number;
+  pc: number;
+  ratio: number;
+}
+
+function aggregate(conc: Map<number, Pair[]>): Agg[] {
+  const rate = (tokens: number, ms: number) => (tokens / ms) * 1000;
+  return STREAMS.map((n) => {
+    const pairs = conc.get(n)!;
+    const sr = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.wallMs));
+    const pr = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.wallMs));
+    const sc = pairs.map((p) => rate(sumCounts(p.server.runs), p.server.cpuMs));
+    const pc = pairs.map((p) => rate(sumCounts(p.peer.runs), p.peer.cpuMs));
+    return {
+      n,
+      sr: median(sr),
+      pr: median(pr),
+      sc: median(sc),
+      pc: median(pc),
+      ratio: median(sr.map((v, i) => v / pr[i]!)),
+    };
+  });
+}
+
+function aggTable(agg: Agg[]): string[] {
+  const f1 = (x: number) => x.toFixed(1);
+  const x2 = (x: number) => `${x.toFixed(2)}x`;
+  const a1 = agg[0]!;
+  return [
+    "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...agg.map(
+      (a) =>
+        `| ${a.n} | ${f1(a.sr)} | ${x2(a.sr / a1.sr)} | ${f1(a.pr)} | ${x2(a.pr / a1.pr)} | **${x2(a.ratio)}** | ` +
+        `${f1(a.sc)} | ${x2(a.sc / a1.sc)} | ${f1(a.pc)} | ${x2(a.pc / a1.pc)} |`,
+    ),
+  ];
+}
 
 const sumCounts = (runs: readonly { count: number }[]) => runs.reduce((a, r) => a + r.count, 0);
 
