@@ -117,6 +117,22 @@ export interface KernelExports {
   toBf16Row(x: number, dst: number, n: number): void;
   OP_MATMUL: WasmGlobal;
   OP_ATTENTION: WasmGlobal;
+  OP_ATTENTION_BLOCKS: WasmGlobal;
+  partBytes(headDim: number): number;
+  attentionMerge(part: number, nBlocks: number, out: number, nHead: number, headDim: number): void;
+  attentionBlock(
+    q: number,
+    k: number,
+    v: number,
+    part: number,
+    j0: number,
+    j1: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    scale: number,
+    scratch: number,
+  ): void;
 }
 
 const PAGE = 65536;
@@ -128,6 +144,8 @@ const ALIGN = 64;
  * one that sleeps (or is not scheduled) just takes no chunk.
  */
 const MIN_PARALLEL_MACS = 1 << 16;
+/** Cache positions per block of one-token attention (attentionBlocks). */
+const ATTENTION_BLOCK = 64;
 /** Least multiply-adds of one chunk of a matmul split across threads. */
 const MIN_CHUNK_MACS = 1 << 14;
 
@@ -206,6 +224,7 @@ export class WasmBackend implements KernelBackend {
   private readonly finiteF16 = new Map<number, boolean>();
   private readonly opMatmul: number;
   private readonly opAttention: number;
+  private readonly opAttentionBlocks: number;
   private readonly minParallel: number;
   private readonly x86: number;
 
@@ -228,6 +247,7 @@ export class WasmBackend implements KernelBackend {
     this.maxBytes = maxBytes;
     this.opMatmul = kernels.OP_MATMUL.value as number;
     this.opAttention = kernels.OP_ATTENTION.value as number;
+    this.opAttentionBlocks = kernels.OP_ATTENTION_BLOCKS.value as number;
   }
 
   static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -469,6 +489,10 @@ export class WasmBackend implements KernelBackend {
     this.checkBuf("attention vCache", vCache, n * nHeadKv * headDim * 4);
     this.checkBuf("attention out", out, T * nHead * headDim * 4);
     const parallel = this.threads > 1 && T * nHead * n * headDim >= this.minParallel;
+    if (T === 1 && n >= 2 * ATTENTION_BLOCK) {
+      this.attentionBlocks(q, kCache, vCache, out, n, nHead, nHeadKv, headDim, scale, parallel);
+      return;
+    }
     // Each item sweeps the cache once for a token and a range of query heads: split the heads
     // only when the tokens are too few to keep the threads busy.
     const nSplit = !parallel || T >= 2 * this.threads ? 1 : Math.min(nHead, this.threads);
@@ -508,6 +532,66 @@ export class WasmBackend implements KernelBackend {
     p.setInt(11, per);
     p.setInt(12, nSplit);
     p.run(this.opAttention, T * nSplit);
+  }
+
+  /**
+   * One token against n >= 2 ATTENTION_BLOCK positions: the positions are cut into blocks of
+   * ATTENTION_BLOCK (whatever the thread count, so the result does not depend on it), each block
+   * gives every head its partial softmax state (attentionBlock), and the caller merges them.
+   */
+  private attentionBlocks(
+    q: Buf,
+    kCache: Buf,
+    vCache: Buf,
+    out: Buf,
+    n: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    scale: number,
+    parallel: boolean,
+  ): void {
+    const k = this.kernels;
+    const nBlocks = Math.ceil(n / ATTENTION_BLOCK);
+    const partAll = align(nBlocks * nHead * k.partBytes(headDim));
+    const per = align(nHead * ATTENTION_BLOCK * 4);
+    const s = this.scratch(partAll + per * this.threads);
+    const part = s.offset;
+    const scores = s.offset + partAll;
+    if (!parallel) {
+      for (let b = 0; b < nBlocks; b++) {
+        const j0 = b * ATTENTION_BLOCK;
+        k.attentionBlock(
+          q.offset,
+          kCache.offset,
+          vCache.offset,
+          part + b * nHead * k.partBytes(headDim),
+          j0,
+          Math.min(n, j0 + ATTENTION_BLOCK),
+          nHead,
+          nHeadKv,
+          headDim,
+          scale,
+          scores,
+        );
+      }
+    } else {
+      const p = this.pool;
+      p.setInt(0, q.offset);
+      p.setInt(1, kCache.offset);
+      p.setInt(2, vCache.offset);
+      p.setInt(3, part);
+      p.setInt(4, n);
+      p.setInt(5, nHead);
+      p.setInt(6, nHeadKv);
+      p.setInt(7, headDim);
+      p.setFloat(8, scale);
+      p.setInt(9, ATTENTION_BLOCK);
+      p.setInt(10, scores);
+      p.setInt(11, per);
+      p.run(this.opAttentionBlocks, nBlocks);
+    }
+    k.attentionMerge(part, nBlocks, out.offset, nHead, headDim);
   }
 
   add(a: Buf, b: Buf, n: number): void {

@@ -6,7 +6,7 @@
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
-import { attention } from "./ops";
+import { attention, attentionBlock, partBytes } from "./ops";
 import {
   expandQ8_0,
   expandQ8_1,
@@ -21,12 +21,13 @@ import {
 
 export { matmulRows, rowBytes } from "./matmul";
 export { f16AllFinite } from "./matmul-float";
-export { add, addBias, attention, rmsNorm, rope, softmax, swiglu } from "./ops";
+export { add, addBias, attention, attentionBlock, attentionMerge, partBytes, rmsNorm, rope, softmax, swiglu } from "./ops";
 export { quantizeQ8_0, quantizeQ8_1, quantizeQ8K, toBf16Row, toF16Row } from "./quantize";
 
 /** Op codes of the control block. */
 export const OP_MATMUL: i32 = 1;
 export const OP_ATTENTION: i32 = 2;
+export const OP_ATTENTION_BLOCKS: i32 = 3;
 
 export { initTables } from "./common";
 
@@ -171,6 +172,27 @@ function runChunk(ctl: usize, c: i32, chunks: i32, tid: i32): void {
       scratch,
       c,
       chunks,
+    );
+  } else if (op == OP_ATTENTION_BLOCKS) {
+    // Chunk c: cache positions [c blk, min(n, (c + 1) blk)) of one token.
+    const n = arg(ctl, 4);
+    const blk = arg(ctl, 9);
+    const j0 = c * blk;
+    const j1 = min(n, j0 + blk);
+    const nHead = arg(ctl, 5);
+    const headDim = arg(ctl, 7);
+    attentionBlock(
+      <usize>arg(ctl, 0),
+      <usize>arg(ctl, 1),
+      <usize>arg(ctl, 2),
+      <usize>arg(ctl, 3) + <usize>c * <usize>nHead * <usize>partBytes(headDim),
+      j0,
+      j1,
+      nHead,
+      arg(ctl, 6),
+      headDim,
+      reinterpret<f32>(arg(ctl, 8)),
+      <usize>arg(ctl, 10) + <usize>tid * <usize>arg(ctl, 11),
     );
   }
 }

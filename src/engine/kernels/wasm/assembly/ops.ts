@@ -183,90 +183,207 @@ export function attention(
     const sBytes = <usize>n << 2;
     const qt = q + <usize>(t * nHead) * rowBytes;
     const outT = out + <usize>(t * nHead) * rowBytes;
-    let j = 0;
-    if ((headDim & 3) == 0) {
-      // Four positions at a time: four lane sums per head, added across lanes into one vector of
-      // four scores.
-      const sv = f32x4.splat(scale);
-      for (; j + 4 <= n; j += 4) {
-        const k0 = k + <usize>j * kvStride;
-        for (let h = h0; h < h1; h++) {
-          const qh = qt + <usize>h * rowBytes;
-          const kh = k0 + <usize>(h / group) * rowBytes;
-          let a0 = f32x4.splat(0);
-          let a1 = f32x4.splat(0);
-          let a2 = f32x4.splat(0);
-          let a3 = f32x4.splat(0);
-          for (let i = 0; i < headDim; i += 4) {
-            const o = <usize>i << 2;
-            const qv = v128.load(qh + o);
-            a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(kh + o)));
-            a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(kh + kvStride + o)));
-            a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(kh + 2 * kvStride + o)));
-            a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(kh + 3 * kvStride + o)));
-          }
-          v128.store(scratch + <usize>(h - h0) * sBytes + (<usize>j << 2), f32x4.mul(reduce4f(a0, a1, a2, a3), sv));
-        }
-      }
-    }
-    for (; j < n; j++) {
-      const kj = k + <usize>j * kvStride;
-      const sj = scratch + (<usize>j << 2);
-      for (let h = h0; h < h1; h++) {
-        const d = dotF32(qt + <usize>h * rowBytes, kj + <usize>(h / group) * rowBytes, headDim) * scale;
-        store<f32>(sj + <usize>(h - h0) * sBytes, d);
-      }
-    }
+    scoresRange(qt, k, h0, h1, group, headDim, kvStride, scale, 0, n, scratch, sBytes);
     for (let h = h0; h < h1; h++) {
       const sg = scratch + <usize>(h - h0) * sBytes;
       const sum = expShifted(sg, n, maxOf(sg, n));
       // Fold 1/sum into the probabilities: out = sum_j (p_j / sum) v_j.
       scaleRow(sg, n, <f32>(1.0 / sum));
     }
-    memory.fill(outT + <usize>h0 * rowBytes, 0, <usize>(h1 - h0) * rowBytes);
-    // out += p_j v_j in position order, 8 positions at a time with 16 outputs in registers (the
-    // 8 rows stay in L1 while every head of the item reads them).
-    for (let jb = 0; jb < n; jb += 8) {
-      const je = min(jb + 8, n);
+    const o0 = outT + <usize>h0 * rowBytes;
+    memory.fill(o0, 0, <usize>(h1 - h0) * rowBytes);
+    accumulateRange(v, h0, h1, group, headDim, kvStride, 0, n, scratch, sBytes, o0, rowBytes);
+  }
+}
+
+/**
+ * Scores of the query heads h0..h1-1 of one token (qt: its (nHead, headDim) queries) against
+ * cache positions j0..j1-1: scale * q.k to scratch + (h - h0) sBytes + 4 (j - j0). Four
+ * positions at a time: four lane sums per head, added across lanes into one vector of scores.
+ */
+function scoresRange(
+  qt: usize,
+  k: usize,
+  h0: i32,
+  h1: i32,
+  group: i32,
+  headDim: i32,
+  kvStride: usize,
+  scale: f32,
+  j0: i32,
+  j1: i32,
+  scratch: usize,
+  sBytes: usize,
+): void {
+  const rowBytes = <usize>headDim << 2;
+  let j = j0;
+  if ((headDim & 3) == 0) {
+    const sv = f32x4.splat(scale);
+    for (; j + 4 <= j1; j += 4) {
+      const k0 = k + <usize>j * kvStride;
       for (let h = h0; h < h1; h++) {
-        const sh = scratch + <usize>(h - h0) * sBytes;
-        const vh = v + <usize>(h / group) * rowBytes;
-        const op = outT + <usize>h * rowBytes;
-        let i = 0;
-        for (; i + 16 <= headDim; i += 16) {
+        const qh = qt + <usize>h * rowBytes;
+        const kh = k0 + <usize>(h / group) * rowBytes;
+        let a0 = f32x4.splat(0);
+        let a1 = f32x4.splat(0);
+        let a2 = f32x4.splat(0);
+        let a3 = f32x4.splat(0);
+        for (let i = 0; i < headDim; i += 4) {
           const o = <usize>i << 2;
-          let c0 = v128.load(op + o);
-          let c1 = v128.load(op + o, 16);
-          let c2 = v128.load(op + o, 32);
-          let c3 = v128.load(op + o, 48);
-          for (let jj = jb; jj < je; jj++) {
-            const pv = f32x4.splat(load<f32>(sh + (<usize>jj << 2)));
-            const vp = vh + <usize>jj * kvStride + o;
-            c0 = f32x4.add(c0, f32x4.mul(pv, v128.load(vp)));
-            c1 = f32x4.add(c1, f32x4.mul(pv, v128.load(vp, 16)));
-            c2 = f32x4.add(c2, f32x4.mul(pv, v128.load(vp, 32)));
-            c3 = f32x4.add(c3, f32x4.mul(pv, v128.load(vp, 48)));
-          }
-          v128.store(op + o, c0);
-          v128.store(op + o, c1, 16);
-          v128.store(op + o, c2, 32);
-          v128.store(op + o, c3, 48);
+          const qv = v128.load(qh + o);
+          a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(kh + o)));
+          a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(kh + kvStride + o)));
+          a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(kh + 2 * kvStride + o)));
+          a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(kh + 3 * kvStride + o)));
         }
-        for (; i + 4 <= headDim; i += 4) {
-          const o = <usize>i << 2;
-          let c0 = v128.load(op + o);
-          for (let jj = jb; jj < je; jj++) {
-            c0 = f32x4.add(c0, f32x4.mul(f32x4.splat(load<f32>(sh + (<usize>jj << 2))), v128.load(vh + <usize>jj * kvStride + o)));
-          }
-          v128.store(op + o, c0);
-        }
-        for (; i < headDim; i++) {
-          const o = <usize>i << 2;
-          let c = load<f32>(op + o);
-          for (let jj = jb; jj < je; jj++) c += load<f32>(sh + (<usize>jj << 2)) * load<f32>(vh + <usize>jj * kvStride + o);
-          store<f32>(op + o, c);
-        }
+        v128.store(scratch + <usize>(h - h0) * sBytes + (<usize>(j - j0) << 2), f32x4.mul(reduce4f(a0, a1, a2, a3), sv));
       }
+    }
+  }
+  for (; j < j1; j++) {
+    const kj = k + <usize>j * kvStride;
+    const sj = scratch + (<usize>(j - j0) << 2);
+    for (let h = h0; h < h1; h++) {
+      const d = dotF32(qt + <usize>h * rowBytes, kj + <usize>(h / group) * rowBytes, headDim) * scale;
+      store<f32>(sj + <usize>(h - h0) * sBytes, d);
+    }
+  }
+}
+
+/**
+ * out_h += sum over positions j0..j1-1 of p_hj v_j for heads h0..h1-1, p at scratch + (h - h0)
+ * sBytes + 4 (j - j0), out_h at o0 + (h - h0) oStride; in position order, 8 positions at a time
+ * with 16 outputs in registers (the 8 rows stay in L1 while every head reads them).
+ */
+function accumulateRange(
+  v: usize,
+  h0: i32,
+  h1: i32,
+  group: i32,
+  headDim: i32,
+  kvStride: usize,
+  j0: i32,
+  j1: i32,
+  scratch: usize,
+  sBytes: usize,
+  o0: usize,
+  oStride: usize,
+): void {
+  const rowBytes = <usize>headDim << 2;
+  for (let jb = j0; jb < j1; jb += 8) {
+    const je = min(jb + 8, j1);
+    for (let h = h0; h < h1; h++) {
+      const sh = scratch + <usize>(h - h0) * sBytes - (<usize>j0 << 2);
+      const vh = v + <usize>(h / group) * rowBytes;
+      const op = o0 + <usize>(h - h0) * oStride;
+      let i = 0;
+      for (; i + 16 <= headDim; i += 16) {
+        const o = <usize>i << 2;
+        let c0 = v128.load(op + o);
+        let c1 = v128.load(op + o, 16);
+        let c2 = v128.load(op + o, 32);
+        let c3 = v128.load(op + o, 48);
+        for (let jj = jb; jj < je; jj++) {
+          const pv = f32x4.splat(load<f32>(sh + (<usize>jj << 2)));
+          const vp = vh + <usize>jj * kvStride + o;
+          c0 = f32x4.add(c0, f32x4.mul(pv, v128.load(vp)));
+          c1 = f32x4.add(c1, f32x4.mul(pv, v128.load(vp, 16)));
+          c2 = f32x4.add(c2, f32x4.mul(pv, v128.load(vp, 32)));
+          c3 = f32x4.add(c3, f32x4.mul(pv, v128.load(vp, 48)));
+        }
+        v128.store(op + o, c0);
+        v128.store(op + o, c1, 16);
+        v128.store(op + o, c2, 32);
+        v128.store(op + o, c3, 48);
+      }
+      for (; i + 4 <= headDim; i += 4) {
+        const o = <usize>i << 2;
+        let c0 = v128.load(op + o);
+        for (let jj = jb; jj < je; jj++) {
+          c0 = f32x4.add(c0, f32x4.mul(f32x4.splat(load<f32>(sh + (<usize>jj << 2))), v128.load(vh + <usize>jj * kvStride + o)));
+        }
+        v128.store(op + o, c0);
+      }
+      for (; i < headDim; i++) {
+        const o = <usize>i << 2;
+        let c = load<f32>(op + o);
+        for (let jj = jb; jj < je; jj++) c += load<f32>(sh + (<usize>jj << 2)) * load<f32>(vh + <usize>jj * kvStride + o);
+        store<f32>(op + o, c);
+      }
+    }
+  }
+}
+
+/** Bytes of one head's partial state in attentionBlock: m f32, pad, s f64, then headDim f32. */
+export function partBytes(headDim: i32): i32 {
+  return 16 + (((headDim << 2) + 15) & ~15);
+}
+
+/**
+ * One block of cache positions [j0, j1) of the attention of a single token (the one at position
+ * n - 1, queries q (nHead, headDim)), every head: per head the block's largest score m, the sum s
+ * (float64) of exp(score - m) and o = sum of exp(score - m) v_j, to part + h partBytes(headDim).
+ * attentionMerge combines the blocks. Splitting the positions instead of the heads lets each
+ * thread read its own contiguous stretch of the cache. scratch: nHead * (j1 - j0) floats.
+ */
+export function attentionBlock(
+  q: usize,
+  k: usize,
+  v: usize,
+  part: usize,
+  j0: i32,
+  j1: i32,
+  nHead: i32,
+  nHeadKv: i32,
+  headDim: i32,
+  scale: f32,
+  scratch: usize,
+): void {
+  const group = nHead / nHeadKv;
+  const kvStride = <usize>nHeadKv * (<usize>headDim << 2);
+  const nb = j1 - j0;
+  const sBytes = <usize>nb << 2;
+  const pb = <usize>partBytes(headDim);
+  scoresRange(q, k, 0, nHead, group, headDim, kvStride, scale, j0, j1, scratch, sBytes);
+  for (let h = 0; h < nHead; h++) {
+    const sg = scratch + <usize>h * sBytes;
+    const m = maxOf(sg, nb);
+    const ph = part + <usize>h * pb;
+    store<f32>(ph, m);
+    store<f64>(ph, expShifted(sg, nb, m), 8);
+    memory.fill(ph + 16, 0, <usize>headDim << 2);
+  }
+  accumulateRange(v, 0, nHead, group, headDim, kvStride, j0, j1, scratch, sBytes, part + 16, pb);
+}
+
+/**
+ * out (nHead, headDim) from the nBlocks partial states at part (attentionBlock, block b at part +
+ * b nHead partBytes): M = the largest m, S = sum of s_b exp(m_b - M) (float64), out = sum of
+ * o_b exp(m_b - M), times 1/S.
+ */
+export function attentionMerge(part: usize, nBlocks: i32, out: usize, nHead: i32, headDim: i32): void {
+  const pb = <usize>partBytes(headDim);
+  const blockBytes = <usize>nHead * pb;
+  for (let h = 0; h < nHead; h++) {
+    const p0 = part + <usize>h * pb;
+    let M = load<f32>(p0);
+    for (let b = 1; b < nBlocks; b++) M = max(M, load<f32>(p0 + <usize>b * blockBytes));
+    let S: f64 = 0;
+    for (let b = 0; b < nBlocks; b++) {
+      const pbh = p0 + <usize>b * blockBytes;
+      const w = Mathf.exp(load<f32>(pbh) - M);
+      store<f32>(pbh, w, 4); // the block's weight, in the header's spare slot
+      S += load<f64>(pbh, 8) * <f64>w;
+    }
+    const inv = <f32>(1.0 / S);
+    const op = out + <usize>h * (<usize>headDim << 2);
+    for (let i = 0; i < headDim; i++) {
+      let acc: f32 = 0;
+      for (let b = 0; b < nBlocks; b++) {
+        const pbh = p0 + <usize>b * blockBytes;
+        acc += load<f32>(pbh + 16 + (<usize>i << 2)) * load<f32>(pbh, 4);
+      }
+      store<f32>(op + (<usize>i << 2), acc * inv);
     }
   }
 }
