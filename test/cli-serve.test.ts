@@ -16,8 +16,10 @@ import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatUntil, humanBytes, humanDuration, renderRunning } from "../src/cli/commands/ps.ts";
 import type { RunIO } from "../src/cli/commands/run.ts";
+import { resolveRunTarget } from "../src/cli/commands/run.ts";
 import { captureIO } from "../src/cli/io.ts";
 import { runCli } from "../src/cli/main.ts";
+import { defaultRunParams, serverOptions, setParam } from "../src/cli/run-params.ts";
 import { ModelStore } from "../src/store/store.ts";
 import { REPO_ROOT } from "./helpers/fixtures.ts";
 
@@ -139,6 +141,40 @@ describe("owl ps formatting (Ollama's format package)", () => {
       "NAME                  ID              SIZE      PROCESSOR    CONTEXT    UNTIL\n" +
         "stories260k:latest    2f769f3e94ba    1.1 MB    100% CPU     512        5 minutes from now\n",
     );
+  });
+});
+
+describe("owl run: what the arguments name, and the options it sends a server", () => {
+  it("a stored name, a word that starts the prompt, a name with a tag that is not stored", async () => {
+    const root = join(mkdtempSync(join(tmpdir(), "owl-run-target-")), "models");
+    try {
+      const stored = await resolveRunTarget("stories260k", ["Once", "upon"], root);
+      expect(stored.kind).toBe("stored");
+      expect(stored.kind === "stored" && stored.model.name).toBe("stories260k:latest");
+      expect(stored.prompt).toBe("Once upon");
+      const word = await resolveRunTarget("Hello", ["there"], root);
+      expect(word.kind).toBe("file");
+      expect(word.prompt).toBe("Hello there");
+      await expect(resolveRunTarget("llama3:8b", ["hi"], root)).rejects.toThrow(
+        'model "llama3:8b" not found',
+      );
+      const none = await resolveRunTarget(undefined, [], root);
+      expect(none.kind === "file" && none.path.endsWith("stories260k.gguf")).toBe(true);
+    } finally {
+      rmSync(join(root, ".."), { recursive: true, force: true });
+    }
+  });
+
+  it("only what differs from Ollama's defaults, repeat_penalty and seed when given, stop when set", () => {
+    const p = defaultRunParams();
+    expect(serverOptions(p)).toEqual({});
+    setParam(p, "temperature", "0", "--temperature");
+    setParam(p, "num_predict", "20", "--num-predict");
+    setParam(p, "seed", "7", "--seed");
+    setParam(p, "stop", "END", "--stop");
+    expect(serverOptions(p)).toEqual({ temperature: 0, num_predict: 20, seed: 7, stop: ["END"] });
+    setParam(p, "repeat_penalty", "1.1", "--repeat-penalty");
+    expect(serverOptions(p).repeat_penalty).toBe(1.1);
   });
 });
 
