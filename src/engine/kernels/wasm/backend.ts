@@ -30,7 +30,7 @@ export interface WasmBackendOptions {
   threads?: number;
   /** Most bytes the memory may grow to (default and ceiling 4 GiB, the wasm32 limit). */
   maxMemoryBytes?: number;
-  /** Spin iterations before an idle thread sleeps (default 20000, about 50-100 µs). */
+  /** Microseconds an idle thread spins before it sleeps in Atomics.wait (default 1000). */
   spin?: number;
   /** Multiply-adds below which matmul and attention stay on the caller (default 2^16; 0 in tests). */
   minParallelWork?: number;
@@ -144,6 +144,8 @@ const ALIGN = 64;
  * one that sleeps (or is not scheduled) just takes no chunk.
  */
 const MIN_PARALLEL_MACS = 1 << 16;
+/** Chunks per thread of a matmul split across threads (fewer when the op is small). */
+const CHUNKS_PER_THREAD = 8;
 /** Cache positions per block of one-token attention (attentionBlocks). */
 const ATTENTION_BLOCK = 64;
 /** Least multiply-adds of one chunk of a matmul split across threads. */
@@ -272,7 +274,7 @@ export class WasmBackend implements KernelBackend {
     kernels.initTables();
     const top = ctl + align(CONTROL_BYTES);
     const pool = await ThreadPool.start(module, memory, kernels, ctl, threads, {
-      spin: options.spin ?? 20000,
+      spin: options.spin ?? 1000,
     });
     return new WasmBackend(
       memory,
@@ -408,8 +410,12 @@ export class WasmBackend implements KernelBackend {
     p.setInt(8, OC);
     p.setInt(9, rows);
     p.setInt(10, rowScratch);
-    // Chunks of at least MIN_CHUNK_MACS (claiming one costs about 0.1 µs), a few per thread.
-    const chunks = Math.max(1, Math.min(OC, 16 * this.threads, Math.floor((T * C * OC) / MIN_CHUNK_MACS)));
+    // A few chunks per thread, of at least MIN_CHUNK_MACS: each claim moves the claim word's
+    // cache line between cores (a few hundred ns here), so more chunks cost more than they balance.
+    const chunks = Math.max(
+      1,
+      Math.min(OC, CHUNKS_PER_THREAD * this.threads, Math.floor((T * C * OC) / MIN_CHUNK_MACS)),
+    );
     p.run(this.opMatmul, chunks);
   }
 

@@ -7,10 +7,11 @@
  * worker the OS has not scheduled yet (a busy machine) costs the caller nothing but doing its
  * share. `run` is synchronous and `threads` counts the caller.
  *
- * Control block (256 bytes at `ctl`): i32 [0] wake sequence (bumped to wake spinning or sleeping
- * workers), [1] chunks done, [2] op code (-1 = exit), [3] error flag, [4..31] the op's
- * arguments, [40] workers asleep in Atomics.wait; i64 at byte 128 the claim word
- * [op number:32][chunks:16][next chunk:16] (assembly/index.ts).
+ * Control block (512 bytes at `ctl`): i32 [0] wake sequence (bumped to wake spinning or sleeping
+ * workers), [2] op code (-1 = exit), [3] error flag, [4..31] the op's arguments, [64] chunks
+ * done, [96] workers asleep in Atomics.wait; i64 at
+ * byte 320 the claim word [op number:32][chunks:16][next chunk:16] (assembly/index.ts). The
+ * done count, the claim word and the sleeper count sit on cache lines of their own.
  * Not here: the kernels (assembly/), memory allocation (backend.ts).
  */
 import { Worker } from "node:worker_threads";
@@ -18,13 +19,13 @@ import { assert, OwlError } from "../../../util/errors.ts";
 import type { WasmMemory, WasmModule } from "./wasm-api.ts";
 
 const SEQ = 0;
-const DONE = 1;
+const DONE = 64;
 const OP = 2;
 const ERR = 3;
 const ARGS = 4;
 /** i32 index of the count of workers asleep in Atomics.wait (past the arguments). */
-const SLEEPERS = 40;
-export const CONTROL_BYTES = 256;
+const SLEEPERS = 96;
+export const CONTROL_BYTES = 512;
 export const MAX_ARGS = 28;
 /** Most chunks of one op (16 bits of the claim word). */
 export const MAX_CHUNKS = 65535;
@@ -40,7 +41,7 @@ export interface PoolKernels {
 }
 
 export interface PoolOptions {
-  /** Spin iterations before a waiting thread sleeps in Atomics.wait. */
+  /** Microseconds a waiting thread spins before it sleeps in Atomics.wait. */
   spin: number;
 }
 
@@ -159,10 +160,12 @@ export class ThreadPool {
     for (;;) {
       const done = Atomics.load(c, DONE);
       if (done + skipped >= chunks) break;
-      if (++n > this.spin) {
+      if ((++n & 255) !== 0) continue;
+      const now = performance.now();
+      if (start === 0) start = now;
+      else if ((now - start) * 1000 > this.spin) {
         Atomics.wait(c, DONE, done, 1);
-        if (start === 0) start = Date.now();
-        else if (Date.now() - start > 120_000) {
+        if (now - start > 120_000) {
           throw new OwlError("ERR_IO", `kernel threads did not finish op ${op} within 120 s`);
         }
       }

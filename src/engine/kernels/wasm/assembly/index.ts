@@ -109,10 +109,14 @@ function arg(ctl: usize, i: i32): i32 {
   return load<i32>(ctl + 16 + (<usize>i << 2));
 }
 
-/** Byte offset in the control block of the claim word: i64 [seq:32][chunks:16][next:16]. */
-const CLAIM: usize = 128;
+/**
+ * Byte offset in the control block of the claim word: i64 [seq:32][chunks:16][next:16]. It and
+ * the done count each have a cache line of their own, apart from the arguments every chunk
+ * reads: a line written by one core and read by the other costs a transfer each time.
+ */
+const CLAIM: usize = 320;
 /** Byte offset of the i32 count of chunks finished in the current op. */
-const DONE: usize = 4;
+const DONE: usize = 256;
 
 /** Starts op number `seq` with `chunks` chunks (< 65536) to claim; the arguments are already set. */
 export function publish(ctl: usize, seq: i32, chunks: i32): void {
@@ -202,8 +206,8 @@ function runChunk(ctl: usize, c: i32, chunks: i32, tid: i32): void {
  * number makes a claim from a late thread fail once the op is over) and runs them until none is
  * left; returns how many it ran. Whoever is free takes the next chunk, so a worker that the OS
  * has not scheduled yet costs the caller nothing but doing its share.
- * Control block: i32 [0] wake sequence, [1] chunks done, [2] op, [3] error flag, [4..31]
- * arguments; i64 at byte 128 the claim word.
+ * Control block: i32 [0] wake sequence, [2] op, [3] error flag, [4..31] arguments, [64] chunks
+ * done (byte 256), [96] workers asleep (byte 384); i64 at byte 320 the claim word.
  */
 export function work(ctl: usize, tid: i32, nth: i32): i32 {
   let ran = 0;
@@ -211,7 +215,7 @@ export function work(ctl: usize, tid: i32, nth: i32): i32 {
     const v = atomic.load<i64>(ctl + CLAIM);
     const next = <i32>(v & 0xffff);
     const n = <i32>((v >> 16) & 0xffff);
-    if (next >= n) return ran;
+    if (next >= n) break;
     if (atomic.cmpxchg<i64>(ctl + CLAIM, v, v + 1) != v) continue;
     runChunk(ctl, next, n, tid);
     atomic.add<i32>(ctl + DONE, 1);
