@@ -13,8 +13,9 @@
  * Writes are atomic (blobs.ts); stale temp files of dead processes are removed on first use.
  * Not here: loading models (runtime/), HTTP (server/), printing (cli/).
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve as resolvePath } from "node:path";
 import { owlHome } from "../util/env.ts";
@@ -138,12 +139,28 @@ function looksLikePath(s: string): boolean {
   );
 }
 
+/**
+ * How long list() may answer from its cache without listing again even when the change mark did
+ * not move: a manifest changed by something other than an owl store (a hand edit, a copy) shows
+ * within this time.
+ */
+const LIST_CACHE_MS = 1000;
+
+/**
+ * The change mark: a file in the store's root (beside blobs/ and manifests/, whose layout is
+ * Ollama's) that every owl store rewrites with a random token after changing a manifest. Written
+ * in place, not atomically: a torn write is a different token too, which is all a reader needs.
+ */
+const CHANGES_FILE = ".changes";
+
 export class ModelStore implements ModelStoreApi {
   readonly root: string;
   private readonly withBuiltin: boolean;
   private ready: Promise<void> | undefined;
   private builtinInfo: Promise<BuiltinInfo> | undefined;
   private readonly ggufLicense = new Map<string, string | undefined>();
+  /** list()'s last answer, the change mark it was made under and when (performance.now()). */
+  private listCache: { mark: string; at: number; models: StoredModel[] } | undefined;
 
   constructor(root: string, options: ModelStoreOptions = {}) {
     this.root = resolvePath(root);
@@ -284,7 +301,38 @@ export class ModelStore implements ModelStoreApi {
     };
   }
 
+  /**
+   * The store's models, newest first. Answered from a cache while the change mark (a random token
+   * in <root>/.changes, rewritten after every manifest write or removal by any owl process on
+   * this store) is the one it was listed under and for at most LIST_CACHE_MS; reading the mark is
+   * one small synchronous read, where listing reads every manifest and config blob.
+   */
   async list(): Promise<StoredModel[]> {
+    const mark = this.changeMark();
+    const c = this.listCache;
+    if (c && c.mark === mark && performance.now() - c.at < LIST_CACHE_MS) return [...c.models];
+    const at = performance.now();
+    const models = await this.listNow();
+    this.listCache = { mark, at, models };
+    return [...models];
+  }
+
+  private changeMark(): string {
+    try {
+      return readFileSync(join(this.root, CHANGES_FILE), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  /** After a manifest was written or removed: a new change mark, seen by every store object. */
+  private async noteChange(): Promise<void> {
+    this.listCache = undefined;
+    await mkdir(this.root, { recursive: true });
+    await writeFile(join(this.root, CHANGES_FILE), randomBytes(12).toString("hex"));
+  }
+
+  private async listNow(): Promise<StoredModel[]> {
     await this.init();
     const out: StoredModel[] = [];
     let builtinShadowed = false;
@@ -512,7 +560,11 @@ export class ModelStore implements ModelStoreApi {
       // A corrupt manifest can still be removed; its blobs cannot be known, so they stay.
       if (!isOwlError(e, "ERR_STORE_CORRUPT")) throw e;
     }
-    await deleteManifestFile(this.root, file);
+    try {
+      await deleteManifestFile(this.root, file);
+    } finally {
+      await this.noteChange();
+    }
     // Delete the blobs of this manifest that no remaining manifest references. If any remaining
     // manifest cannot be read, keep every blob: it might reference them.
     const referenced = new Set<string>();
@@ -544,7 +596,11 @@ export class ModelStore implements ModelStoreApi {
     } else {
       throw notFound(source);
     }
-    await writeManifest(this.root, dst, manifest);
+    try {
+      await writeManifest(this.root, dst, manifest);
+    } finally {
+      await this.noteChange();
+    }
   }
 
   async create(name: string, modelfile: Modelfile, options: CreateOptions = {}): Promise<StoredModel> {
@@ -711,7 +767,11 @@ export class ModelStore implements ModelStoreApi {
     };
     checkAbort();
     progress({ status: "writing manifest" });
-    await writeManifest(this.root, target, manifest);
+    try {
+      await writeManifest(this.root, target, manifest);
+    } finally {
+      await this.noteChange();
+    }
     progress({ status: "success" });
     const file = await findManifest(this.root, target);
     if (!file) throw corruptStore(`the manifest of "${name}" disappeared right after it was written`);
