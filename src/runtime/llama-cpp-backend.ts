@@ -2,9 +2,18 @@
  * The llama.cpp backend: node-llama-cpp 3.21.1 runs a GGUF with one context of numParallel
  * sequences (createContext({sequences})), each able to hold numCtx tokens (node-llama-cpp sizes
  * the context as contextSize x sequences). Sequences generating at the same time are batched into
- * one decode by node-llama-cpp itself (its batching dispatches pending evaluations of all
- * sequences on the next event-loop cycle, "maximumParallelism"), which is the continuous batching
- * the scheduler relies on.
+ * one decode by node-llama-cpp (its batching dispatches the pending evaluations of all sequences
+ * on the next event-loop cycle, "maximumParallelism"), which is the continuous batching the
+ * scheduler relies on, behind a step barrier of owl's: a sequence asks for its next token only
+ * once no other sequence of the model is still waiting for the current step's. Without it the
+ * batches split: node-llama-cpp samples each sequence of a batch in turn (one thread-pool job
+ * each) and, still holding its context lock, decodes whatever was queued meanwhile, so the
+ * sequences sampled first run ahead in a batch of their own (measured with node-llama-cpp
+ * 3.21.1 on the 15M bench model: 2 streams gave batches of 1 token, 4 streams batches of 3; with
+ * the barrier every step is one batch of 2, 4 or 8 tokens). A single sequence never waits.
+ * What a full batch buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, one model
+ * thread) a decode step of 4 sequences costs 2.5-3.5x a step of one, for Q8_0, Q4_0 and F32
+ * alike, so 4 streams give 1.2-1.6x the tokens/s of one, not 4x (bench/RESULTS.md, "serve").
  *
  * Sampling maps onto node-llama-cpp's evaluate options (temperature, topK, topP, minP, seed,
  * repeatPenalty with the window of recent tokens, tokenBias from logitBias, grammars through
@@ -192,6 +201,16 @@ class LlamaCppModel implements LoadedModel {
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   disposed = false;
+  /** The step barrier (module comment): sequences waiting for a decode now, and those held back. */
+  private inFlight = 0;
+  private held: (() => void)[] = [];
+  private releasing = false;
+  private readonly releaseHeld = () => {
+    this.releasing = false;
+    const held = this.held;
+    this.held = [];
+    for (const go of held) go();
+  };
 
   constructor(
     readonly lib: NodeLlamaCpp,
@@ -240,6 +259,34 @@ class LlamaCppModel implements LoadedModel {
     }
     if (best) best.busy = true;
     return best;
+  }
+
+  /**
+   * The next evaluation of `it`, once no other sequence still waits for its token of the current
+   * step; the held sequences go together on the next event-loop cycle after the last token of the
+   * step arrived, so that their evaluations reach node-llama-cpp as one batch.
+   */
+  async step<T, V>(it: AsyncGenerator<T, void, V>, value: V): Promise<IteratorResult<T, void>> {
+    if (this.inFlight > 0 || this.held.length > 0 || this.releasing) {
+      await new Promise<void>((go) => {
+        this.held.push(go);
+        this.releaseSoon();
+      });
+    }
+    this.inFlight++;
+    try {
+      return await it.next(value);
+    } finally {
+      this.inFlight--;
+      this.releaseSoon();
+    }
+  }
+
+  private releaseSoon(): void {
+    if (this.inFlight === 0 && this.held.length > 0 && !this.releasing) {
+      this.releasing = true;
+      setImmediate(this.releaseHeld);
+    }
   }
 
   /** The grammar for a spec, built once per model and spec. */
@@ -437,7 +484,7 @@ class LlamaCppSequence implements Sequence {
             );
       this.inner = it;
       let produced = 0;
-      let next = await it.next();
+      let next = await this.owner.step(it, undefined);
       while (!next.done) {
         if (options.signal?.aborted || epoch !== this.epoch) return;
         const out = next.value;
@@ -470,7 +517,7 @@ class LlamaCppSequence implements Sequence {
         // The context holds prompt + generated tokens; stop before node-llama-cpp would shift it.
         if (produced >= room) return;
         // The token to evaluate next: ours when owl's Sampler chose it.
-        next = await it.next(sampler ? token : undefined);
+        next = await this.owner.step(it, sampler ? token : undefined);
       }
     } finally {
       if (epoch === this.epoch) this.inner = undefined;
