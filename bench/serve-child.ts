@@ -4,10 +4,15 @@
  *   serve-child.ts direct <model.gguf> <config JSON>
  *     The peer of `owl serve`: node-llama-cpp 3.21.1 called directly on the same GGUF, with the
  *     settings owl's llama.cpp backend uses (flash attention off, one context of `sequences`
- *     sequences of `nCtx` cells each, `threads` threads), greedy sampling in llama.cpp's sampler.
+ *     sequences of `nCtx` cells each, `threads` threads), greedy sampling in llama.cpp's sampler,
+ *     and the same step barrier as the backend (src/runtime/llama-cpp-backend.ts: a sequence asks
+ *     for its next token once no other is still waiting for the current step's, so that each step
+ *     is one batch; without it node-llama-cpp 3.21.1 splits the batches).
  *     Prints {"ready":true} once loaded, then answers each command line on stdin (generate after
- *     these prompts at once, each on a sequence of its own) with a JSON line of timings, so that
- *     serve.ts can alternate its measurements with the server's.
+ *     these prompts at once, each on a sequence of its own; or time decode steps of 1, 2, 4 and 8
+ *     sequences at once) with a JSON line of timings, so that serve.ts can alternate its
+ *     measurements with the server's. It counts the tokens of each batch llama.cpp decodes by
+ *     wrapping node-llama-cpp's internal addon context (`_ctx`: initBatch, decodeBatch).
  *
  *   serve-child.ts bare <body file>
  *     A bare node:http server on 127.0.0.1 (port 0) answering GET /api/tags with the body read
@@ -31,7 +36,15 @@ export interface DirectConfig {
 }
 
 /** A command on stdin (one JSON line): generate after each prompt at once, or quit. */
-export type DirectCommand = { op: "generate"; prompts: string[]; decode: number } | { op: "quit" };
+export type DirectCommand =
+  | { op: "generate"; prompts: string[]; decode: number }
+  | { op: "steps"; sizes: number[]; steps: number }
+  | { op: "quit" };
+
+/** The answer to a steps command: median ms of a decode step of `size` sequences, one token each. */
+export interface StepsAnswer {
+  steps: { size: number; ms: number }[];
+}
 
 export interface DirectRun {
   /** Prompt tokens, BOS included. */
@@ -50,6 +63,9 @@ export interface DirectAnswer {
   wallMs: number;
   /** CPU time of the whole process (every thread) meanwhile, ms. */
   cpuMs: number;
+  /** Decode batches llama.cpp ran meanwhile (those of at most `sequences` tokens) and their tokens. */
+  batches: number;
+  batchTokens: number;
 }
 
 /** Distinct prompts for each measured request, so that no cached prefix is reused (the server
@@ -76,6 +92,56 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
     threads: config.threads,
   });
   const loadMs = performance.now() - t0;
+  // Count the batches node-llama-cpp hands llama.cpp (internal API of 3.21.1, bench only).
+  const addon = (ctx as unknown as { _ctx: AddonContext })._ctx;
+  let batches = 0;
+  let batchTokens = 0;
+  (ctx as unknown as { _ctx: AddonContext })._ctx = new Proxy(addon, {
+    get(target, prop) {
+      if (prop === "initBatch")
+        return (n: number) => {
+          // Decode batches only (at most one token per sequence), not prompt batches.
+          if (n <= config.sequences) {
+            batches++;
+            batchTokens += n;
+          }
+          return target.initBatch(n);
+        };
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  // The step barrier (as src/runtime/llama-cpp-backend.ts).
+  let inFlight = 0;
+  let held: (() => void)[] = [];
+  let releasing = false;
+  const releaseHeld = () => {
+    releasing = false;
+    const h = held;
+    held = [];
+    for (const go of h) go();
+  };
+  const releaseSoon = () => {
+    if (inFlight === 0 && held.length > 0 && !releasing) {
+      releasing = true;
+      setImmediate(releaseHeld);
+    }
+  };
+  const step = async (it: AsyncGenerator<Token, void, void>): Promise<IteratorResult<Token, void>> => {
+    if (inFlight > 0 || held.length > 0 || releasing) {
+      await new Promise<void>((go) => {
+        held.push(go);
+        releaseSoon();
+      });
+    }
+    inFlight++;
+    try {
+      return await it.next();
+    } finally {
+      inFlight--;
+      releaseSoon();
+    }
+  };
   const bos = model.tokens.bos;
   const tokenize = (text: string): Token[] => [...(bos !== null ? [bos] : []), ...model.tokenize(text)];
   const seqs: LlamaContextSequence[] = Array.from({ length: config.sequences }, () => ctx.getSequence());
@@ -87,11 +153,13 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
     const start = performance.now();
     let first = 0;
     let count = 0;
-    for await (const token of seq.evaluate(prompt, { temperature: 0 })) {
+    const it = seq.evaluate(prompt, { temperature: 0 });
+    for (let r = await step(it); !r.done; r = await step(it)) {
       if (count === 0) first = performance.now();
-      if (model.isEogToken(token)) break;
+      if (model.isEogToken(r.value)) break;
       if (++count >= n) break;
     }
+    await it.return();
     return {
       promptTokens: prompt.length,
       count,
@@ -106,16 +174,89 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
   for await (const line of lines) {
     const cmd = JSON.parse(line) as DirectCommand;
     if (cmd.op === "quit") break;
+    if (cmd.op === "steps") {
+      process.stdout.write(`${JSON.stringify(await timeSteps(addon, seqs, tokenize(PROMPT_STEPS), cmd))}\n`);
+      continue;
+    }
     const cpu = process.cpuUsage();
     const t = performance.now();
+    batches = 0;
+    batchTokens = 0;
     const runs = await Promise.all(cmd.prompts.map((p, i) => generate(seqs[i]!, p, cmd.decode)));
-    const answer: DirectAnswer = { runs, wallMs: performance.now() - t, cpuMs: cpuMs(cpu) };
+    const answer: DirectAnswer = {
+      runs,
+      wallMs: performance.now() - t,
+      cpuMs: cpuMs(cpu),
+      batches,
+      batchTokens,
+    };
     process.stdout.write(`${JSON.stringify(answer)}\n`);
   }
   lines.close();
   await ctx.dispose();
   await model.dispose();
   await llama.dispose();
+}
+
+/** node-llama-cpp 3.21.1's internal addon context: what the bench wraps or calls. */
+interface AddonContext {
+  initBatch(n: number): void;
+  addToBatch(
+    sequenceId: number,
+    firstTokenIndex: number,
+    tokens: Uint32Array,
+    logitIndexes: Uint32Array,
+  ): unknown;
+  decodeBatch(): Promise<void>;
+  removeTokenCellsFromSequence(sequenceId: number, startPos: number, endPos: number): boolean;
+}
+
+const PROMPT_STEPS = "Once upon a time there was a little owl who lived in a tall tree";
+
+/**
+ * Decode steps of `size` sequences at once, one token each with its logits (what a decode step of
+ * that many streams is), each sequence after a prompt of its own: the median time of `steps`
+ * steps per size, llama.cpp's cost of a batch without node-llama-cpp's scheduling or sampling.
+ */
+async function timeSteps(
+  addon: AddonContext,
+  seqs: LlamaContextSequence[],
+  prompt: Token[],
+  cmd: { sizes: number[]; steps: number },
+): Promise<StepsAnswer> {
+  const n = Math.max(...cmd.sizes);
+  const ids = seqs.slice(0, n).map((s) => (s as unknown as { _sequenceId: number })._sequenceId);
+  for (const s of seqs.slice(0, n)) await s.clearHistory();
+  const pos = ids.map(() => prompt.length);
+  const tokens = Uint32Array.from(prompt);
+  for (const id of ids) {
+    addon.initBatch(tokens.length);
+    addon.addToBatch(id, 0, tokens, Uint32Array.from([tokens.length - 1]));
+    await addon.decodeBatch();
+  }
+  const steps: StepsAnswer["steps"] = [];
+  for (const size of cmd.sizes) {
+    const ms: number[] = [];
+    for (let k = 0; k < cmd.steps; k++) {
+      addon.initBatch(size);
+      for (let i = 0; i < size; i++) {
+        addon.addToBatch(
+          ids[i]!,
+          pos[i]!++,
+          Uint32Array.from([tokens[k % tokens.length]!]),
+          Uint32Array.from([0]),
+        );
+      }
+      const t = performance.now();
+      await addon.decodeBatch();
+      ms.push(performance.now() - t);
+    }
+    ms.sort((a, b) => a - b);
+    steps.push({ size, ms: ms[ms.length >> 1]! });
+  }
+  // node-llama-cpp does not know of these cells (its sequences are empty): remove them.
+  for (const [i, id] of ids.entries()) addon.removeTokenCellsFromSequence(id, 0, pos[i]!);
+  return { steps };
 }
 
 function runBare(bodyFile: string): void {

@@ -6,7 +6,8 @@
  * vocabulary, context 1024) in Q8_0, stored with ModelStore.create in a temp OWL_HOME. Every
  * process is a child started with UV_THREADPOOL_SIZE=1 (owl's entry point sets it too):
  *   - the peer (bench/serve-child.ts direct): node-llama-cpp with owl's llama.cpp backend settings
- *     (flash attention off, contextSize 1024 per sequence, 1 thread, greedy);
+ *     (flash attention off, contextSize 1024 per sequence, 1 thread, greedy, the backend's step
+ *     barrier so that concurrent sequences decode as one batch a step);
  *   - `node bin/owl.js serve` with OWL_NUM_PARALLEL=8, its request log going to a file.
  * Both stay loaded and idle while the other works: each measurement is a pair (peer, then server,
  * same prompts) repeated REPS times, and a ratio is the median of the pairs' ratios, so that the
@@ -18,7 +19,10 @@
  *   - aggregate tok/s of 1, 4 and 8 concurrent /api/generate streams (sum of eval_count over the
  *     wall time from the requests to the last final chunk), and the peer with as many sequences
  *     of one context evaluated at once; again on the ~110M llama of bench/engine.ts, where the
- *     weights rather than per-token overhead dominate a step, so batching can pay;
+ *     weights rather than per-token overhead dominate a step, so batching can pay; the peer's
+ *     tokens per llama.cpp batch (counted in the peer);
+ *   - what a batch costs llama.cpp itself: decode steps of 1, 2, 4, 8 sequences timed around
+ *     node-llama-cpp's decodeBatch in the peer;
  *   - time to first token (request sent to first non-empty chunk, model loaded) for a short and a
  *     long prompt, and the peer's time from evaluate() to the first token;
  *   - tokens per CPU-second of each process (its user + system time, every thread, from
@@ -37,7 +41,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { ModelStore } from "../src/store/store.ts";
 import { SHAPES, writeModel } from "./engine.ts";
-import type { DirectAnswer, DirectCommand, DirectConfig } from "./serve-child.ts";
+import type { DirectAnswer, DirectCommand, DirectConfig, StepsAnswer } from "./serve-child.ts";
 import { singlePrompt, streamPrompt } from "./serve-child.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -48,6 +52,9 @@ const THREADS = 1;
 const N_CTX = 1024;
 let DECODE = 128;
 const STREAMS = [1, 4, 8];
+/** Decode steps timed per batch size (node-llama-cpp's addon, the peer's context). */
+const STEP_SIZES = [1, 2, 4, 8];
+let STEP_COUNT = 16;
 const CONNS = 16;
 let LOAD_SECONDS = 3;
 /** Pairs (peer, server) per figure. */
@@ -71,7 +78,7 @@ const median = (xs: number[]) => {
   return s.length === 0 ? Number.NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const srv = createServer();
     srv.once("error", rej);
@@ -87,7 +94,7 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Start a child and wait for a stdout line matching `ready`; its first match group is returned. */
-function startChild(
+export function startChild(
   args: string[],
   env: NodeJS.ProcessEnv,
   ready: RegExp,
@@ -117,7 +124,7 @@ function startChild(
   });
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
+export function stopChild(child: ChildProcess): Promise<void> {
   return new Promise((res) => {
     if (child.exitCode !== null) return res();
     child.removeAllListeners("exit");
@@ -199,7 +206,7 @@ function generateBody(prompt: string, numPredict: number, model = MODEL, stream 
 }
 
 /** Requests/s of GET `path` with CONNS keep-alive loops for LOAD_SECONDS (after a short warm-up). */
-async function loadTest(port: number, path: string): Promise<{ rps: number; errors: number }> {
+export async function loadTest(port: number, path: string): Promise<{ rps: number; errors: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONNS });
   const once = () =>
     new Promise<boolean>((res) => {
@@ -291,6 +298,12 @@ class DirectPeer {
     return JSON.parse(await this.nextLine()) as DirectAnswer;
   }
 
+  async steps(sizes: number[], steps: number): Promise<StepsAnswer> {
+    const cmd: DirectCommand = { op: "steps", sizes, steps };
+    this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    return JSON.parse(await this.nextLine()) as StepsAnswer;
+  }
+
   async stop(): Promise<void> {
     this.child.stdin!.end(`${JSON.stringify({ op: "quit" })}\n`);
     await stopChild(this.child);
@@ -363,6 +376,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     REPS = 2;
     BIG_DECODE = 8;
     BIG_REPS = 1;
+    STEP_COUNT = 4;
   }
   const tStart = performance.now();
   const load0 = loadavg();
@@ -433,6 +447,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     // Concurrent streams.
     process.stderr.write("bench serve: concurrent streams...\n");
     const agg = aggregate(await concurrencyPairs(peer, agent, port, pid, MODEL, DECODE, REPS));
+    const steps = await peer.steps(STEP_SIZES, STEP_COUNT);
     const peerLoadMs = peer.loadMs;
     await peer.stop();
     peer = undefined;
@@ -452,6 +467,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     peer = await DirectPeer.start(bigGguf, dir);
     await serverGenerate(agent, port, pid, ["warm up"], 8, BIG_MODEL);
     const aggBig = aggregate(await concurrencyPairs(peer, agent, port, pid, BIG_MODEL, BIG_DECODE, BIG_REPS));
+    const stepsBig = await peer.steps(STEP_SIZES, STEP_COUNT);
     await peer.stop();
     peer = undefined;
     // /api/tags under load, then the bare server with the same body.
@@ -504,7 +520,8 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
         `(llama.cpp backend, node-llama-cpp 3.21.1) in a child with UV_THREADPOOL_SIZE=1, OWL_NUM_PARALLEL=${Math.max(...STREAMS)}, ` +
         `OWL_CONTEXT_LENGTH=${N_CTX}, OWL_NUM_THREADS=${THREADS}, request log to a file; /api/generate streaming, raw prompts, temperature 0. ` +
         `Peer: node-llama-cpp called directly in a child, the backend's context settings (flash attention off, one context of ` +
-        `${Math.max(...STREAMS)} sequences of ${N_CTX} cells, ${THREADS} thread), greedy, the same GGUF and prompts. Both stay loaded; ` +
+        `${Math.max(...STREAMS)} sequences of ${N_CTX} cells, ${THREADS} thread, the backend's step barrier: each decode step is one batch of every ` +
+        `running sequence), greedy, the same GGUF and prompts. Both stay loaded; ` +
         `each figure is ${REPS} pairs (peer, then server, same prompts, no cached prefix on either side) and a ratio is the median of the pairs' ratios. ` +
         `One model thread on both sides: on a shared 2-core machine llama.cpp's spinning threads collapse when a third process wants a core.`,
       "",
@@ -529,6 +546,16 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
       `The same on the generated ~110M llama (dim 768, 12 layers; ${TYPE}, ${(bigSize / 1e6).toFixed(0)} MB), ${BIG_DECODE} tokens a stream, ${BIG_REPS} pairs:`,
       "",
       ...aggTable(aggBig),
+      "",
+      `What a batch costs llama.cpp: decode steps of 1 to 8 sequences at once, one token each with its logits, timed around node-llama-cpp's ` +
+        `internal decodeBatch (the peer's context, ${THREADS} thread, ${STEP_COUNT} steps per size; no sampling, no scheduling). ` +
+        "A step of 4 sequences would cost what a step of one does if reading the weights dominated; on this machine it costs several times as much, " +
+        "which bounds what 4 streams can gain whoever batches them:",
+      "",
+      ...stepsTable([
+        ["15M", steps],
+        ["110M", stepsBig],
+      ]),
       "",
       "Time to first token, model loaded (server: request sent to the first non-empty chunk, at the client; peer: evaluate() to the first token):",
       "",
@@ -611,6 +638,8 @@ interface Agg {
   sc: number;
   pc: number;
   ratio: number;
+  /** The peer's tokens per llama.cpp decode batch (batches of prompt tokens left out), median. */
+  perBatch: number;
 }
 
 function aggregate(conc: Map<number, Pair[]>): Agg[] {
@@ -628,6 +657,7 @@ function aggregate(conc: Map<number, Pair[]>): Agg[] {
       sc: median(sc),
       pc: median(pc),
       ratio: median(sr.map((v, i) => v / pr[i]!)),
+      perBatch: median(pairs.map((p) => p.peer.batchTokens / p.peer.batches)),
     };
   });
 }
@@ -637,13 +667,28 @@ function aggTable(agg: Agg[]): string[] {
   const x2 = (x: number) => `${x.toFixed(2)}x`;
   const a1 = agg[0]!;
   return [
-    "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| streams | owl serve tok/s | vs 1 stream | direct tok/s | vs 1 stream | owl / direct | owl tok per CPU-s | vs 1 stream | direct tok per CPU-s | vs 1 stream | direct tokens per decode batch |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...agg.map(
       (a) =>
         `| ${a.n} | ${f1(a.sr)} | ${x2(a.sr / a1.sr)} | ${f1(a.pr)} | ${x2(a.pr / a1.pr)} | **${x2(a.ratio)}** | ` +
-        `${f1(a.sc)} | ${x2(a.sc / a1.sc)} | ${f1(a.pc)} | ${x2(a.pc / a1.pc)} |`,
+        `${f1(a.sc)} | ${x2(a.sc / a1.sc)} | ${f1(a.pc)} | ${x2(a.pc / a1.pc)} | ${f1(a.perBatch)} |`,
     ),
+  ];
+}
+
+function stepsTable(rows: [string, StepsAnswer][]): string[] {
+  const f2 = (x: number) => x.toFixed(2);
+  return [
+    "| model | sequences in the step | ms a step (median) | ms a token | tok/s | vs 1 sequence |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...rows.flatMap(([name, a]) => {
+      const one = a.steps[0]!.ms;
+      return a.steps.map(
+        (x) =>
+          `| ${name} | ${x.size} | ${f2(x.ms)} | ${f2(x.ms / x.size)} | ${((x.size / x.ms) * 1000).toFixed(0)} | ${((x.size * one) / x.ms).toFixed(2)}x |`,
+      );
+    }),
   ];
 }
 
