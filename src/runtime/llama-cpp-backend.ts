@@ -14,6 +14,12 @@
  * What a full batch buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, one model
  * thread) a decode step of 4 sequences costs 2.5-3.5x a step of one, for Q8_0, Q4_0 and F32
  * alike, so 4 streams give 1.2-1.6x the tokens/s of one, not 4x (bench/RESULTS.md, "serve").
+ * Ask-ahead: a sequence asks for its next token as soon as it has one, before handing it to the
+ * caller, and a step of one sequence is dispatched at once (node-llama-cpp's default waits for
+ * the next event-loop cycle, after the caller's work): llama.cpp decodes on its own thread while
+ * the caller (complete(), the HTTP route, the socket write) works, instead of after it. When the
+ * caller stops, that one step was decoded for nothing and the sequence's next generate() waits
+ * for it.
  *
  * Sampling maps onto node-llama-cpp's evaluate options (temperature, topK, topP, minP, seed,
  * repeatPenalty with the window of recent tokens, tokenBias from logitBias, grammars through
@@ -115,11 +121,15 @@ export class LlamaCppBackend implements Backend {
       );
     }
     try {
+      let loaded: LlamaCppModel | undefined;
       const context = await model.createContext({
         contextSize: options.numCtx,
         sequences: options.numParallel,
         flashAttention: false,
         failedCreationRemedy: false,
+        batching: {
+          dispatchSchedule: (dispatch) => (loaded ? loaded.scheduleDecode(dispatch) : setImmediate(dispatch)),
+        },
         ...(this.backendOptions.kvCacheType === "F32" && {
           experimentalKvCacheKeyType: "F32",
           experimentalKvCacheValueType: "F32",
@@ -131,7 +141,8 @@ export class LlamaCppBackend implements Backend {
         ...(signal && { createSignal: signal }),
       });
       const info = facts.tokenizer ? facts.info : infoFromLlamaCpp(facts.info, model);
-      return new LlamaCppModel(lib, llama, model, context, info, facts.tokenizer, options);
+      loaded = new LlamaCppModel(lib, llama, model, context, info, facts.tokenizer, options);
+      return loaded;
     } catch (e) {
       await model.dispose();
       if (signal?.aborted) throw aborted(signal);
@@ -209,6 +220,8 @@ class LlamaCppModel implements LoadedModel {
     this.releasing = false;
     const held = this.held;
     this.held = [];
+    // In flight from now on, before any of them runs: scheduleDecode sees the whole step.
+    this.inFlight += held.length;
     for (const go of held) go();
   };
 
@@ -268,18 +281,31 @@ class LlamaCppModel implements LoadedModel {
    */
   async step<T, V>(it: AsyncGenerator<T, void, V>, value: V): Promise<IteratorResult<T, void>> {
     if (this.inFlight > 0 || this.held.length > 0 || this.releasing) {
+      // releaseHeld counts this sequence in flight.
       await new Promise<void>((go) => {
         this.held.push(go);
         this.releaseSoon();
       });
+    } else {
+      this.inFlight++;
     }
-    this.inFlight++;
     try {
       return await it.next(value);
     } finally {
       this.inFlight--;
       this.releaseSoon();
     }
+  }
+
+  /**
+   * node-llama-cpp's dispatchSchedule: when the first evaluation of a step is queued. A step of
+   * one sequence is decoded at once, not on the next event-loop cycle, so the decode runs while
+   * the caller handles the token before (see ask-ahead in the module comment) rather than after;
+   * a step of several waits for the next cycle, by when all of them have queued theirs.
+   */
+  scheduleDecode(dispatch: () => void): void {
+    if (this.inFlight <= 1 && this.held.length === 0 && !this.releasing) dispatch();
+    else setImmediate(dispatch);
   }
 
   private releaseSoon(): void {
@@ -442,6 +468,7 @@ class LlamaCppSequence implements Sequence {
     // A generator abandoned without return() would keep node-llama-cpp's sampler: end it first.
     await this.inner?.return(undefined);
     this.inner = undefined;
+    let ahead: Promise<IteratorResult<unknown, void>> | undefined;
     try {
       const grammarState = options.grammar
         ? new this.owner.lib.LlamaGrammarEvaluationState({
@@ -512,15 +539,26 @@ class LlamaCppSequence implements Sequence {
         }
         all.push(token);
         produced++;
+        // Ask for the next token before handing this one out: llama.cpp decodes it on its thread
+        // while the caller turns this one into text and writes it to the client. The next token
+        // depends only on the tokens so far, so the results are the same; when the caller stops
+        // here, one step was decoded for nothing and the next generate() on this sequence waits
+        // for it (this.inner stays set). The context holds prompt + generated tokens: no step
+        // past it (node-llama-cpp would shift the context). The token to evaluate next is ours
+        // when owl's Sampler chose it.
+        ahead =
+          produced < room && !options.signal?.aborted
+            ? this.owner.step(it, sampler ? token : undefined)
+            : undefined;
+        // Its failure is seen when it is awaited below, or by nobody when the caller stopped.
+        ahead?.catch(() => {});
         yield step;
-        if (options.signal?.aborted || epoch !== this.epoch) return;
-        // The context holds prompt + generated tokens; stop before node-llama-cpp would shift it.
-        if (produced >= room) return;
-        // The token to evaluate next: ours when owl's Sampler chose it.
-        next = await this.owner.step(it, sampler ? token : undefined);
+        if (options.signal?.aborted || epoch !== this.epoch || !ahead) return;
+        next = (await ahead) as typeof next;
+        ahead = undefined;
       }
     } finally {
-      if (epoch === this.epoch) this.inner = undefined;
+      if (epoch === this.epoch && !ahead) this.inner = undefined;
     }
   }
 
