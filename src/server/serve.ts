@@ -55,6 +55,10 @@ export async function startServer(
   const server = createAdaptorServer({ fetch: app.fetch, hostname: listen.host }) as Server;
   // Generations can stream for longer than Node's default request timeout (300 s) allows.
   server.requestTimeout = 0;
+  // Node closes a keep-alive connection after 5 s idle, racing a client that reuses it from its
+  // pool at that moment (ECONNRESET, "socket hang up"); Ollama's Go server keeps idle
+  // connections open. A minute, as common HTTP proxies do.
+  server.keepAliveTimeout = 65_000;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {

@@ -44,6 +44,8 @@ interface StreamFormat {
   headers?: Record<string, string>;
 }
 
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 async function streamResponse(
   c: Context,
   items: AsyncIterable<unknown>,
@@ -69,8 +71,13 @@ async function streamResponse(
       if (finished) return;
       try {
         const r = await it.next();
-        if (r.done) finish(controller);
-        else controller.enqueue(encoder.encode(format.item(r.value)));
+        if (r.done) return finish(controller);
+        const bytes = encoder.encode(format.item(r.value));
+        // Written on the next event-loop turn: the work this item's producer started for the
+        // next one (a decode step queued for the next cycle) gets going before the socket write.
+        await nextTurn();
+        if (finished) return; // cancelled meanwhile
+        controller.enqueue(bytes);
       } catch (e) {
         finished = true;
         controller.enqueue(encoder.encode(format.error(e)));
