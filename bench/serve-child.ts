@@ -38,12 +38,13 @@ export interface DirectConfig {
 /** A command on stdin (one JSON line): generate after each prompt at once, or quit. */
 export type DirectCommand =
   | { op: "generate"; prompts: string[]; decode: number }
-  | { op: "steps"; sizes: number[]; steps: number }
+  | { op: "steps"; sizes: number[]; steps: number; threads?: number[] }
   | { op: "quit" };
 
-/** The answer to a steps command: median ms of a decode step of `size` sequences, one token each. */
+/** The answer to a steps command: median ms of a decode step of `size` sequences, one token each,
+ * with `threads` llama.cpp threads. */
 export interface StepsAnswer {
-  steps: { size: number; ms: number }[];
+  steps: { threads: number; size: number; ms: number }[];
 }
 
 export interface DirectRun {
@@ -175,7 +176,8 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
     const cmd = JSON.parse(line) as DirectCommand;
     if (cmd.op === "quit") break;
     if (cmd.op === "steps") {
-      process.stdout.write(`${JSON.stringify(await timeSteps(addon, seqs, tokenize(PROMPT_STEPS), cmd))}\n`);
+      const answer = await timeSteps(addon, seqs, tokenize(PROMPT_STEPS), cmd, config.threads);
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
       continue;
     }
     const cpu = process.cpuUsage();
@@ -209,6 +211,7 @@ interface AddonContext {
   ): unknown;
   decodeBatch(): Promise<void>;
   removeTokenCellsFromSequence(sequenceId: number, startPos: number, endPos: number): boolean;
+  setThreads(threads: number): void;
 }
 
 const PROMPT_STEPS = "Once upon a time there was a little owl who lived in a tall tree";
@@ -222,7 +225,8 @@ async function timeSteps(
   addon: AddonContext,
   seqs: LlamaContextSequence[],
   prompt: Token[],
-  cmd: { sizes: number[]; steps: number },
+  cmd: { sizes: number[]; steps: number; threads?: number[] },
+  threads: number,
 ): Promise<StepsAnswer> {
   const n = Math.max(...cmd.sizes);
   const ids = seqs.slice(0, n).map((s) => (s as unknown as { _sequenceId: number })._sequenceId);
@@ -235,25 +239,29 @@ async function timeSteps(
     await addon.decodeBatch();
   }
   const steps: StepsAnswer["steps"] = [];
-  for (const size of cmd.sizes) {
-    const ms: number[] = [];
-    for (let k = 0; k < cmd.steps; k++) {
-      addon.initBatch(size);
-      for (let i = 0; i < size; i++) {
-        addon.addToBatch(
-          ids[i]!,
-          pos[i]!++,
-          Uint32Array.from([tokens[k % tokens.length]!]),
-          Uint32Array.from([0]),
-        );
+  for (const t of cmd.threads ?? [threads]) {
+    addon.setThreads(t);
+    for (const size of cmd.sizes) {
+      const ms: number[] = [];
+      for (let k = 0; k < cmd.steps; k++) {
+        addon.initBatch(size);
+        for (let i = 0; i < size; i++) {
+          addon.addToBatch(
+            ids[i]!,
+            pos[i]!++,
+            Uint32Array.from([tokens[k % tokens.length]!]),
+            Uint32Array.from([0]),
+          );
+        }
+        const t0 = performance.now();
+        await addon.decodeBatch();
+        ms.push(performance.now() - t0);
       }
-      const t = performance.now();
-      await addon.decodeBatch();
-      ms.push(performance.now() - t);
+      ms.sort((a, b) => a - b);
+      steps.push({ threads: t, size, ms: ms[ms.length >> 1]! });
     }
-    ms.sort((a, b) => a - b);
-    steps.push({ size, ms: ms[ms.length >> 1]! });
   }
+  addon.setThreads(threads);
   // node-llama-cpp does not know of these cells (its sequences are empty): remove them.
   for (const [i, id] of ids.entries()) addon.removeTokenCellsFromSequence(id, 0, pos[i]!);
   return { steps };

@@ -55,6 +55,8 @@ const STREAMS = [1, 4, 8];
 /** Decode steps timed per batch size (node-llama-cpp's addon, the peer's context). */
 const STEP_SIZES = [1, 2, 4, 8];
 let STEP_COUNT = 16;
+/** Thread counts of those steps: the bench's one, and both cores. */
+const STEP_THREADS = [THREADS, 2];
 const CONNS = 16;
 let LOAD_SECONDS = 3;
 /** Pairs (peer, server) per figure. */
@@ -298,8 +300,8 @@ class DirectPeer {
     return JSON.parse(await this.nextLine()) as DirectAnswer;
   }
 
-  async steps(sizes: number[], steps: number): Promise<StepsAnswer> {
-    const cmd: DirectCommand = { op: "steps", sizes, steps };
+  async steps(sizes: number[], steps: number, threads: number[]): Promise<StepsAnswer> {
+    const cmd: DirectCommand = { op: "steps", sizes, steps, threads };
     this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
     return JSON.parse(await this.nextLine()) as StepsAnswer;
   }
@@ -447,7 +449,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     // Concurrent streams.
     process.stderr.write("bench serve: concurrent streams...\n");
     const agg = aggregate(await concurrencyPairs(peer, agent, port, pid, MODEL, DECODE, REPS));
-    const steps = await peer.steps(STEP_SIZES, STEP_COUNT);
+    const steps = await peer.steps(STEP_SIZES, STEP_COUNT, STEP_THREADS);
     const peerLoadMs = peer.loadMs;
     await peer.stop();
     peer = undefined;
@@ -467,7 +469,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
     peer = await DirectPeer.start(bigGguf, dir);
     await serverGenerate(agent, port, pid, ["warm up"], 8, BIG_MODEL);
     const aggBig = aggregate(await concurrencyPairs(peer, agent, port, pid, BIG_MODEL, BIG_DECODE, BIG_REPS));
-    const stepsBig = await peer.steps(STEP_SIZES, STEP_COUNT);
+    const stepsBig = await peer.steps(STEP_SIZES, STEP_COUNT, STEP_THREADS);
     await peer.stop();
     peer = undefined;
     // /api/tags under load, then the bare server with the same body.
@@ -548,7 +550,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
       ...aggTable(aggBig),
       "",
       `What a batch costs llama.cpp: decode steps of 1 to 8 sequences at once, one token each with its logits, timed around node-llama-cpp's ` +
-        `internal decodeBatch (the peer's context, ${THREADS} thread, ${STEP_COUNT} steps per size; no sampling, no scheduling). ` +
+        `internal decodeBatch (the peer's context with ${STEP_THREADS.join(" and ")} threads, ${STEP_COUNT} steps per size; no sampling, no scheduling). ` +
         "A step of 4 sequences would cost what a step of one does if reading the weights dominated; on this machine it costs several times as much, " +
         "which bounds what 4 streams can gain whoever batches them:",
       "",
@@ -594,6 +596,19 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
       "",
       `Section wall time: ${((performance.now() - tStart) / 1000).toFixed(0)} s.`,
     ].join("\n");
+  } catch (e) {
+    // The temp directory goes below: keep the server's and the peer's last words in the error.
+    const tail = (f: string) => {
+      try {
+        return readFileSync(join(dir, f), "utf8").slice(-3000);
+      } catch {
+        return "";
+      }
+    };
+    throw new Error(
+      `${(e as Error).message}\n--- serve.log:\n${tail("serve.log")}\n--- direct.log:\n${tail("direct.log")}`,
+      { cause: e },
+    );
   } finally {
     agent.destroy();
     if (peer) await peer.stop();
@@ -680,13 +695,15 @@ function aggTable(agg: Agg[]): string[] {
 function stepsTable(rows: [string, StepsAnswer][]): string[] {
   const f2 = (x: number) => x.toFixed(2);
   return [
-    "| model | sequences in the step | ms a step (median) | ms a token | tok/s | vs 1 sequence |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    `| model | threads | sequences in the step | ms a step (median) | ms a token | tok/s | vs 1 sequence, same threads | vs 1 sequence, ${THREADS} thread |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows.flatMap(([name, a]) => {
-      const one = a.steps[0]!.ms;
+      const oneMs = (threads: number) =>
+        a.steps.find((x) => x.threads === threads && x.size === 1)?.ms ?? Number.NaN;
       return a.steps.map(
         (x) =>
-          `| ${name} | ${x.size} | ${f2(x.ms)} | ${f2(x.ms / x.size)} | ${((x.size / x.ms) * 1000).toFixed(0)} | ${((x.size * one) / x.ms).toFixed(2)}x |`,
+          `| ${name} | ${x.threads} | ${x.size} | ${f2(x.ms)} | ${f2(x.ms / x.size)} | ${((x.size / x.ms) * 1000).toFixed(0)} | ` +
+          `${((x.size * oneMs(x.threads)) / x.ms).toFixed(2)}x | ${((x.size * oneMs(THREADS)) / x.ms).toFixed(2)}x |`,
       );
     }),
   ];
