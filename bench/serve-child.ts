@@ -5,9 +5,10 @@
  *     The peer of `owl serve`: node-llama-cpp 3.21.1 called directly on the same GGUF, with the
  *     settings owl's llama.cpp backend uses (flash attention off, one context of `sequences`
  *     sequences of `nCtx` cells each, `threads` threads), greedy sampling in llama.cpp's sampler,
- *     and the same step barrier as the backend (src/runtime/llama-cpp-backend.ts: a sequence asks
- *     for its next token once no other is still waiting for the current step's, so that each step
- *     is one batch; without it node-llama-cpp 3.21.1 splits the batches).
+ *     and the same step barrier and dispatch schedule as the backend (src/runtime/llama-cpp-backend.ts:
+ *     a sequence asks for its next token once no other is still waiting for the current step's, so
+ *     that each step is one batch, without which node-llama-cpp 3.21.1 splits the batches; a step
+ *     of one sequence is dispatched at once, not on the next event-loop cycle).
  *     Prints {"ready":true} once loaded, then answers each command line on stdin (generate after
  *     these prompts at once, each on a sequence of its own; or time decode steps of 1, 2, 4 and 8
  *     sequences at once) with a JSON line of timings, so that serve.ts can alternate its
@@ -86,11 +87,22 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
   const t0 = performance.now();
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: path });
+  // The step barrier (as src/runtime/llama-cpp-backend.ts).
+  let inFlight = 0;
+  let held: (() => void)[] = [];
+  let releasing = false;
   const ctx = await model.createContext({
     contextSize: config.nCtx,
     sequences: config.sequences,
     flashAttention: false,
     threads: config.threads,
+    // As the backend: a step of one sequence is decoded at once, one of several on the next cycle.
+    batching: {
+      dispatchSchedule: (dispatch) => {
+        if (inFlight <= 1 && held.length === 0 && !releasing) dispatch();
+        else setImmediate(dispatch);
+      },
+    },
   });
   const loadMs = performance.now() - t0;
   // Count the batches node-llama-cpp hands llama.cpp (internal API of 3.21.1, bench only).
@@ -112,14 +124,12 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
       return typeof v === "function" ? v.bind(target) : v;
     },
   });
-  // The step barrier (as src/runtime/llama-cpp-backend.ts).
-  let inFlight = 0;
-  let held: (() => void)[] = [];
-  let releasing = false;
+  // The step barrier (as src/runtime/llama-cpp-backend.ts): state declared above.
   const releaseHeld = () => {
     releasing = false;
     const h = held;
     held = [];
+    inFlight += h.length;
     for (const go of h) go();
   };
   const releaseSoon = () => {
@@ -134,8 +144,9 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
         held.push(go);
         releaseSoon();
       });
+    } else {
+      inFlight++;
     }
-    inFlight++;
     try {
       return await it.next();
     } finally {
