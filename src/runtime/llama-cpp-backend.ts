@@ -11,9 +11,12 @@
  * sequences sampled first run ahead in a batch of their own (measured with node-llama-cpp
  * 3.21.1 on the 15M bench model: 2 streams gave batches of 1 token, 4 streams batches of 3; with
  * the barrier every step is one batch of 2, 4 or 8 tokens). A single sequence never waits.
- * What a full batch buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, one model
- * thread) a decode step of 4 sequences costs 2.5-3.5x a step of one, for Q8_0, Q4_0 and F32
- * alike, so 4 streams give 1.2-1.6x the tokens/s of one, not 4x (bench/RESULTS.md, "serve").
+ * What a full batch buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, shared; one
+ * model thread) a decode step of 4 sequences costs 1.9-3.4x a step of one from run to run, for
+ * Q8_0, Q4_0 and F32 alike (timed around node-llama-cpp's decodeBatch), so 4 streams give
+ * 1.3-1.8x the tokens/s of one, not 4x, through owl serve and node-llama-cpp direct alike
+ * (bench/RESULTS.md, "serve"). Two threads batch better, but their one-sequence steps collapse
+ * on a loaded 2-core machine (llama.cpp's threads spin).
  * Ask-ahead: a sequence asks for its next token as soon as it has one, before handing it to the
  * caller, and a step of one sequence is dispatched at once (node-llama-cpp's default waits for
  * the next event-loop cycle, after the caller's work): llama.cpp decodes on its own thread while
