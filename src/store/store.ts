@@ -3,6 +3,7 @@
  *
  *   blobs/sha256-<hex>                                  content-addressed layers and configs
  *   manifests/<host>/<namespace>/<model>/<tag>         manifest v2 JSON per name
+ *   .changes                                            owl's change mark (list() cache)
  *
  * create() imports a Modelfile (FROM a GGUF file, a stored model or a blob digest; ADAPTER,
  * TEMPLATE, SYSTEM, PARAMETER, LICENSE, MESSAGE) with Ollama's inheritance rules: FROM a stored
@@ -11,6 +12,8 @@
  * listed and resolvable in every store with no set-up (builtin.ts); a stored manifest of the same
  * name takes its place; removing it while only bundled is refused (ERR_UNSUPPORTED).
  * Writes are atomic (blobs.ts); stale temp files of dead processes are removed on first use.
+ * list() answers from a cache while the change mark, rewritten after every manifest change by
+ * any owl process, stays the same (at most a second: changes made by other tools show too).
  * Not here: loading models (runtime/), HTTP (server/), printing (cli/).
  */
 import { randomBytes } from "node:crypto";
