@@ -188,7 +188,8 @@ export class ThreadPool {
     // with this promise pending.
     for (const w of this.workers) w.ref();
     const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
-    this.k.publish(this.ctl, (this.seq = (this.seq + 1) | 0), 0);
+    this.seq = (this.seq + 1) | 0;
+    this.k.publish(this.ctl, this.seq, 0);
     Atomics.store(this.c, OP, -1);
     Atomics.add(this.c, SEQ, 1);
     Atomics.notify(this.c, SEQ);
