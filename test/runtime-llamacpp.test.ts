@@ -11,11 +11,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gf32, gstr, gu32, writeGguf } from "../src/formats/gguf/index.ts";
 import { createBackend } from "../src/runtime/backends.ts";
 import type { LoadedModel } from "../src/runtime/types.ts";
 import { OwlError } from "../src/util/errors.ts";
-import { ggmlTypeByName } from "../src/util/ggml-types.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 import {
   BUNDLED,
@@ -27,6 +25,7 @@ import {
   reference,
   referenceText,
   run,
+  writeTinyLora,
 } from "./helpers/runtime.ts";
 
 const backend = createBackend("llama.cpp");
@@ -321,42 +320,12 @@ describe("llama.cpp backend lifecycle", () => {
   });
 });
 
-/**
- * A rank-1 LoRA adapter (llama.cpp's GGUF adapter format: general.type "adapter", lora_a (in, r)
- * and lora_b (r, out) in ggml order) on the last layer's ffn_down, written with owl's writer.
- */
-async function writeLora(path: string): Promise<void> {
-  const f32 = ggmlTypeByName("F32")!;
-  let x = 12345;
-  const rand = (n: number) => {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      x = (x * 1103515245 + 12345) >>> 0;
-      a[i] = (x / 2 ** 32 - 0.5) * 4;
-    }
-    return new Uint8Array(a.buffer);
-  };
-  await writeGguf(path, {
-    metadata: new Map([
-      ["general.architecture", gstr("llama")],
-      ["general.type", gstr("adapter")],
-      ["adapter.type", gstr("lora")],
-      ["adapter.lora.alpha", gf32(1)],
-      ["general.alignment", gu32(32)],
-    ]),
-    tensors: [
-      { name: "blk.4.ffn_down.weight.lora_a", dims: [172, 1], type: f32, data: () => rand(172) },
-      { name: "blk.4.ffn_down.weight.lora_b", dims: [1, 64], type: f32, data: () => rand(64) },
-    ],
-  });
-}
-
 describe("llama.cpp backend with a LoRA adapter", () => {
   it("an adapter changes the greedy text; at scale 0 it is the base model's", async () => {
     const dir = mkdtempSync(join(tmpdir(), "owl-lora-"));
     try {
       const lora = join(dir, "lora.gguf");
-      await writeLora(lora);
+      await writeTinyLora(lora);
       const text = async (adapters: { path: string; scale: number }[]) => {
         const m = await backend.load({
           modelPath: BUNDLED,

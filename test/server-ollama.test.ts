@@ -16,7 +16,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { gf32, gstr, gu32, writeGguf } from "../src/formats/gguf/index.ts";
 import { createBackend } from "../src/runtime/backends.ts";
 import { Scheduler } from "../src/runtime/scheduler.ts";
 import type { ServerContext } from "../src/server/context.ts";
@@ -24,8 +23,8 @@ import { type RunningServer, startServer } from "../src/server/serve.ts";
 import { ModelStore } from "../src/store/store.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import type { ServerSettings } from "../src/util/env.ts";
-import { ggmlTypeByName } from "../src/util/ggml-types.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
+import { writeTinyLora } from "./helpers/runtime.ts";
 
 const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
 const REF = "llama2c/reference/greedy_once_upon_a_time_n200.json";
@@ -533,30 +532,8 @@ describe("the model store", () => {
 
 /** A rank-1 GGUF LoRA adapter on stories260K's last ffn_down (llama.cpp's adapter format). */
 async function loraBytes(dir: string): Promise<Buffer> {
-  const f32 = ggmlTypeByName("F32")!;
-  let x = 12345;
-  const rand = (n: number) => {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      x = (x * 1103515245 + 12345) >>> 0;
-      a[i] = (x / 2 ** 32 - 0.5) * 4;
-    }
-    return new Uint8Array(a.buffer);
-  };
   const path = join(dir, "lora.gguf");
-  await writeGguf(path, {
-    metadata: new Map([
-      ["general.architecture", gstr("llama")],
-      ["general.type", gstr("adapter")],
-      ["adapter.type", gstr("lora")],
-      ["adapter.lora.alpha", gf32(1)],
-      ["general.alignment", gu32(32)],
-    ]),
-    tensors: [
-      { name: "blk.4.ffn_down.weight.lora_a", dims: [172, 1], type: f32, data: () => rand(172) },
-      { name: "blk.4.ffn_down.weight.lora_b", dims: [1, 64], type: f32, data: () => rand(64) },
-    ],
-  });
+  await writeTinyLora(path);
   return readFileSync(path);
 }
 

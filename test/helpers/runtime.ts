@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { gf32, gstr, gu32, writeGguf } from "../../src/formats/gguf/index.ts";
 import { complete } from "../../src/runtime/complete.ts";
 import type {
   CompletionEvent,
@@ -15,6 +16,7 @@ import type {
   TokenPiece,
 } from "../../src/runtime/types.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { ggmlTypeByName } from "../../src/util/ggml-types.ts";
 import { fixturePath, REPO_ROOT } from "./fixtures.ts";
 
 export const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
@@ -77,4 +79,35 @@ export function pieces(events: readonly CompletionEvent[]): TokenPiece[] {
 /** The token of one character. */
 export function piece(model: LoadedModel, c: string): number {
   return model.tokenize(c, { addBos: false, parseSpecial: false }).at(-1)!;
+}
+
+/**
+ * A rank-1 LoRA adapter for the bundled stories260K (llama.cpp's GGUF adapter format: general.type
+ * "adapter", lora_a (in, r) and lora_b (r, out) in ggml order) on the last layer's ffn_down,
+ * written with owl's writer; seeded, so every call writes the same bytes.
+ */
+export async function writeTinyLora(path: string): Promise<void> {
+  const f32 = ggmlTypeByName("F32")!;
+  let x = 12345;
+  const rand = (n: number) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      a[i] = (x / 2 ** 32 - 0.5) * 4;
+    }
+    return new Uint8Array(a.buffer);
+  };
+  await writeGguf(path, {
+    metadata: new Map([
+      ["general.architecture", gstr("llama")],
+      ["general.type", gstr("adapter")],
+      ["adapter.type", gstr("lora")],
+      ["adapter.lora.alpha", gf32(1)],
+      ["general.alignment", gu32(32)],
+    ]),
+    tensors: [
+      { name: "blk.4.ffn_down.weight.lora_a", dims: [172, 1], type: f32, data: () => rand(172) },
+      { name: "blk.4.ffn_down.weight.lora_b", dims: [1, 64], type: f32, data: () => rand(64) },
+    ],
+  });
 }
