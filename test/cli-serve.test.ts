@@ -108,6 +108,28 @@ describe("owl ps formatting (Ollama's format package)", () => {
     expect(humanBytes(12_345_678_901)).toBe("12 GB");
   });
 
+  it("rounds as Go's %.1f: exact ties to even, 10.0 below 10 units, whole part only from 10 up", () => {
+    // Hand-computed from format/bytes.go (ollama/ollama) and Go's fmt, which rounds the exact
+    // binary value and an exact tie to even; also printed by running that file with Go.
+    const cases: [number, string][] = [
+      [0, "0 B"],
+      [1001, "1.0 KB"], // 1.001: not whole, so one decimal
+      [1050, "1.1 KB"], // 1.05 is 1.0500000000000000444 in binary: above the tie
+      [1250, "1.2 KB"], // 1.25 exactly: a tie, to even (JavaScript's toFixed says 1.3)
+      [1750, "1.8 KB"], // 1.75 exactly: a tie, to even
+      [1_150_000, "1.1 MB"], // 1.15 is 1.1499999999999999112
+      [2_750_000, "2.8 MB"],
+      [9_950_000, "9.9 MB"], // 9.95 is 9.9499999999999992895
+      [9_960_000, "10.0 MB"], // below 10, rounds up to 10.0
+      [9_999_999, "10.0 MB"],
+      [10_000_000, "10 MB"],
+      [999_999_999, "999 MB"], // truncated, not rounded
+      [1_000_000_000, "1 GB"],
+      [1_500_000_000_000, "1.5 TB"],
+    ];
+    for (const [b, text] of cases) expect(humanBytes(b), String(b)).toBe(text);
+  });
+
   it("durations and UNTIL as format.HumanTime", () => {
     expect(humanDuration(500)).toBe("Less than a second");
     expect(humanDuration(1000)).toBe("1 second");

@@ -33,7 +33,7 @@ describe("owl list / create / show / cp / rm", () => {
     expect(r.code).toBe(0);
     const lines = r.out.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^NAME\s{4,}ID\s{4,}SIZE\s{4,}MODIFIED$/);
-    expect(lines[1]).toMatch(/^stories260k:latest\s{4}[0-9a-f]{12}\s{4}1\.01 MiB\s{4}.+ ago$/);
+    expect(lines[1]).toMatch(/^stories260k:latest\s{4}[0-9a-f]{12}\s{4}1\.1 MB\s{4}.+ ago$/);
     expect(lines).toHaveLength(2);
     expect((await owl("ls")).out).toBe(r.out);
   });
@@ -62,7 +62,7 @@ LICENSE MIT
 
     const list = await owl("list");
     expect(list.out).toMatch(
-      /^teller:latest\s{4,}[0-9a-f]{12}\s{4}1\.01 MiB\s{4}(Less than a second|\d+ seconds?) ago$/m,
+      /^teller:latest\s{4,}[0-9a-f]{12}\s{4}1\.1 MB\s{4}(Less than a second|\d+ seconds?) ago$/m,
     );
 
     const show = await owl("show", "teller");

@@ -1,11 +1,12 @@
 /**
  * `owl list` (alias `ls`): the stored models, like `ollama list`: NAME ID SIZE MODIFIED, newest
- * first; ID is the first 12 hex digits of the manifest digest. An optional argument keeps the
+ * first; ID is the first 12 hex digits of the manifest digest; SIZE in decimal units as Ollama's
+ * format.HumanBytes (format.ts), the same as `owl ps`. An optional argument keeps the
  * names that start with it.
  */
 import type { Command } from "commander";
+import { humanBytes } from "../format.ts";
 import type { CliIO } from "../io.ts";
-import { formatBytes } from "../progress.ts";
 import { openStore } from "../store.ts";
 
 /** Ollama's format.HumanDuration, as `ollama list` prints MODIFIED ("2 days ago"). */
@@ -56,7 +57,7 @@ export function registerList(program: Command, io: CliIO): void {
       const rows = [["NAME", "ID", "SIZE", "MODIFIED"]];
       for (const m of models) {
         if (prefix !== undefined && !m.name.startsWith(prefix)) continue;
-        rows.push([m.name, m.digest.slice(0, 12), formatBytes(m.size), humanTime(m.modifiedAt)]);
+        rows.push([m.name, m.digest.slice(0, 12), humanBytes(m.size), humanTime(m.modifiedAt)]);
       }
       io.out(formatTable(rows));
     });

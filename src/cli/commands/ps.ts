@@ -7,24 +7,10 @@
  */
 import type { Command } from "commander";
 import { OwlClient, type RunningModelWire } from "../client.ts";
+import { humanBytes } from "../format.ts";
 import type { CliIO } from "../io.ts";
 
-/** Ollama's format.HumanBytes: decimal units, no decimals from 10 up. */
-export function humanBytes(b: number): string {
-  const units: [number, string][] = [
-    [1e12, "TB"],
-    [1e9, "GB"],
-    [1e6, "MB"],
-    [1e3, "KB"],
-  ];
-  for (const [size, unit] of units) {
-    if (b < size) continue;
-    const v = b / size;
-    if (v >= 10) return `${Math.trunc(v)} ${unit}`;
-    return Number.isInteger(v) ? `${v} ${unit}` : `${v.toFixed(1)} ${unit}`;
-  }
-  return `${b} B`;
-}
+export { humanBytes };
 
 /** Ollama's format.humanDuration. */
 export function humanDuration(ms: number): string {
