@@ -77,6 +77,12 @@ export function parseHost(raw: string | undefined): { host: string; port: number
   return { host, port };
 }
 
+/** OWL_CONTEXT_LENGTH: the default num_ctx of the server and of `owl run` in process (default
+ * 4096, Ollama's default on a CPU; capped by the model's own). */
+export function defaultContextLength(): number {
+  return envInt("OWL_CONTEXT_LENGTH", 4096, 16);
+}
+
 export function serverSettings(): ServerSettings {
   const { host, port } = parseHost(process.env["OWL_HOST"]);
   const backend = process.env["OWL_BACKEND"] ?? "llama.cpp";
@@ -95,7 +101,7 @@ export function serverSettings(): ServerSettings {
     keepAlive: process.env["OWL_KEEP_ALIVE"] ?? "5m",
     apiKeys: envList("OWL_API_KEYS"),
     maxBodyBytes: envInt("OWL_MAX_BODY", 32 * 1024 * 1024, 1024),
-    contextLength: envInt("OWL_CONTEXT_LENGTH", 4096, 16),
+    contextLength: defaultContextLength(),
     backend,
     origins: envList("OWL_ORIGINS"),
   };
