@@ -19,10 +19,18 @@ import type { GrammarSpec, SamplingOptions } from "./types.ts";
 /** The largest num_ctx accepted (16 Mi tokens); anything beyond is a typo, not a context. */
 export const MAX_NUM_CTX = 1 << 24;
 
-/** Ollama's DefaultOptions (api/types.go, 2026): repeat_penalty is 1.0 (off) there, not 1.1. */
+/**
+ * Ollama's DefaultOptions (api/types.go), the one source of owl's defaults: the server's and
+ * `owl run`'s (cli/run-params.ts). NOTE: repeat_penalty is 1.0 (off): Ollama changed it from 1.1
+ * in commit 6a261db7 ("api: stop applying repeat_penalty 1.1 to models that don't set one",
+ * 2026-08-11), as llama.cpp did in 2024; a model that wants a penalty sets it as a PARAMETER.
+ * min_p is not set there (Go's zero value, 0); seed -1 is a random seed. num_ctx is not here:
+ * Ollama's comes from OLLAMA_CONTEXT_LENGTH (envconfig), owl's from OWL_CONTEXT_LENGTH.
+ */
 export const OLLAMA_DEFAULTS = {
   num_keep: 4,
   num_predict: -1,
+  seed: -1,
   temperature: 0.8,
   top_k: 40,
   top_p: 0.9,
@@ -225,7 +233,7 @@ function finish(m: OptionMap, warnings: string[], extra: Partial<ResolvedOptions
       repeatLastN: num(m, "repeat_last_n"),
       presencePenalty: num(m, "presence_penalty"),
       frequencyPenalty: num(m, "frequency_penalty"),
-      seed: resolveSeed(optNum(m, "seed")),
+      seed: resolveSeed(num(m, "seed")),
       logitBias: new Map(),
     },
     maxTokens: maxTokens < 0 ? -1 : maxTokens,
