@@ -16,6 +16,12 @@
  * Hook points (optional callback, nothing done when absent): blk.N.attn_norm, attn_out, ffn_inp,
  * ffn_out, resid, each (T,C) float32, given as a live view of backend memory: a hook may modify
  * it in place (steering) and the forward continues from the modified values.
+ * Batched step (step.rows, Model.evaluateBatch): the rows of one forward may belong to different
+ * sequences, row t at its own position rows[t].pos of its own KV cache rows[t].kv. Every matrix
+ * product then runs once over all rows (the weights are read once per step, not once per
+ * sequence); RoPE takes each row's position, K and V go to each row's cache at its position, and
+ * each run of consecutive rows of one cache attends to that cache alone (the same attention kernel
+ * as a one-sequence step). Hooks are not called in a batched step.
  * Not here: loading and binding weights (weights.ts), sessions, prefix reuse (model.ts).
  */
 import { rowBytes } from "../quant/index.ts";
@@ -111,6 +117,42 @@ export interface ForwardStep {
   /** Rows outFrom..T-1 get logits, written to scratch.logits rows 0..T-1-outFrom. */
   outFrom: number;
   hook?: ActivationHook | undefined;
+  /**
+   * A batched step over several sequences: token t belongs to rows[t] (its cache and position);
+   * `kv` and `pos0` are then not used. Rows of one cache must be consecutive with consecutive
+   * positions (a run), and a run's earlier positions already in its cache.
+   */
+  rows?: readonly BatchRow[] | undefined;
+  /** With rows: the rows that get logits (instead of outFrom..T-1), in scratch.logits rows 0... */
+  outRows?: readonly number[] | undefined;
+}
+
+/** One row of a batched step: the KV cache of its sequence and its position there. */
+export interface BatchRow {
+  kv: KvCache;
+  pos: number;
+}
+
+/** Consecutive rows t0..t0+T-1 of one cache at positions pos0..pos0+T-1. */
+interface Run {
+  kv: KvCache;
+  t0: number;
+  T: number;
+  pos0: number;
+}
+
+/** The runs of a batched step's rows (a new run where the cache changes or a position skips). */
+function runsOf(rows: readonly BatchRow[]): Run[] {
+  const runs: Run[] = [];
+  let cur: Run | undefined;
+  for (const [t, r] of rows.entries()) {
+    if (cur && cur.kv === r.kv && cur.pos0 + cur.T === r.pos) cur.T++;
+    else {
+      cur = { kv: r.kv, t0: t, T: 1, pos0: r.pos };
+      runs.push(cur);
+    }
+  }
+  return runs;
 }
 
 /** `n` floats of `buf` starting `offsetFloats` floats in. */
@@ -188,13 +230,14 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
   const qDim = nHead * headDim;
   const kvDim = nHeadKv * headDim;
   const positions = new Int32Array(T);
-  for (let t = 0; t < T; t++) positions[t] = pos0 + t;
+  for (let t = 0; t < T; t++) positions[t] = step.rows ? step.rows[t]!.pos : pos0 + t;
+  const runs = step.rows ? runsOf(step.rows) : [{ kv, t0: 0, T, pos0 }];
   const rope: RopeParams = w.ropeFreqs ? { ...hp.rope, freqFactors: w.ropeFreqs.buf } : { ...hp.rope };
   const x = sub(s.x, 0, T * C);
   const xb = sub(s.xb, 0, T * C);
   const xb2 = sub(s.xb2, 0, T * C);
   const see = (layer: number, point: HookPoint, buf: Buf) => {
-    if (hook) hook(`blk.${layer}.${point}`, layer, be.f32(buf), { pos0, T });
+    if (hook && !step.rows) hook(`blk.${layer}.${point}`, layer, be.f32(buf), { pos0, T });
   };
 
   for (let t = 0; t < T; t++) be.getRow(w.tokEmbd.type, w.tokEmbd.buf, tokens[t]!, C, s.x, t * C);
@@ -214,9 +257,15 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
     if (lw.kNorm) be.rmsNorm(s.k, lw.kNorm.buf, s.k, T * nHeadKv, headDim, eps);
     be.rope(s.q, T, nHead, headDim, positions, rope);
     be.rope(s.k, T, nHeadKv, headDim, positions, rope);
-    be.copy(s.k, kv.k[l]!, T * kvDim, 0, pos0 * kvDim);
-    be.copy(s.v, kv.v[l]!, T * kvDim, 0, pos0 * kvDim);
-    be.attention(s.q, kv.k[l]!, kv.v[l]!, s.att, T, pos0, nHead, nHeadKv, headDim);
+    for (const r of runs) {
+      be.copy(s.k, r.kv.k[l]!, r.T * kvDim, r.t0 * kvDim, r.pos0 * kvDim);
+      be.copy(s.v, r.kv.v[l]!, r.T * kvDim, r.t0 * kvDim, r.pos0 * kvDim);
+    }
+    for (const r of runs) {
+      const q = sub(s.q, r.t0 * qDim, r.T * qDim);
+      const att = sub(s.att, r.t0 * qDim, r.T * qDim);
+      be.attention(q, r.kv.k[l]!, r.kv.v[l]!, att, r.T, r.pos0, nHead, nHeadKv, headDim);
+    }
     matmul(be, lw.wo, s.att, xb, T, qDim, C);
     see(l, "attn_out", xb);
     be.add(x, xb, T * C);
@@ -239,6 +288,16 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
   }
 
   // Output only for the rows asked for (llama.cpp's inp_out_ids).
+  if (step.outRows) {
+    const nOut = step.outRows.length;
+    if (nOut === 0) return;
+    // Gather the rows into xb2, then as below.
+    for (const [i, t] of step.outRows.entries()) be.copy(s.x, s.xb2, C, t * C, i * C);
+    const ho = sub(s.xb, 0, nOut * C);
+    be.rmsNorm(sub(s.xb2, 0, nOut * C), w.outputNorm.buf, ho, nOut, C, eps);
+    matmul(be, w.output, ho, s.logits, nOut, C, V);
+    return;
+  }
   const nOut = T - step.outFrom;
   if (nOut <= 0) return;
   const xo = sub(s.x, step.outFrom * C, nOut * C);

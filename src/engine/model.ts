@@ -10,6 +10,12 @@
  * a prefix with them truncates the cache to the common prefix and runs only the rest (at least
  * the last token, whose logits are returned). `evaluatedTokens` counts tokens run through the
  * forward. Weights stay in their stored type; memory() reports weights, KV cache and scratch.
+ *
+ *   model.evaluateBatch([{ session: a, tokens: seqA }, { session: b, tokens: seqB }]);
+ *
+ * evaluates several sessions in one forward per step (continuous batching: usually one new token
+ * per session, so the weight matrices are read once for all of them), each item with the same
+ * prefix reuse, checks and result as Session.evaluate; rows beyond maxRows go in further steps.
  * Not here: architectures (arch/), kernels (kernels/), sampling beyond argmax (greedy.ts).
  */
 import { type GgufFile, getString, openGguf } from "../formats/gguf/index.ts";
@@ -62,6 +68,24 @@ export interface EvaluateResult {
   allLogits?: Float32Array;
 }
 
+/** One sequence of a batch: like Session.evaluate(tokens) on `session`. */
+export interface BatchItem {
+  session: Session;
+  /** The whole sequence, from position 0 (the cached prefix is reused). */
+  tokens: readonly number[];
+}
+
+export interface EvaluateBatchOptions {
+  /** Rows (tokens of all items together) per forward step; default 32. */
+  maxRows?: number;
+  signal?: AbortSignal;
+  /** Not supported in a batch (ERR_UNSUPPORTED): use Session.evaluate. */
+  onActivation?: ActivationHook;
+}
+
+/** Default rows per batched step (as a session's default nBatch). */
+const BATCH_ROWS = 32;
+
 export interface MemoryReport {
   /** Weights in backend memory (stored types). */
   weightsBytes: number;
@@ -77,9 +101,37 @@ function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OwlError("ERR_ABORTED", "evaluation was aborted", { cause: signal.reason });
 }
 
+/** Tokens to evaluate from position 0: not empty, every id in 0..V-1, at most nCtx of them. */
+function checkTokens(tokens: readonly number[], V: number, nCtx: number, where = ""): void {
+  if (tokens.length === 0)
+    throw new OwlError("ERR_INVALID_ARGUMENT", `${where}evaluate needs at least one token`);
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new OwlError(
+        "ERR_TOKEN_OUT_OF_RANGE",
+        `${where}token ${id} at index ${i} is not in the vocabulary (ids 0..${V - 1}, V = ${V})`,
+        { details: { token: id, index: i, V } },
+      );
+    }
+  }
+  if (tokens.length > nCtx) {
+    throw new OwlError(
+      "ERR_CONTEXT_OVERFLOW",
+      `${where}${tokens.length} tokens do not fit the context of ${nCtx} tokens`,
+      {
+        hint: "shorten the input or create the session with a larger nCtx",
+        details: { tokens: tokens.length, nCtx },
+      },
+    );
+  }
+}
+
 export class Model {
   private readonly sessions: Session[] = [];
   private defaultSession: Session | undefined;
+  /** Activations of evaluateBatch, allocated on first use and grown (to a power of two) when needed. */
+  private batchScratch: Scratch | undefined;
 
   constructor(
     readonly arch: string,
@@ -112,9 +164,107 @@ export class Model {
     return this.defaultSession;
   }
 
+  /**
+   * Evaluate several sessions together: for each item what Session.evaluate(item.tokens) does
+   * (prefix reuse, the same checks and errors, naming the item), with the rows of all items in
+   * one forward per step of at most maxRows rows. Results in item order. Every item is checked
+   * before anything is evaluated; an abort between steps leaves each cache holding what was
+   * evaluated so far, as Session.evaluate does.
+   */
+  evaluateBatch(items: readonly BatchItem[], options: EvaluateBatchOptions = {}): EvaluateResult[] {
+    const hp = this.hparams;
+    const { V } = hp;
+    if (options.onActivation) {
+      throw new OwlError("ERR_UNSUPPORTED", "activation hooks are not called in a batched evaluation", {
+        hint: "evaluate each session with Session.evaluate(tokens, { onActivation })",
+      });
+    }
+    const maxRows = options.maxRows ?? BATCH_ROWS;
+    if (!Number.isInteger(maxRows) || maxRows <= 0) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", `maxRows must be a positive integer, found ${maxRows}`);
+    }
+    const seen = new Map<Session, number>();
+    for (const [i, item] of items.entries()) {
+      if (item.session.model !== this) {
+        throw new OwlError("ERR_INVALID_ARGUMENT", `batch item ${i}: the session belongs to another model`);
+      }
+      const j = seen.get(item.session);
+      if (j !== undefined) {
+        throw new OwlError(
+          "ERR_INVALID_ARGUMENT",
+          `batch items ${j} and ${i} are the same session: a session takes one item per batch`,
+        );
+      }
+      seen.set(item.session, i);
+      checkTokens(item.tokens, V, item.session.nCtx, `batch item ${i}: `);
+    }
+    checkAborted(options.signal);
+
+    // Every row: its session's cache, position and token; the last row of each item gets logits.
+    const kvs: KvCache[] = [];
+    const positions: number[] = [];
+    const tokens: number[] = [];
+    const results: EvaluateResult[] = [];
+    const outRowOf: number[] = [];
+    for (const item of items) {
+      const { kv, keep } = item.session.beginBatch(item.tokens);
+      for (let p = keep; p < item.tokens.length; p++) {
+        kvs.push(kv);
+        positions.push(p);
+        tokens.push(item.tokens[p]!);
+      }
+      outRowOf.push(tokens.length - 1);
+      const n = item.tokens.length - keep;
+      results.push({ logits: new Float32Array(0), firstPosition: keep, evaluated: n });
+      item.session.countEvaluated(n);
+    }
+    const be = this.backend;
+    const total = tokens.length;
+    let item = 0;
+    for (let start = 0; start < total; start += maxRows) {
+      checkAborted(options.signal);
+      const end = Math.min(start + maxRows, total);
+      const T = end - start;
+      const scratch = this.scratchFor(T, maxRows);
+      const rows = [];
+      for (let t = start; t < end; t++) rows.push({ kv: kvs[t]!, pos: positions[t]! });
+      const firstItem = item;
+      const outRows: number[] = [];
+      while (item < items.length && outRowOf[item]! < end) outRows.push(outRowOf[item++]! - start);
+      this.forward({
+        backend: be,
+        scratch,
+        kv: kvs[start]!,
+        tokens: tokens.slice(start, end),
+        pos0: positions[start]!,
+        outFrom: T,
+        rows,
+        outRows,
+      });
+      for (let t = start; t < end; t++) kvs[t]!.append([tokens[t]!]);
+      for (let i = 0; i < outRows.length; i++) {
+        results[firstItem + i]!.logits = be
+          .f32({ offset: scratch.logits.offset + i * V * 4, bytes: V * 4 })
+          .slice();
+      }
+    }
+    return results;
+  }
+
+  /** The batch scratch, at least `rows` rows (of at most maxRows when grown). */
+  private scratchFor(rows: number, maxRows: number): Scratch {
+    if (!this.batchScratch || this.batchScratch.nBatch < rows) {
+      let n = 1;
+      while (n < rows) n *= 2;
+      n = Math.max(rows, Math.min(n, maxRows));
+      this.batchScratch = allocScratch(this.backend, this.hparams, n, n);
+    }
+    return this.batchScratch;
+  }
+
   memory(): MemoryReport {
     let kvBytes = 0;
-    let scratchBytes = 0;
+    let scratchBytes = this.batchScratch?.bytes ?? 0;
     for (const s of this.sessions) {
       kvBytes += s.kvBytes;
       scratchBytes += s.scratchBytes;
@@ -178,6 +328,22 @@ export class Session {
     this.kv.truncate(0);
   }
 
+  /**
+   * @internal Model.evaluateBatch, after checking `tokens`: keep the common prefix (at least the
+   * last token is evaluated again) and drop the rest; the cache and the first position to evaluate.
+   */
+  beginBatch(tokens: readonly number[]): { kv: KvCache; keep: number } {
+    let keep = this.kv.commonPrefix(tokens);
+    if (keep === tokens.length) keep--;
+    this.kv.truncate(keep);
+    return { kv: this.kv, keep };
+  }
+
+  /** @internal Model.evaluateBatch: tokens it ran through the forward for this session. */
+  countEvaluated(n: number): void {
+    this.evaluatedCount += n;
+  }
+
   memory(): MemoryReport {
     return {
       weightsBytes: this.model.weightsBytes,
@@ -194,27 +360,7 @@ export class Session {
   evaluate(tokens: readonly number[], options: EvaluateOptions = {}): EvaluateResult {
     const hp = this.model.hparams;
     const { V } = hp;
-    if (tokens.length === 0) throw new OwlError("ERR_INVALID_ARGUMENT", "evaluate needs at least one token");
-    for (let i = 0; i < tokens.length; i++) {
-      const id = tokens[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new OwlError(
-          "ERR_TOKEN_OUT_OF_RANGE",
-          `token ${id} at index ${i} is not in the vocabulary (ids 0..${V - 1}, V = ${V})`,
-          { details: { token: id, index: i, V } },
-        );
-      }
-    }
-    if (tokens.length > this.nCtx) {
-      throw new OwlError(
-        "ERR_CONTEXT_OVERFLOW",
-        `${tokens.length} tokens do not fit the context of ${this.nCtx} tokens`,
-        {
-          hint: "shorten the input or create the session with a larger nCtx",
-          details: { tokens: tokens.length, nCtx: this.nCtx },
-        },
-      );
-    }
+    checkTokens(tokens, V, this.nCtx);
     checkAborted(options.signal);
 
     // Reuse the common prefix, but always evaluate the last token (its logits are the result).

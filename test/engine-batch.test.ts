@@ -1,0 +1,271 @@
+/**
+ * Batched evaluation of several sessions in one forward per step (Model.evaluateBatch, the owl
+ * backend's continuous batching): on the bundled stories260K and on tiny random llama / qwen3
+ * models (F32 and Q8_0), the batched logits of sessions at different depths equal each session's
+ * own Session.evaluate logits within 1e-5 of the logits' scale (WasmBackend's matrix products
+ * over several rows sum in another order than over one: ~3e-7 seen; RefBackend's are exact), greedy generation of four
+ * sequences batched step by step gives llama2.c run.c's reference tokens for each, prompts of
+ * several tokens split over steps of a few rows agree too, and bad items get Session.evaluate's
+ * errors naming the item, before any cache changes.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KernelBackend } from "../src/engine/backend.ts";
+import { argmax } from "../src/engine/greedy.ts";
+import { RefBackend } from "../src/engine/kernels/ref/backend.ts";
+import { createWasmBackend, type WasmBackend } from "../src/engine/kernels/wasm/backend.ts";
+import { loadModel, type Model, type Session } from "../src/engine/model.ts";
+import { readGguf, serializeGguf } from "../src/formats/gguf/index.ts";
+import { MemorySource } from "../src/util/bytes.ts";
+import { isOwlError, type OwlErrorCode } from "../src/util/errors.ts";
+import type { GgmlTypeName } from "../src/util/ggml-types.ts";
+import { type TinySpec, tinyModel } from "./helpers/engine-tiny-model.ts";
+import { fixturePath, missing, REPO_ROOT } from "./helpers/fixtures.ts";
+
+const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
+const CASES = ["once_upon_a_time", "the_little_dog", "lily_wanted_to", "empty"].map(
+  (c) => `llama2c/reference/greedy_${c}_n200.json`,
+);
+const haveRefs = CASES.every((c) => fixturePath(c));
+/** |batched - alone| <= TOLERANCE * max|alone| over a row of logits. */
+const TOLERANCE = 1e-5;
+
+interface Reference {
+  prompt_tokens: number[];
+  generated_tokens: number[];
+}
+
+let wasm: WasmBackend;
+beforeAll(async () => {
+  wasm = await createWasmBackend({ threads: 2, minParallelWork: 0 });
+});
+afterAll(async () => {
+  await wasm?.dispose();
+});
+
+/** Max |a - b| over the row, and the bound it must stay under. */
+function expectCloseLogits(what: string, got: Float32Array, want: Float32Array): void {
+  expect(got.length, what).toBe(want.length);
+  let scale = 0;
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < want.length; i++) {
+    scale = Math.max(scale, Math.abs(want[i]!));
+    const d = Math.abs(got[i]! - want[i]!);
+    if (d > worst || Number.isNaN(d)) {
+      worst = d;
+      at = i;
+    }
+  }
+  if (!(worst <= TOLERANCE * scale)) {
+    expect.fail(
+      `${what}: logit ${at} is ${got[at]} batched and ${want[at]} alone (max diff ${worst}, bound ${TOLERANCE * scale})`,
+    );
+  }
+}
+
+/** Deterministic token ids in 3..V-1 (past <unk>, <s>, </s>), BOS first. */
+function someTokens(n: number, V: number, seed: number): number[] {
+  const out = [1];
+  let x = seed;
+  while (out.length < n) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    out.push(3 + (x % (V - 3)));
+  }
+  return out;
+}
+
+/**
+ * Sessions at different depths evaluated one new token each, batched and alone (twin sessions
+ * holding the same prefix), for two steps, the second reusing the caches the first filled.
+ */
+function checkBatchEqualsAlone(model: Model, depths: number[], seed: number): void {
+  const V = model.hparams.V;
+  const seqs = depths.map((d, i) => someTokens(d, V, seed + i));
+  const batched = seqs.map(() => model.createSession({ nCtx: 128 }));
+  const alone = seqs.map(() => model.createSession({ nCtx: 128 }));
+  for (const [i, s] of seqs.entries()) {
+    if (s.length === 1) continue;
+    batched[i]!.evaluate(s.slice(0, -1));
+    alone[i]!.evaluate(s.slice(0, -1));
+  }
+  for (let step = 0; step < 2; step++) {
+    const results = model.evaluateBatch(seqs.map((tokens, i) => ({ session: batched[i]!, tokens })));
+    for (const [i, s] of seqs.entries()) {
+      const r = results[i]!;
+      const want = alone[i]!.evaluate(s);
+      expect(r.firstPosition, `item ${i}`).toBe(s.length - 1);
+      expect(r.evaluated).toBe(1);
+      expectCloseLogits(`step ${step} item ${i} (depth ${s.length})`, r.logits, want.logits);
+      expect(batched[i]!.tokens).toEqual(s);
+      s.push(argmax(want.logits));
+    }
+  }
+}
+
+async function expectOwlError(f: () => unknown, code: OwlErrorCode, ...parts: string[]): Promise<void> {
+  let error: unknown;
+  try {
+    await f();
+  } catch (e) {
+    error = e;
+  }
+  expect(isOwlError(error, code), `expected ${code}, got ${String(error)}`).toBe(true);
+  for (const part of parts) expect((error as Error).message).toContain(part);
+}
+
+describe("stories260K", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(BUNDLED, { backend: wasm });
+  });
+
+  it("batched logits of 4 sessions at depths 1, 5, 17, 60 equal each alone", () => {
+    checkBatchEqualsAlone(model, [1, 5, 17, 60], 11);
+  });
+
+  it.skipIf(!haveRefs)(
+    `greedy generation of 4 sequences batched gives run.c's tokens for each ${haveRefs ? "" : missing(CASES[0]!)}`,
+    () => {
+      const N = 60;
+      const refs = CASES.map((c) => JSON.parse(readFileSync(fixturePath(c)!, "utf8")) as Reference);
+      const sessions = refs.map(() => model.createSession({ nCtx: 256 }));
+      const seqs = refs.map((r) => [...r.prompt_tokens]);
+      // The prompts (1 to 5 tokens) in one batch too, then one token per sequence per step.
+      for (let step = 0; step < N; step++) {
+        const results = model.evaluateBatch(seqs.map((tokens, i) => ({ session: sessions[i]!, tokens })));
+        for (const [i, r] of results.entries()) seqs[i]!.push(argmax(r.logits));
+      }
+      for (const [i, r] of refs.entries()) {
+        expect(seqs[i]!.slice(r.prompt_tokens.length), CASES[i]).toEqual(r.generated_tokens.slice(0, N));
+        expect(sessions[i]!.evaluatedTokens).toBe(r.prompt_tokens.length + N - 1);
+      }
+    },
+  );
+
+  it("prompts of several tokens split over steps of 3 rows equal Session.evaluate", () => {
+    const V = model.hparams.V;
+    const seqs = [someTokens(7, V, 1), someTokens(2, V, 2), someTokens(1, V, 3), someTokens(9, V, 4)];
+    const sessions = seqs.map(() => model.createSession({ nCtx: 64 }));
+    // One session already holds part of its sequence: only the rest is evaluated.
+    sessions[3]!.evaluate(seqs[3]!.slice(0, 4));
+    const results = model.evaluateBatch(
+      seqs.map((tokens, i) => ({ session: sessions[i]!, tokens })),
+      { maxRows: 3 },
+    );
+    expect(results.map((r) => [r.firstPosition, r.evaluated])).toEqual([
+      [0, 7],
+      [0, 2],
+      [0, 1],
+      [4, 5],
+    ]);
+    for (const [i, s] of seqs.entries()) {
+      const alone = model.createSession({ nCtx: 64 }).evaluate(s);
+      expectCloseLogits(`item ${i}`, results[i]!.logits, alone.logits);
+      expect(sessions[i]!.tokens).toEqual(s);
+    }
+  });
+
+  it("refuses bad items with Session.evaluate's errors, naming the item, before evaluating any", async () => {
+    const a = model.createSession({ nCtx: 16 });
+    const b = model.createSession({ nCtx: 16 });
+    a.evaluate([1, 403, 407]);
+    const before = a.evaluatedTokens;
+    const V = model.hparams.V;
+    await expectOwlError(
+      () =>
+        model.evaluateBatch([
+          { session: a, tokens: [1, 403, 407, 261] },
+          { session: b, tokens: [1, V] },
+        ]),
+      "ERR_TOKEN_OUT_OF_RANGE",
+      "batch item 1",
+      `token ${V} at index 1`,
+    );
+    await expectOwlError(
+      () =>
+        model.evaluateBatch([
+          { session: a, tokens: [1, 2] },
+          { session: b, tokens: new Array(17).fill(5) },
+        ]),
+      "ERR_CONTEXT_OVERFLOW",
+      "batch item 1",
+      "17 tokens",
+      "context of 16",
+    );
+    await expectOwlError(
+      () => model.evaluateBatch([{ session: b, tokens: [] }]),
+      "ERR_INVALID_ARGUMENT",
+      "batch item 0",
+    );
+    await expectOwlError(
+      () =>
+        model.evaluateBatch([
+          { session: a, tokens: [1, 2] },
+          { session: a, tokens: [1, 3] },
+        ]),
+      "ERR_INVALID_ARGUMENT",
+      "items 0 and 1",
+    );
+    const hook = () => {};
+    await expectOwlError(
+      () => model.evaluateBatch([{ session: a, tokens: [1, 2] }], { onActivation: hook }),
+      "ERR_UNSUPPORTED",
+      "hooks",
+    );
+    const controller = new AbortController();
+    controller.abort();
+    await expectOwlError(
+      () => model.evaluateBatch([{ session: a, tokens: [1, 2] }], { signal: controller.signal }),
+      "ERR_ABORTED",
+    );
+    // Nothing was evaluated and a's cache still holds its tokens.
+    expect(a.tokens).toEqual([1, 403, 407]);
+    expect(a.evaluatedTokens).toBe(before);
+    expect(b.tokens).toEqual([]);
+    expect(model.evaluateBatch([])).toEqual([]);
+  });
+});
+
+const TINY: Omit<TinySpec, "type" | "arch"> = { seed: 5, C: 64, nFf: 128, nHead: 4, nHeadKv: 2, V: 300 };
+
+describe.each([
+  ["llama", "F32"],
+  ["llama", "Q8_0"],
+  ["qwen3", "Q8_0"],
+] as [TinySpec["arch"], GgmlTypeName][])("tiny random %s %s", (arch, type) => {
+  const backends: [string, () => KernelBackend][] = [
+    ["WasmBackend", () => wasm],
+    ["RefBackend", () => new RefBackend()],
+  ];
+  it.each(backends)("batched logits at depths 1, 3, 9, 30 equal each alone on %s", async (_, backend) => {
+    const be = backend();
+    const bytes = await serializeGguf(tinyModel({ ...TINY, arch, type }));
+    const model = await loadModel(readGguf(new MemorySource(bytes)), { backend: be });
+    try {
+      checkBatchEqualsAlone(model, [1, 3, 9, 30], 3);
+    } finally {
+      if (be !== wasm) await be.dispose();
+    }
+  });
+});
+
+describe("sessions of a batch", () => {
+  it("belong to the model", async () => {
+    const bytes = await serializeGguf(tinyModel({ ...TINY, arch: "llama", type: "F32" }));
+    const m1 = await loadModel(readGguf(new MemorySource(bytes)));
+    const m2 = await loadModel(readGguf(new MemorySource(bytes)));
+    try {
+      const other: Session = m2.createSession({ nCtx: 8 });
+      await expectOwlError(
+        () => m1.evaluateBatch([{ session: other, tokens: [1] }]),
+        "ERR_INVALID_ARGUMENT",
+        "another model",
+      );
+    } finally {
+      await m1.dispose();
+      await m2.dispose();
+    }
+  });
+});
