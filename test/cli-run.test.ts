@@ -12,6 +12,8 @@ import { describe, expect, it } from "vitest";
 import type { RunIO } from "../src/cli/commands/run.ts";
 import { captureIO } from "../src/cli/io.ts";
 import { runCli } from "../src/cli/main.ts";
+import { defaultRunParams, effectiveRepeatPenalty } from "../src/cli/run-params.ts";
+import { resolveOllamaOptions } from "../src/runtime/options.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 
@@ -74,6 +76,55 @@ describe.skipIf(!fixturePath(REF))("owl run: greedy equals llama2.c run.c", () =
     expect(r.code).toBe(0);
     expect(r.out).toBe(`${expectedGreedy()}\n`);
   }, 60_000);
+
+  it("a repeat penalty given at temperature 0 applies before the greedy pick, the same on both backends", async () => {
+    // llama.cpp's sampler chain (and so Ollama's runner) penalizes the logits, then picks the
+    // largest: greedy with a penalty is not run.c's text. Both backends must agree on it.
+    const args = ["run", BUNDLED, PROMPT, "--temperature", "0", "--num-predict", String(N)];
+    const penalty = ["--repeat-penalty", "1.5", "--threads", "1"];
+    const owlEngine = await owl([...args, ...penalty]);
+    const llamaCpp = await owl([...args, ...penalty, "--backend", "llama.cpp"]);
+    expect(owlEngine.code).toBe(0);
+    expect(llamaCpp.code).toBe(0);
+    expect(owlEngine.out).toBe(llamaCpp.out);
+    expect(owlEngine.out).not.toBe(`${expectedGreedy()}\n`);
+  }, 60_000);
+});
+
+describe("owl run's defaults are Ollama's DefaultOptions (api/types.go), the server's too", () => {
+  it("temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64, repeat_penalty 1 (off) when sampling", () => {
+    const p = defaultRunParams();
+    // Ollama's api/types.go DefaultOptions (repeat_penalty 1.0 since its commit 6a261db7,
+    // 2026-08-11); min_p unset there (0); num_ctx the server's default (OWL_CONTEXT_LENGTH, 4096).
+    expect(p).toMatchObject({
+      temperature: 0.8,
+      num_predict: -1,
+      top_k: 40,
+      top_p: 0.9,
+      min_p: 0,
+      typical_p: 1,
+      repeat_last_n: 64,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      num_ctx: 4096,
+      stop: [],
+    });
+    expect(effectiveRepeatPenalty(p)).toBe(1);
+    expect(effectiveRepeatPenalty({ ...p, temperature: 0 })).toBe(1);
+    // The server resolves a request without options to the same values.
+    const server = resolveOllamaOptions({}).sampling;
+    expect(server).toMatchObject({
+      temperature: p.temperature,
+      topK: p.top_k,
+      topP: p.top_p,
+      minP: p.min_p,
+      typicalP: p.typical_p,
+      repeatPenalty: effectiveRepeatPenalty(p),
+      repeatLastN: p.repeat_last_n,
+      presencePenalty: p.presence_penalty,
+      frequencyPenalty: p.frequency_penalty,
+    });
+  });
 });
 
 describe("owl run", () => {

@@ -1,10 +1,13 @@
 /**
  * The generation parameters of `owl run` and its chat: Ollama's option names (temperature,
- * num_predict, top_k, ...), Ollama's defaults, and the checks that turn a bad value into an error
+ * num_predict, top_k, ...), Ollama's defaults (runtime/options.ts OLLAMA_DEFAULTS, the values the
+ * server uses too; num_ctx the server's default context, OWL_CONTEXT_LENGTH), and the checks that turn a bad value into an error
  * naming the flag (or /set parameter name), the range expected and the value found.
  * Flags are the names in kebab-case (--num-predict); /set parameter takes either spelling.
  * Not here: sampling itself (engine/sampler.ts), the backends (run-backend.ts).
  */
+import { OLLAMA_DEFAULTS } from "../runtime/options.ts";
+import { defaultContextLength } from "../util/env.ts";
 import { OwlError } from "../util/errors.ts";
 
 export interface RunParams {
@@ -17,7 +20,9 @@ export interface RunParams {
   top_p: number;
   min_p: number;
   typical_p: number;
-  /** undefined: 1.1 when sampling, off (1) when greedy (temperature 0), so greedy is the argmax. */
+  /** undefined: not given, Ollama's default (1, off) here and the server's (a model's PARAMETER)
+   * through a server; a given value applies at any temperature, greedy too (llama.cpp's chain
+   * penalizes before it picks, as Ollama's runner does). */
   repeat_penalty: number | undefined;
   repeat_last_n: number;
   presence_penalty: number;
@@ -27,31 +32,29 @@ export interface RunParams {
   stop: string[];
 }
 
-/** Ollama's defaults (api/types.go DefaultOptions). */
+/** Ollama's defaults (api/types.go DefaultOptions, through OLLAMA_DEFAULTS); num_ctx the server's. */
 export function defaultRunParams(): RunParams {
+  const d = OLLAMA_DEFAULTS;
   return {
-    temperature: 0.8,
-    num_predict: -1,
+    temperature: d.temperature,
+    num_predict: d.num_predict,
     seed: undefined,
-    top_k: 40,
-    top_p: 0.9,
-    min_p: 0,
-    typical_p: 1,
+    top_k: d.top_k,
+    top_p: d.top_p,
+    min_p: d.min_p,
+    typical_p: d.typical_p,
     repeat_penalty: undefined,
-    repeat_last_n: 64,
-    presence_penalty: 0,
-    frequency_penalty: 0,
-    num_ctx: 2048,
+    repeat_last_n: d.repeat_last_n,
+    presence_penalty: d.presence_penalty,
+    frequency_penalty: d.frequency_penalty,
+    num_ctx: defaultContextLength(),
     stop: [],
   };
 }
 
-/** Ollama's default repeat_penalty, used when sampling and none was given. */
-export const DEFAULT_REPEAT_PENALTY = 1.1;
-
 /** The repeat penalty a generation uses (see RunParams.repeat_penalty). */
 export function effectiveRepeatPenalty(p: RunParams): number {
-  return p.repeat_penalty ?? (p.temperature > 0 ? DEFAULT_REPEAT_PENALTY : 1);
+  return p.repeat_penalty ?? OLLAMA_DEFAULTS.repeat_penalty;
 }
 
 type NumericName = Exclude<keyof RunParams, "stop">;
@@ -122,7 +125,7 @@ export const NUMERIC_PARAMS: readonly ParamSpec[] = [
     integer: false,
     ok: (x) => finite(x) && x > 0 && finite(Math.fround(1 / Math.fround(x))) && Math.fround(x) > 0,
     expected: "a number > 0 (1 = off)",
-    description: `penalty for tokens seen in the last repeat_last_n (default ${DEFAULT_REPEAT_PENALTY}; off when greedy unless given)`,
+    description: `penalty for tokens seen in the last repeat_last_n (default ${OLLAMA_DEFAULTS.repeat_penalty}, off, as Ollama)`,
   },
   {
     name: "repeat_last_n",
