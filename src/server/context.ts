@@ -15,4 +15,17 @@ export interface ServerContext {
   version: string;
   /** Aborted when the server shuts down: running generations end. */
   shutdown: AbortSignal;
+  /**
+   * The server's log of things a request asked for that were ignored or changed (an unknown
+   * option, a prompt cut to fit the context), as Ollama's slog.Warn lines; `owl serve` writes
+   * each to stderr. Optional: without it nothing is logged.
+   */
+  warn?: (warning: ServerWarning) => void;
+}
+
+export interface ServerWarning {
+  method: string;
+  path: string;
+  /** "invalid option provided: options.foo is not an Ollama option; ignored". */
+  message: string;
 }
