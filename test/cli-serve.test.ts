@@ -226,6 +226,22 @@ describe("owl serve, ps, stop and run through the server", () => {
     expect(v.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
+  it('logs an unknown option as a WARN line (Ollama: "invalid option provided") and answers', async () => {
+    const r = await fetch(`${server.url}/api/generate`, {
+      method: "POST",
+      body: JSON.stringify({
+        model: "stories260k",
+        prompt: "",
+        keep_alive: 0,
+        options: { not_an_option: 1 },
+      }),
+    });
+    expect(r.status).toBe(200);
+    expect(server.stderr()).toMatch(
+      /^\S+Z \| WARN \| POST \/api\/generate: invalid option provided: options\.not_an_option\b.*\n/m,
+    );
+  }, 60_000);
+
   it("owl ps: nothing loaded, then the model a run loaded; owl run through the server equals in process; owl stop unloads", async () => {
     const empty = await owl(["ps"], env);
     expect(empty.err).toBe("");

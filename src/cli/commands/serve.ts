@@ -3,7 +3,8 @@
  * so Ollama clients work unchanged. Builds the ServerContext from the environment (util/env.ts
  * serverSettings(): the store under OWL_HOME/models, a Scheduler with OWL_MAX_LOADED_MODELS,
  * OWL_NUM_PARALLEL, OWL_MAX_QUEUE, OWL_KEEP_ALIVE, OWL_CONTEXT_LENGTH, OWL_BACKEND, OWL_NUM_THREADS), prints
- * "owl is listening on <url>", logs one line per request to stderr, and on SIGINT or SIGTERM
+ * "owl is listening on <url>", logs one line per request and one per warning (an ignored option,
+ * a prompt cut to fit) to stderr, and on SIGINT or SIGTERM
  * stops accepting, ends running generations, unloads every model and returns (exit 0).
  * A non-loopback OWL_HOST without OWL_API_KEYS is refused (ERR_UNSAFE_BIND, from startServer).
  * Not here: routes (src/server), loading and scheduling (src/runtime).
@@ -12,7 +13,7 @@ import type { Command } from "commander";
 import { createBackend } from "../../runtime/backends.ts";
 import { parseKeepAlive } from "../../runtime/options.ts";
 import { Scheduler } from "../../runtime/scheduler.ts";
-import type { ServerContext } from "../../server/context.ts";
+import type { ServerContext, ServerWarning } from "../../server/context.ts";
 import { checkBind, startServer } from "../../server/serve.ts";
 import { defaultStoreRoot, ModelStore } from "../../store/store.ts";
 import { serverSettings, serverThreads } from "../../util/env.ts";
@@ -24,6 +25,12 @@ import { VERSION } from "../main.ts";
 export function formatRequestLine(r: { method: string; path: string; status: number; ms: number }): string {
   const ms = r.ms >= 1000 ? `${(r.ms / 1000).toFixed(3)}s` : `${r.ms.toFixed(3)}ms`;
   return `${new Date().toISOString()} | ${r.status} | ${ms.padStart(10)} | ${r.method} ${r.path}\n`;
+}
+
+/** One warning log line (ServerContext.warn): time | WARN | method path: message, Ollama's
+ * slog.Warn level name. */
+export function formatWarningLine(w: ServerWarning): string {
+  return `${new Date().toISOString()} | WARN | ${w.method} ${w.path}: ${w.message}\n`;
 }
 
 /**
@@ -80,7 +87,14 @@ export function registerServe(program: Command, io: CliIO): void {
         ...(threads !== undefined ? { threads } : {}),
       });
       const shutdown = new AbortController();
-      const ctx: ServerContext = { store, scheduler, settings, version: VERSION, shutdown: shutdown.signal };
+      const ctx: ServerContext = {
+        store,
+        scheduler,
+        settings,
+        version: VERSION,
+        shutdown: shutdown.signal,
+        warn: (w) => io.err(formatWarningLine(w)),
+      };
       // Listen for signals before the socket opens: a SIGTERM right after the listening line
       // must not kill the process without the clean shutdown.
       const signal = untilSignal(io);

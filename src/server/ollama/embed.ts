@@ -14,6 +14,7 @@ import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
 import { requestAbort } from "../stream.ts";
 import { readJson } from "../validate.ts";
+import { logWarnings, requestWarn } from "../warn.ts";
 import { nsSince, requireModelName, resolveModel } from "./common.ts";
 import { embeddingsSchema, embedSchema } from "./schemas.ts";
 
@@ -35,6 +36,7 @@ export function registerEmbedRoutes(app: Hono, ctx: ServerContext): void {
   ): Promise<{ lease: Lease; signal: AbortSignal }> => {
     const model = await resolveModel(ctx, name);
     const opts = resolveOllamaOptions({ options: body.options ?? undefined, params: model.params });
+    logWarnings(requestWarn(ctx, c), opts.warnings);
     const keepAliveMs = parseKeepAlive(body.keep_alive);
     const abort = requestAbort(c, ctx.shutdown);
     const lease = await ctx.scheduler.acquireModel({

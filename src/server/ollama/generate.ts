@@ -47,6 +47,7 @@ import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
 import { type RequestAbort, requestAbort } from "../stream.ts";
 import { readJson } from "../validate.ts";
+import { logWarnings, requestWarn, type Warn } from "../warn.ts";
 import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
 import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
 
@@ -163,12 +164,15 @@ function refuseThink(name: string, think: boolean | string | null | undefined): 
 function requestSettings(
   body: { options?: Record<string, unknown> | null; format?: unknown; keep_alive?: string | number | null },
   model: ResolvedModel,
+  warn: Warn,
 ): { options: ResolvedOptions; keepAliveMs: number | undefined } {
   const options = resolveOllamaOptions({
     options: body.options ?? undefined,
     format: body.format ?? undefined,
     params: model.params,
   });
+  // Ollama logs an unknown option ("invalid option provided") and answers anyway.
+  logWarnings(warn, options.warnings);
   return { options, keepAliveMs: parseKeepAlive(body.keep_alive) };
 }
 
@@ -204,7 +208,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
     const model = await resolveModel(ctx, name);
     refuseThink(name, body.think);
-    const { options, keepAliveMs } = requestSettings(body, model);
+    const { options, keepAliveMs } = requestSettings(body, model, requestWarn(ctx, c));
     const prompt = body.prompt ?? "";
 
     // Ollama: an empty prompt with keep_alive 0 unloads; an empty prompt loads.
@@ -306,7 +310,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const name = requireModelName(body);
     const model = await resolveModel(ctx, name);
     refuseThink(name, body.think);
-    const { options, keepAliveMs } = requestSettings(body, model);
+    const { options, keepAliveMs } = requestSettings(body, model, requestWarn(ctx, c));
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
       (t): ToolDefinition => ({

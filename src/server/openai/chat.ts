@@ -42,6 +42,7 @@ import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
+import type { Warn } from "../warn.ts";
 import {
   chatLogprobs,
   type Generation,
@@ -124,6 +125,7 @@ export async function startChat(
   ctx: ServerContext,
   req: OpenAiChatCompletionRequest,
   signal: AbortSignal,
+  warn?: Warn,
 ): Promise<ChatGeneration> {
   const mode = toolMode(req);
   const tools: ToolDefinition[] =
@@ -135,6 +137,7 @@ export async function startChat(
     name: req.model,
     body: req,
     kind: "chat",
+    ...(warn !== undefined && { warn }),
     adjust: (options) => {
       if (options.grammar?.type === "json_schema") {
         // Refused schemas (pattern, allOf, ...) are a 400 naming the field before any generation.

@@ -18,6 +18,7 @@ import { promptTokens } from "../../runtime/prompt.ts";
 import type { CompletionEvent, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
+import type { Warn } from "../warn.ts";
 import {
   type Generation,
   openAiId,
@@ -41,6 +42,7 @@ export async function startCompletion(
   ctx: ServerContext,
   req: OpenAiCompletionRequest,
   signal: AbortSignal,
+  warn?: Warn,
 ): Promise<Generation> {
   if (req.echo && req.logprobs !== undefined && req.logprobs !== null) {
     throw badRequest(
@@ -55,6 +57,7 @@ export async function startCompletion(
     name: req.model,
     body,
     kind: "completions",
+    ...(warn !== undefined && { warn }),
     adjust: (options) => {
       options.maxTokens = maxTokens;
     },

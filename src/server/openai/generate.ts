@@ -20,6 +20,7 @@ import type { CompletionEvent, GrammarSpec, LoadedModel, TokenPiece } from "../.
 import type { ResolvedModel } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
+import { logWarnings, type Warn } from "../warn.ts";
 
 /** "chatcmpl-" / "cmpl-" + 24 random base62-ish characters, as OpenAI's ids look. */
 export function openAiId(prefix: string): string {
@@ -52,6 +53,8 @@ export interface GenerationPlan {
   /** The prompt on the loaded model (its template, its tokenizer). */
   buildPrompt: (model: LoadedModel, resolved: ResolvedModel) => PromptBuild;
   signal: AbortSignal;
+  /** The request's warnings (a Modelfile PARAMETER owl ignores) go here; default: dropped. */
+  warn?: Warn;
 }
 
 export interface Generation {
@@ -86,6 +89,7 @@ export async function resolveModel(ctx: ServerContext, name: string): Promise<Re
 export async function startGeneration(ctx: ServerContext, plan: GenerationPlan): Promise<Generation> {
   const resolved = await resolveModel(ctx, plan.name);
   const options = resolveOpenAIOptions(plan.body, resolved.params, plan.kind);
+  if (plan.warn) logWarnings(plan.warn, options.warnings);
   plan.adjust?.(options, resolved);
   const lease = await ctx.scheduler.acquire({
     name: plan.name,

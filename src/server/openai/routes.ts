@@ -21,6 +21,7 @@ import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
 import { requestAbort, sseResponse } from "../stream.ts";
 import { readJsonValue } from "../validate.ts";
+import { requestWarn } from "../warn.ts";
 import { completeChat, startChat, streamChat } from "./chat.ts";
 import { completeText, startCompletion, streamText } from "./completions.ts";
 import { createEmbeddings } from "./embeddings.ts";
@@ -31,7 +32,7 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
   app.post("/v1/chat/completions", async (c) => {
     const req = parseChatRequest(await readJsonValue(c));
     const abort = requestAbort(c, ctx.shutdown);
-    const chat = await startChat(ctx, req, abort.signal);
+    const chat = await startChat(ctx, req, abort.signal, requestWarn(ctx, c));
     if (req.stream) return sseResponse(c, streamChat(chat, req), { onCancel: () => abort.abort() });
     return c.json(await completeChat(chat, req));
   });
@@ -39,7 +40,7 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
   app.post("/v1/completions", async (c) => {
     const req = parseCompletionRequest(await readJsonValue(c));
     const abort = requestAbort(c, ctx.shutdown);
-    const gen = await startCompletion(ctx, req, abort.signal);
+    const gen = await startCompletion(ctx, req, abort.signal, requestWarn(ctx, c));
     if (req.stream) return sseResponse(c, streamText(gen, req), { onCancel: () => abort.abort() });
     return c.json(await completeText(gen, req));
   });
