@@ -1,0 +1,183 @@
+/**
+ * Streaming responses written straight to Node's socket (src/server/stream.ts): what reaches a raw
+ * HTTP client over loopback. Ollama's NDJSON and OpenAI's SSE arrive one item per chunk, carry the
+ * CORS headers the middleware chose (and `Vary: Origin`), end with the API's last line/event, and a
+ * client that goes away mid-stream frees its sequence while the server keeps serving.
+ * Expected text: llama2.c run.c's greedy output for the bundled stories260K (reference file).
+ * Not here: the routes' fields (server-ollama, server-openai tests).
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackend } from "../src/runtime/backends.ts";
+import { Scheduler } from "../src/runtime/scheduler.ts";
+import type { ServerContext } from "../src/server/context.ts";
+import { type RunningServer, startServer } from "../src/server/serve.ts";
+import { ModelStore } from "../src/store/store.ts";
+import type { ServerSettings } from "../src/util/env.ts";
+import { fixturePath } from "./helpers/fixtures.ts";
+
+const REF = JSON.parse(
+  readFileSync(fixturePath("llama2c/reference/greedy_once_upon_a_time_n200.json"), "utf8"),
+) as {
+  stdout: string;
+};
+const PROMPT = "Once upon a time";
+const ORIGIN = "http://localhost:5173";
+
+const root = mkdtempSync(join(tmpdir(), "owl-server-stream-"));
+const shutdown = new AbortController();
+let server: RunningServer;
+let scheduler: Scheduler;
+
+const settings: ServerSettings = {
+  host: "127.0.0.1",
+  port: 0,
+  maxLoadedModels: 1,
+  numParallel: 1,
+  maxQueue: 4,
+  keepAlive: "5m",
+  apiKeys: [],
+  maxBodyBytes: 64 * 1024,
+  contextLength: 256,
+  backend: "llama.cpp",
+  origins: [],
+};
+
+beforeAll(async () => {
+  scheduler = new Scheduler({
+    createBackend: (n) => createBackend(n),
+    maxLoadedModels: 1,
+    numParallel: 1,
+    maxQueue: 4,
+    defaultKeepAliveMs: 5 * 60_000,
+    defaultNumCtx: settings.contextLength,
+    defaultBackend: "llama.cpp",
+    threads: 1,
+  });
+  const ctx: ServerContext = {
+    store: new ModelStore(root),
+    scheduler,
+    settings,
+    version: "0.0.0-test",
+    shutdown: shutdown.signal,
+  };
+  server = await startServer(ctx, { host: "127.0.0.1", port: 0 });
+});
+
+afterAll(async () => {
+  shutdown.abort();
+  await server?.close();
+  await scheduler?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  chunks: string[];
+}
+
+/** POST a JSON body; collect the response's chunks as they arrive; stop early if asked. */
+function post(path: string, body: unknown, stopAfterChunks = Number.POSITIVE_INFINITY): Promise<RawAnswer> {
+  const url = new URL(path, server.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: "POST", headers: { "Content-Type": "application/json", Origin: ORIGIN } },
+      (res) => {
+        const chunks: string[] = [];
+        const answer = () => ({ status: res.statusCode ?? 0, headers: res.headers, chunks });
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          chunks.push(d);
+          if (chunks.length >= stopAfterChunks) {
+            req.destroy();
+            resolve(answer());
+          }
+        });
+        res.on("end", () => resolve(answer()));
+        res.on("error", () => resolve(answer()));
+      },
+    );
+    req.on("error", (e) => (stopAfterChunks === Number.POSITIVE_INFINITY ? reject(e) : undefined));
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe("streams written to the socket", () => {
+  it("Ollama NDJSON: one object per line, run.c's greedy text, CORS headers, done last", async () => {
+    const r = await post("/api/generate", {
+      model: "stories260k",
+      prompt: PROMPT,
+      stream: true,
+      options: { temperature: 0, num_predict: 24, repeat_penalty: 1 },
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toBe("application/x-ndjson");
+    expect(r.headers["access-control-allow-origin"]).toBe(ORIGIN);
+    expect(String(r.headers.vary)).toMatch(/Origin/);
+    expect(r.headers["transfer-encoding"]).toBe("chunked");
+    const lines = r.chunks
+      .join("")
+      .split("\n")
+      .filter((l) => l.length > 0);
+    const objects = lines.map(
+      (l) => JSON.parse(l) as { response: string; done: boolean; eval_count?: number },
+    );
+    expect(objects.at(-1)?.done).toBe(true);
+    expect(objects.slice(0, -1).every((o) => !o.done)).toBe(true);
+    expect(objects.at(-1)?.eval_count).toBe(24);
+    const text = objects.map((o) => o.response).join("");
+    expect(REF.stdout.startsWith(PROMPT + text)).toBe(true);
+    // Written item by item, not gathered into one body: several chunks reached the client.
+    expect(r.chunks.length).toBeGreaterThan(1);
+  });
+
+  it("OpenAI SSE: data events, run.c's greedy text, [DONE] last, CORS headers", async () => {
+    const r = await post("/v1/completions", {
+      model: "stories260k",
+      prompt: PROMPT,
+      stream: true,
+      temperature: 0,
+      max_tokens: 16,
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(r.headers["access-control-allow-origin"]).toBe(ORIGIN);
+    const events = r.chunks
+      .join("")
+      .split("\n\n")
+      .filter((e) => e.length > 0);
+    expect(events.at(-1)).toBe("data: [DONE]");
+    const text = events
+      .slice(0, -1)
+      .map(
+        (e) =>
+          (JSON.parse(e.slice("data: ".length)) as { choices: { text: string }[] }).choices[0]?.text ?? "",
+      )
+      .join("");
+    expect(REF.stdout.startsWith(PROMPT + text)).toBe(true);
+    expect(text.length).toBeGreaterThan(0);
+  });
+
+  it("a client gone after two chunks frees the only sequence; the next request streams in full", async () => {
+    const cut = await post(
+      "/api/generate",
+      { model: "stories260k", prompt: PROMPT, options: { temperature: 0, num_predict: 200 } },
+      2,
+    );
+    expect(cut.status).toBe(200);
+    // numParallel 1: this waits for the departed client's sequence to be released.
+    const r = await post("/api/generate", {
+      model: "stories260k",
+      prompt: "Lily wanted to",
+      stream: true,
+      options: { temperature: 0, num_predict: 8 },
+    });
+    const last = JSON.parse(r.chunks.join("").trim().split("\n").at(-1) ?? "{}") as { done?: boolean };
+    expect(last.done).toBe(true);
+  });
+});
