@@ -19,11 +19,10 @@ import { ModelStore } from "../src/store/store.ts";
 import type { ServerSettings } from "../src/util/env.ts";
 import { fixturePath } from "./helpers/fixtures.ts";
 
-const REF = JSON.parse(
-  readFileSync(fixturePath("llama2c/reference/greedy_once_upon_a_time_n200.json"), "utf8"),
-) as {
-  stdout: string;
-};
+const REF_FILE = "llama2c/reference/greedy_once_upon_a_time_n200.json";
+const refPath = fixturePath(REF_FILE);
+if (!refPath) throw new Error(`missing fixture ${REF_FILE} (test/fixtures or ../shared/fixtures)`);
+const REF = JSON.parse(readFileSync(refPath, "utf8")) as { stdout: string };
 const PROMPT = "Once upon a time";
 const ORIGIN = "http://localhost:5173";
 
