@@ -3,8 +3,9 @@
  * backend's continuous batching): on the bundled stories260K and on tiny random llama / qwen3
  * models (F32 and Q8_0), the batched logits of sessions at different depths equal each session's
  * own Session.evaluate logits within 1e-5 of the logits' scale (WasmBackend's matrix products
- * over several rows sum in another order than over one: ~3e-7 seen; RefBackend's are exact), greedy generation of four
- * sequences batched step by step gives llama2.c run.c's reference tokens for each, prompts of
+ * over several rows sum in another order than over one: ~3e-7 seen; RefBackend's are exact),
+ * greedy generation of four sequences batched step by step gives llama2.c run.c's reference
+ * tokens for each, prompts of
  * several tokens split over steps of a few rows agree too, and bad items get Session.evaluate's
  * errors naming the item, before any cache changes.
  */

@@ -3,9 +3,19 @@
  * (src/engine: loadModel on the WebAssembly kernels, one Session with its own KV cache per
  * sequence, the Sampler with llama.cpp's chain, typical-p included).
  *
- * NOTE: generation of concurrent sequences is serialized, not batched: Session.evaluate() is
- * synchronous (the WASM thread pool blocks the caller), so one evaluation runs at a time and the
- * sequences take turns token by token (each generator yields to the event loop between tokens).
+ * Continuous batching behind a step barrier: a sequence that wants its next token queues the
+ * request, and the requests queued in one event-loop turn are decoded together on the next turn
+ * as ONE forward over one token per sequence, each at its own position against its own KV cache
+ * (Model.evaluateBatch), so the weight matrices are read once per step for all of them (the
+ * mat-mat kernels of prompt evaluation) instead of once per sequence. Sequences whose consumers
+ * take their tokens in the same turn (complete() loops, the HTTP streams, which ask for the next
+ * item right after writing one) thus step together. A single sequence never waits for others:
+ * its step runs on the next turn, as the old one-at-a-time loop did. When a sequence of the last
+ * step has not asked yet (its consumer is a turn late), the step waits one more turn for it,
+ * and no longer, so that a late stream does not settle into steps of its own. The engine is
+ * synchronous (the WASM thread pool blocks the caller), so a step blocks the event loop while it
+ * runs. Prompts are evaluated per sequence, at once, in generate() (a prompt is a mat-mat
+ * already). stepCounts() counts the steps by their number of sequences (tests, benchmarks).
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
  * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
@@ -91,6 +101,23 @@ export class OwlBackend implements Backend {
   }
 }
 
+/**
+ * Decode steps of an owl-backend model by batch size: counts[n] steps decoded n sequences at once
+ * (the next-token steps; prompts are not counted). undefined for a model of another backend.
+ */
+export function stepCounts(model: LoadedModel): readonly number[] | undefined {
+  return model instanceof OwlModel ? [...model.steps] : undefined;
+}
+
+/** A sequence's request for its next logits, waiting for the step. */
+interface StepRequest {
+  tokens: readonly number[];
+  signal: AbortSignal | undefined;
+  /** undefined: the sequence no longer wants it (aborted, a new generate(), the caller left). */
+  resolve: (logits: Float32Array | undefined) => void;
+  reject: (e: unknown) => void;
+}
+
 class OwlModel implements LoadedModel {
   readonly backend: BackendName = "owl";
   readonly numCtx: number;
@@ -99,6 +126,13 @@ class OwlModel implements LoadedModel {
   private embedSession: Session | undefined;
   private outputNorm: Float32Array | undefined;
   disposed = false;
+  /** steps[n]: decode steps of n sequences (stepCounts). */
+  readonly steps: number[] = [];
+  /** The step barrier (module comment): requests for the next step, and the last step's sequences. */
+  private readonly pending = new Map<OwlSequence, StepRequest>();
+  private lastStep = new Set<OwlSequence>();
+  private stepScheduled = false;
+  private waitedOnce = false;
 
   constructor(
     readonly model: Model,
@@ -114,6 +148,73 @@ class OwlModel implements LoadedModel {
       this.sequences.push(new OwlSequence(this, i, model.createSession({ nCtx: options.numCtx })));
     }
   }
+
+  /**
+   * The logits after `tokens` (the sequence's whole token list; its session holds all but the
+   * last), decoded with the other sequences asking in this turn; undefined when the request was
+   * dropped (leave(), or its signal fired before the step).
+   */
+  next(
+    seq: OwlSequence,
+    tokens: readonly number[],
+    signal: AbortSignal | undefined,
+  ): Promise<Float32Array | undefined> {
+    return new Promise((resolve, reject) => {
+      this.pending.get(seq)?.resolve(undefined);
+      this.pending.set(seq, { tokens, signal, resolve, reject });
+      this.scheduleStep();
+    });
+  }
+
+  /** `seq` stops generating: its pending request (if any) is dropped and no step waits for it. */
+  leave(seq: OwlSequence): void {
+    this.lastStep.delete(seq);
+    const r = this.pending.get(seq);
+    if (!r) return;
+    this.pending.delete(seq);
+    r.resolve(undefined);
+  }
+
+  private scheduleStep(): void {
+    if (this.stepScheduled) return;
+    this.stepScheduled = true;
+    setImmediate(this.step);
+  }
+
+  /** One decode step of every pending request (see the module comment). */
+  private readonly step = () => {
+    this.stepScheduled = false;
+    if (this.pending.size === 0) return;
+    if (!this.waitedOnce) {
+      for (const s of this.lastStep) {
+        if (!this.pending.has(s)) {
+          this.waitedOnce = true;
+          this.scheduleStep();
+          return;
+        }
+      }
+    }
+    this.waitedOnce = false;
+    const batch: [OwlSequence, StepRequest][] = [];
+    for (const [s, r] of this.pending) {
+      if (r.signal?.aborted) r.resolve(undefined);
+      else batch.push([s, r]);
+    }
+    this.pending.clear();
+    this.lastStep = new Set(batch.map(([s]) => s));
+    if (batch.length === 0) return;
+    let logits: Float32Array[];
+    try {
+      if (this.disposed) throw disposedError(this.options.modelPath);
+      const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens }));
+      logits = this.model.evaluateBatch(items, { maxRows: this.numParallel }).map((r) => r.logits);
+    } catch (e) {
+      for (const [, r] of batch) r.reject(e);
+      return;
+    }
+    this.steps[batch.length] = (this.steps[batch.length] ?? 0) + 1;
+    for (const [i, [, r]] of batch.entries()) r.resolve(logits[i]);
+  };
 
   tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[] {
     // NOTE: addSpecial also adds EOS for the rare vocabularies with add_eos_token, as llama.cpp does.
@@ -279,7 +380,7 @@ class OwlSequence implements Sequence {
   constructor(
     private readonly owner: OwlModel,
     readonly index: number,
-    private readonly session: Session,
+    readonly session: Session,
   ) {}
 
   get tokens(): readonly number[] {
@@ -312,6 +413,8 @@ class OwlSequence implements Sequence {
     }
     if (prompt.length >= numCtx) throw contextOverflow(prompt.length, numCtx);
     const epoch = ++this.epoch;
+    // An older generator still waiting for a step ends without it.
+    this.owner.leave(this);
     const s = options.sampling;
     const sampler = new Sampler(
       {
@@ -352,13 +455,16 @@ class OwlSequence implements Sequence {
         yield step;
         // The context holds prompt + generated tokens: nothing more fits.
         if (seq.length >= numCtx) return;
-        await tick();
         if (signal?.aborted || epoch !== this.epoch) return;
-        logits = this.session.evaluate(seq, signal ? { signal } : {}).logits;
+        const next = await this.owner.next(this, seq, signal);
+        if (next === undefined || epoch !== this.epoch) return;
+        logits = next;
       }
     } catch (e) {
       if (isAbort(e)) return;
       throw e;
+    } finally {
+      if (epoch === this.epoch) this.owner.leave(this);
     }
   }
 }
