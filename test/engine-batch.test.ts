@@ -5,9 +5,8 @@
  * own Session.evaluate logits within 1e-5 of the logits' scale (WasmBackend's matrix products
  * over several rows sum in another order than over one: ~3e-7 seen; RefBackend's are exact),
  * greedy generation of four sequences batched step by step gives llama2.c run.c's reference
- * tokens for each, prompts of
- * several tokens split over steps of a few rows agree too, and bad items get Session.evaluate's
- * errors naming the item, before any cache changes.
+ * tokens for each, prompts of several tokens split over steps of a few rows agree too, and bad
+ * items get Session.evaluate's errors naming the item, before any cache changes.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
