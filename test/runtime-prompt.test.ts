@@ -249,7 +249,7 @@ describe("renderChatPrompt: precedence and the Modelfile", () => {
     ).toBe("[system:mine][user:u1]");
   });
 
-  it("Go template > GGUF Jinja > ChatML", () => {
+  it("Go template > GGUF Jinja > Ollama's DefaultTemplate", () => {
     const messages = [{ role: "user", content: "hi" }];
     expect(
       renderChatPrompt({
@@ -269,10 +269,28 @@ describe("renderChatPrompt: precedence and the Modelfile", () => {
         bosToken: "<s>",
       }),
     ).toEqual({ prompt: "<s><user>hi<bot>", source: "gguf" });
-    expect(renderChatPrompt({ messages })).toEqual({
-      prompt: "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
-      source: "chatml",
+    expect(renderChatPrompt({ messages })).toEqual({ prompt: "hi", source: "default" });
+  });
+
+  it('a model with no template: Ollama\'s "{{ .Prompt }}" run once per turn, system messages left out', () => {
+    // template/template.go: DefaultTemplate = Parse("{{ .Prompt }}"); Parse appends
+    // {{ .Response }} (the template names neither .Messages nor .Response); Execute runs a legacy
+    // template once per user turn with that turn's answer, and the last run stops before
+    // {{ .Response }}. So: "u1" + "a1", then "u2"; the system text is never printed.
+    const messages = [
+      { role: "system", content: "Be kind." },
+      { role: "user", content: "Once upon a time" },
+      { role: "assistant", content: " there was a cat." },
+      { role: "user", content: " The cat" },
+    ];
+    expect(renderChatPrompt({ messages, system: "Modelfile system" })).toEqual({
+      prompt: "Once upon a time there was a cat. The cat",
+      source: "default",
     });
+    // A trailing assistant message is continued, not closed.
+    expect(renderChatPrompt({ messages: messages.slice(0, 3) }).prompt).toBe(
+      "Once upon a time there was a cat.",
+    );
   });
 
   it("merges consecutive messages of one role and joins every system message as .System (Ollama's collate)", () => {
@@ -370,6 +388,12 @@ describe("renderGeneratePrompt", () => {
       prompt: "Once upon",
       source: "default",
     });
+    // Ollama's GenerateHandler puts the Modelfile MESSAGEs before the prompt: each turn's text.
+    const storedMessages = [
+      { role: "user" as const, content: "u0" },
+      { role: "assistant" as const, content: "a0" },
+    ];
+    expect(renderGeneratePrompt({ prompt: "p", modelSystem: "S", storedMessages }).prompt).toBe("u0a0p");
     expect(
       renderGeneratePrompt({
         prompt: "hi",

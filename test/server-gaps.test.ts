@@ -3,7 +3,10 @@
  * Ollama's source (github.com/ollama/ollama, cited per test) on a real loopback server (temp store,
  * llama.cpp backend on one thread, context 256, the bundled stories260K):
  * - unknown and ignored options are logged (api/types.go FromMap: slog.Warn "invalid option
- *   provided") and the request is answered.
+ *   provided") and the request is answered;
+ * - a chat on a model with no template uses Ollama's DefaultTemplate "{{ .Prompt }}"
+ *   (template/template.go), on /api/chat and /v1/chat/completions alike: stories260K, a base
+ *   model, continues "Once upon a time" exactly as llama2.c's run.c does.
  * Not here: the routes' ordinary behaviour (server-ollama.test.ts, server-openai*.test.ts).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,6 +19,8 @@ import type { ServerContext, ServerWarning } from "../src/server/context.ts";
 import { type RunningServer, startServer } from "../src/server/serve.ts";
 import { ModelStore } from "../src/store/store.ts";
 import type { ServerSettings } from "../src/util/env.ts";
+import { fixturePath } from "./helpers/fixtures.ts";
+import { REF, referenceText } from "./helpers/runtime.ts";
 
 const MODEL = "stories260k";
 const NUM_CTX = 256;
@@ -169,5 +174,36 @@ describe("unknown options are logged, not refused (api/types.go FromMap)", () =>
         message: "Modelfile PARAMETER mirostat: mirostat sampling is not supported; ignored",
       },
     ]);
+  });
+});
+
+describe.skipIf(!fixturePath(REF))('a model with no template: Ollama\'s "{{ .Prompt }}", not ChatML', () => {
+  const N = 24;
+  // The system message has no place in "{{ .Prompt }}"; the user's text is the whole prompt, so
+  // greedy decoding continues it as run.c continues "Once upon a time".
+  const messages = [
+    { role: "system", content: "You tell stories." },
+    { role: "user", content: "Once upon a time" },
+  ];
+
+  it("/api/chat answers run.c's greedy continuation", async () => {
+    const r = await post("/api/chat", {
+      model: MODEL,
+      messages,
+      stream: false,
+      options: { temperature: 0, num_predict: N },
+    });
+    expect(r.status).toBe(200);
+    expect((r.body["message"] as { content: string }).content).toBe(referenceText(N));
+    // BOS + the 4 tokens of "Once upon a time", as run.c's prompt.
+    expect(r.body["prompt_eval_count"]).toBe(5);
+  });
+
+  it("/v1/chat/completions renders the same prompt (Ollama's OpenAI layer goes through its chat)", async () => {
+    const r = await post("/v1/chat/completions", { model: MODEL, messages, temperature: 0, max_tokens: N });
+    expect(r.status).toBe(200);
+    const choice = (r.body["choices"] as { message: { content: string } }[])[0]!;
+    expect(choice.message.content).toBe(referenceText(N));
+    expect((r.body["usage"] as { prompt_tokens: number }).prompt_tokens).toBe(5);
   });
 });

@@ -197,9 +197,17 @@ describe("embeddings", () => {
   });
 });
 
-/** The ChatML prompt llama.cpp renders for a model without a chat template, written by hand. */
-function chatml(messages: { role: string; content: string }[]): string {
-  return `${messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("")}<|im_start|>assistant\n`;
+/**
+ * The prompt Ollama renders for a model without a template (stories260K has none), by hand: its
+ * DefaultTemplate "{{ .Prompt }}" (template/template.go) gets {{ .Response }} appended and runs
+ * once per user turn with that turn's answer, so the prompt is the user and assistant texts one
+ * after another; system and tool messages have no place in it.
+ */
+function defaultTemplate(messages: { role: string; content: string }[]): string {
+  return messages
+    .filter((m) => m.role === "user" || m.role === "assistant")
+    .map((m) => m.content)
+    .join("");
 }
 
 describe("chat completions", () => {
@@ -228,7 +236,7 @@ describe("chat completions", () => {
     expect(typeof c.message.content).toBe("string");
     expect(c.logprobs).toBeNull();
     expect(["stop", "length"]).toContain(c.finish_reason);
-    const promptTokens = tok.encode(chatml(messages), { addSpecial: true }).length;
+    const promptTokens = tok.encode(defaultTemplate(messages), { addSpecial: true }).length;
     expect(r.usage!.prompt_tokens).toBe(promptTokens);
     expect(r.usage!.total_tokens).toBe(promptTokens + r.usage!.completion_tokens);
   });
@@ -249,7 +257,7 @@ describe("chat completions", () => {
         },
       ],
     });
-    expect(r.usage!.prompt_tokens).toBe(tok.encode(chatml(messages), { addSpecial: true }).length);
+    expect(r.usage!.prompt_tokens).toBe(tok.encode(defaultTemplate(messages), { addSpecial: true }).length);
   });
 
   it("streaming assembles to the non-streaming text (temperature 0, same seed); role first, usage last", async () => {
@@ -457,8 +465,8 @@ describe("chat completions", () => {
     });
     expect(next.choices[0]!.message.tool_calls).toBeUndefined();
     expect(typeof next.choices[0]!.message.content).toBe("string");
-    // ChatML (no tool syntax of its own) shows the tool turn's content: it reached the template.
-    const rendered = chatml([
+    // Ollama's "{{ .Prompt }}" has no place for the tool turn: only the user's text is rendered.
+    const rendered = defaultTemplate([
       { role: "user", content: "Weather?" },
       { role: "assistant", content: "" },
       { role: "tool", content: "sunny" },

@@ -1,7 +1,8 @@
 /**
  * Prompt rendering for /api/chat, /api/generate and the OpenAI routes, Ollama's way: a Modelfile
  * TEMPLATE (Go text/template) when the model has one, else the GGUF's Jinja chat template, else
- * ChatML (llama.cpp's fallback); the Modelfile SYSTEM unless the request starts with its own
+ * Ollama's DefaultTemplate "{{ .Prompt }}" (template/template.go; server/images.go GetModel gives
+ * it to a model with no template), for chats too; the Modelfile SYSTEM unless the request starts with its own
  * system message; the Modelfile MESSAGEs before the request's; then tokens (BOS added unless the
  * text already starts with it, llama.cpp's rule) and the context check: ERR_CONTEXT_OVERFLOW
  * naming both numbers, or, when the client asked for truncation, Ollama's chatPrompt rule (drop
@@ -21,7 +22,6 @@ import {
   type ChatMessage,
   type CompiledChatTemplate,
   compileChatTemplate,
-  defaultChatTemplate,
   type ToolDefinition,
 } from "../tokenizer/chat-template.ts";
 import {
@@ -70,8 +70,16 @@ export interface ChatPromptInput {
   now?: Date;
 }
 
-/** Which template made the prompt. */
-export type PromptSource = "modelfile" | "gguf" | "chatml" | "default";
+/** Which template made the prompt ("default": Ollama's "{{ .Prompt }}", the model has none). */
+export type PromptSource = "modelfile" | "gguf" | "default";
+
+/**
+ * Ollama's DefaultTemplate (template/template.go), a model's template when it has none. As a
+ * legacy template (no .Messages) it runs once per turn: a chat renders as its user and assistant
+ * texts one after another, system messages left out. NOTE: llama-server would use ChatML here;
+ * owl follows Ollama, whose API it serves (a base model such as stories260K never saw chat tokens).
+ */
+export const OLLAMA_DEFAULT_TEMPLATE = "{{ .Prompt }}";
 
 export interface RenderedPrompt {
   prompt: string;
@@ -487,8 +495,11 @@ function jinjaMessage(m: NormalMessage): ChatMessage {
 }
 
 function renderAssembled(msgs: readonly NormalMessage[], input: ChatPromptInput): RenderedPrompt {
-  if (input.template !== undefined && input.template !== "") {
-    const t = cached(goCache, input.template, () => parseOllamaTemplate(input.template!));
+  const hasGo = input.template !== undefined && input.template !== "";
+  const hasJinja = input.chatTemplate !== undefined && input.chatTemplate !== "";
+  if (hasGo || !hasJinja) {
+    const source = hasGo ? input.template! : OLLAMA_DEFAULT_TEMPLATE;
+    const t = cached(goCache, source, () => parseOllamaTemplate(source));
     const prompt = executeOllamaTemplate(t, {
       // OpenAI's "developer" role is its newer name for "system", which Go templates know.
       messages: msgs.map((m) => backToInput(m.role === "developer" ? { ...m, role: "system" } : m)),
@@ -496,13 +507,11 @@ function renderAssembled(msgs: readonly NormalMessage[], input: ChatPromptInput)
       ...(input.think === undefined ? {} : { think: input.think }),
       ...(input.now === undefined ? {} : { now: input.now }),
     });
-    return { prompt, source: "modelfile" };
+    return { prompt, source: hasGo ? "modelfile" : "default" };
   }
-  const source: PromptSource =
-    input.chatTemplate !== undefined && input.chatTemplate !== "" ? "gguf" : "chatml";
-  const text = source === "gguf" ? input.chatTemplate! : defaultChatTemplate;
+  const text = input.chatTemplate!;
   const compiled = cached(jinjaCache, text, () =>
-    compileChatTemplate(text, { name: source === "gguf" ? "tokenizer.chat_template" : "ChatML fallback" }),
+    compileChatTemplate(text, { name: "tokenizer.chat_template" }),
   );
   const last = msgs[msgs.length - 1];
   const extra: Record<string, unknown> = {};
@@ -519,7 +528,7 @@ function renderAssembled(msgs: readonly NormalMessage[], input: ChatPromptInput)
     extra,
     ...(input.now === undefined ? {} : { now: input.now }),
   });
-  return { prompt, source };
+  return { prompt, source: "gguf" };
 }
 
 function backToInput(m: NormalMessage): PromptMessage {
@@ -541,7 +550,8 @@ function backToInput(m: NormalMessage): PromptMessage {
 }
 
 /**
- * The prompt of a chat request: Modelfile TEMPLATE (Go) > the GGUF's Jinja > ChatML. ERR_BAD_REQUEST
+ * The prompt of a chat request: Modelfile TEMPLATE (Go) > the GGUF's Jinja > Ollama's
+ * "{{ .Prompt }}". ERR_BAD_REQUEST
  * for malformed messages, ERR_UNSUPPORTED for images, ERR_TEMPLATE_* from the template.
  */
 export function renderChatPrompt(input: ChatPromptInput): RenderedPrompt {
@@ -577,8 +587,9 @@ export interface GeneratePromptInput {
  * The prompt of /api/generate (and /v1/completions): raw: the prompt itself; with a suffix: the
  * template's {{ .Prompt }}/{{ .Suffix }} (ERR_UNSUPPORTED when the template has no .Suffix);
  * else the system, the Modelfile MESSAGEs and the prompt as a user message, through the same
- * templates as a chat; a model with no template at all gets the prompt as is (Ollama's
- * DefaultTemplate "{{ .Prompt }}", which leaves out the system prompt too).
+ * templates as a chat (server/routes.go GenerateHandler); a model with no template at all gets
+ * Ollama's DefaultTemplate "{{ .Prompt }}": the prompt as is after the text of any Modelfile
+ * MESSAGEs, the system prompt left out.
  */
 export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt {
   const name = input.modelName ?? "this model";
@@ -609,14 +620,6 @@ export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt
       ...(input.now === undefined ? {} : { now: input.now }),
     });
     return { prompt, source: "modelfile" };
-  }
-  if (
-    (template === undefined || template === "") &&
-    (input.chatTemplate === undefined || input.chatTemplate === "")
-  ) {
-    // No template at all: Ollama's DefaultTemplate, "{{ .Prompt }}" (a base model such as
-    // stories260K continues the text itself; ChatML would put chat tokens it never saw around it).
-    return { prompt: input.prompt, source: "default" };
   }
   const system = input.system !== undefined && input.system !== "" ? input.system : input.modelSystem;
   const msgs: PromptMessage[] = [];
