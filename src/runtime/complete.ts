@@ -9,7 +9,9 @@
  * It ends at an end-of-generation token (reason stop; the token is neither shown nor put in the
  * context), a stop string (reason stop; the stop text and what follows are withheld, as llama.cpp's
  * server and Ollama do), maxTokens or a full context (reason length), or the request's signal
- * (reason abort, with what was produced so far). Text never splits a UTF-8 character (raw token
+ * (reason abort, with what was produced so far). With request.shift a full context does not end
+ * it: the sequence starts again from the first numKeep tokens and the later half of the rest
+ * (Ollama's context shift), and generation goes on. Text never splits a UTF-8 character (raw token
  * bytes through a streaming TextDecoder) and never shows what may still become a stop string
  * (StopMatcher). Each text event carries the TokenPiece of every token whose text it completes;
  * at a stop string, the tokens that reach into the text before it go out too (their pieces cover
@@ -131,15 +133,22 @@ export async function* complete(
   let stopped = false;
   const jsonGrammar = request.grammar?.type === "json" || request.grammar?.type === "json_schema";
   let jsonText = "";
-  if (maxTokens !== 0) {
-    const it = sequence.generate(prompt, {
-      sampling: request.sampling,
-      ...(request.grammar && { grammar: request.grammar }),
-      ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
-      ...(signal && { signal }),
-    });
+  let shifts = 0;
+  const generateOptions = {
+    sampling: request.sampling,
+    ...(request.grammar && { grammar: request.grammar }),
+    ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
+    ...(signal && { signal }),
+  };
+  let input: readonly number[] = prompt;
+  while (maxTokens !== 0) {
+    const generatedBefore = generated.length;
+    // Set while a token is being handled: still set after the loop when it ended by a break.
+    let brokeOut = false;
+    const it = sequence.generate(input, generateOptions);
     try {
       for await (const step of it) {
+        brokeOut = true;
         const now = process.hrtime.bigint();
         tFirst ??= now;
         tLast = now;
@@ -183,12 +192,26 @@ export async function* complete(
         }
         if (signal?.aborted) break;
         if (maxTokens > 0 && generated.length >= maxTokens) break;
+        brokeOut = false;
       }
     } finally {
       // Ends the backend's generator (and its evaluation) when we stop early or are returned.
       await it.return();
     }
     readStats();
+    // The backend's generator ended on its own (not aborted): the sequence's context is full.
+    if (brokeOut || signal?.aborted || !request.shift) break;
+    // Context shift: keep num_keep (+ BOS), drop half of what follows, evaluate the rest again
+    // (llama-server moves the cache instead; re-evaluating gives the same tokens their true
+    // positions) and go on from the last generated token.
+    const all = [...input, ...generated.slice(generatedBefore)];
+    const bos = model.info.addBos && all[0] === model.info.bosToken ? 1 : 0;
+    const numKeep = request.shift.numKeep < 0 ? prompt.length - bos : request.shift.numKeep;
+    const keep = Math.max(0, Math.min(numKeep + bos, all.length - 2));
+    const discard = Math.floor((all.length - keep) / 2);
+    if (discard < 1) break;
+    input = [...all.slice(0, keep), ...all.slice(keep + discard)];
+    shifts++;
   }
 
   if (reason !== "stop" && signal?.aborted) reason = "abort";
@@ -215,6 +238,7 @@ export async function* complete(
     evalTokens: sampled,
     evalNs: Number((tLast ?? first) - first),
     context: [...prompt, ...generated],
+    shifts,
   };
 }
 

@@ -183,6 +183,13 @@ export interface CompletionRequest {
   grammar?: GrammarSpec;
   logprobs?: number;
   signal?: AbortSignal;
+  /**
+   * Context shift (Ollama's default, llama-server's --context-shift): when the sequence's
+   * context fills before the end, keep the first numKeep tokens (plus BOS when the prompt starts
+   * with it), drop half of the rest, and go on generating; numKeep < 0 keeps the whole prompt
+   * (llama-server's n_keep -1). Absent: a full context ends the completion (reason length).
+   */
+  shift?: { numKeep: number };
 }
 
 export interface TokenPiece {
@@ -212,6 +219,8 @@ export type CompletionEvent =
       evalNs: number;
       /** prompt + generated tokens (Ollama's /api/generate "context"). */
       context: number[];
+      /** Context shifts made on the way (CompletionRequest.shift); 0 when none. */
+      shifts?: number;
     };
 
 // ---------------------------------------------------------------------------------------------
