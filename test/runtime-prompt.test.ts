@@ -10,6 +10,7 @@ import {
   promptTokens,
   renderChatPrompt,
   renderGeneratePrompt,
+  truncatePromptTokens,
 } from "../src/runtime/prompt.ts";
 import type { ModelInfo } from "../src/runtime/types.ts";
 import type { ToolDefinition } from "../src/tokenizer/chat-template.ts";
@@ -497,10 +498,52 @@ describe("tokens and the context", () => {
     expect(r.droppedMessages).toBe(1);
     // Then "sys|cc|" = 8 tokens.
     expect(fitChatPrompt(m, { template, messages }, { numCtx: 9, truncate: true }).prompt).toBe("sys|cc|");
-    // Even the system message and the last message do not fit: an error, not a silent cut.
-    expect(thrown(() => fitChatPrompt(m, { template, messages }, { numCtx: 5, truncate: true })).code).toBe(
-      "ERR_CONTEXT_OVERFLOW",
+    // Even the system message and the last message do not fit: that prompt, longer than numCtx
+    // (Ollama's chatPrompt "must always include at least the last message"); its runner then
+    // cuts the tokens (truncatePromptTokens).
+    const last = fitChatPrompt(m, { template, messages }, { numCtx: 5, truncate: true });
+    expect(last.prompt).toBe("sys|cc|");
+    expect(last.tokens).toHaveLength(8);
+    expect(last.droppedMessages).toBe(2);
+    // One message too long: kept as it is.
+    const one = fitChatPrompt(
+      m,
+      { template, messages: [{ role: "user", content: "aaaaaaaa" }] },
+      {
+        numCtx: 5,
+        truncate: true,
+      },
     );
+    expect(one.prompt).toBe("aaaaaaaa|");
+    expect(one.droppedMessages).toBe(0);
+  });
+
+  it("cuts tokens as Ollama's runner: the first num_keep (+ BOS) and the last, leaving half the rest free", () => {
+    const t = Array.from({ length: 300 }, (_, i) => i);
+    // llm/llama_server.go completionPromptForRequest, by hand for numCtx 256, num_keep 4, a model
+    // that adds BOS: keep = 4 + 1 = 5; limit = 256 - max(floor((256 - 5) / 2), 1) = 256 - 125 =
+    // 131; discard = 300 - 131 = 169: tokens 0..4, then 174..299.
+    const cut = truncatePromptTokens(t, { numCtx: 256, numKeep: 4, addsBos: true });
+    expect(cut.discarded).toBe(169);
+    expect(cut.keep).toBe(5);
+    expect(cut.tokens).toEqual([0, 1, 2, 3, 4, ...Array.from({ length: 126 }, (_, i) => 174 + i)]);
+    // No BOS, num_keep 0: keep 0; limit = 256 - 128 = 128: the last 128 tokens.
+    expect(truncatePromptTokens(t, { numCtx: 256, numKeep: 0, addsBos: false }).tokens).toEqual(t.slice(172));
+    // num_keep -1 (the whole prompt): keep = min(300 + 1, 255) = 255; limit = 256 - max(0, 1) =
+    // 255: the first 255 tokens.
+    expect(truncatePromptTokens(t, { numCtx: 256, numKeep: -1, addsBos: true }).tokens).toEqual(
+      t.slice(0, 255),
+    );
+    // A prompt of numCtx - 1 tokens leaves room for one answer token: not cut; numCtx tokens are.
+    expect(truncatePromptTokens(t.slice(0, 255), { numCtx: 256, numKeep: 4, addsBos: true }).discarded).toBe(
+      0,
+    );
+    const full = truncatePromptTokens(t.slice(0, 256), { numCtx: 256, numKeep: 4, addsBos: true });
+    expect(full.tokens).toHaveLength(131);
+    // Odd sizes: numCtx 7, keep 2 + 1 = 3: limit = 7 - floor(4 / 2) = 5: 0 1 2 then the last 2.
+    expect(truncatePromptTokens(t.slice(0, 10), { numCtx: 7, numKeep: 2, addsBos: true }).tokens).toEqual([
+      0, 1, 2, 8, 9,
+    ]);
   });
 
   it("truncation finds the same cut as Ollama's one-by-one search on a long history", () => {
@@ -514,19 +557,15 @@ describe("tokens and the context", () => {
       for (let i = 1; i < long.length; i++) {
         const kept = long.slice(0, i).filter((x) => x.role === "system");
         const p = [...kept, ...long.slice(i)].map((x) => `${x.content}|`).join("");
+        // Ollama keeps the last message even when it does not fit.
         if (p.length <= numCtx || i === long.length - 1) {
-          expected = p.length <= numCtx ? p : undefined;
+          expected = p;
           break;
         }
       }
-      if (expected === undefined) {
-        expect(
-          thrown(() => fitChatPrompt(m, { template, messages: long }, { numCtx, truncate: true })).code,
-        ).toBe("ERR_CONTEXT_OVERFLOW");
-      } else
-        expect(fitChatPrompt(m, { template, messages: long }, { numCtx, truncate: true }).prompt).toBe(
-          expected,
-        );
+      expect(fitChatPrompt(m, { template, messages: long }, { numCtx, truncate: true }).prompt).toBe(
+        expected,
+      );
     }
   });
 

@@ -6,7 +6,11 @@
  *   provided") and the request is answered;
  * - a chat on a model with no template uses Ollama's DefaultTemplate "{{ .Prompt }}"
  *   (template/template.go), on /api/chat and /v1/chat/completions alike: stories260K, a base
- *   model, continues "Once upon a time" exactly as llama2.c's run.c does.
+ *   model, continues "Once upon a time" exactly as llama2.c's run.c does;
+ * - truncation, on unless a request says "truncate": false (server/routes.go): a chat drops its
+ *   oldest messages (server/prompt.go chatPrompt), a prompt still too long keeps its first
+ *   num_keep tokens + BOS and its last ones (llm/llama_server.go completionPromptForRequest),
+ *   each cut logged; with false, a 400 naming both numbers.
  * Not here: the routes' ordinary behaviour (server-ollama.test.ts, server-openai*.test.ts).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -18,9 +22,10 @@ import { Scheduler } from "../src/runtime/scheduler.ts";
 import type { ServerContext, ServerWarning } from "../src/server/context.ts";
 import { type RunningServer, startServer } from "../src/server/serve.ts";
 import { ModelStore } from "../src/store/store.ts";
+import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import type { ServerSettings } from "../src/util/env.ts";
 import { fixturePath } from "./helpers/fixtures.ts";
-import { REF, referenceText } from "./helpers/runtime.ts";
+import { BUNDLED, REF, referenceText } from "./helpers/runtime.ts";
 
 const MODEL = "stories260k";
 const NUM_CTX = 256;
@@ -205,5 +210,123 @@ describe.skipIf(!fixturePath(REF))('a model with no template: Ollama\'s "{{ .Pro
     const choice = (r.body["choices"] as { message: { content: string } }[])[0]!;
     expect(choice.message.content).toBe(referenceText(N));
     expect((r.body["usage"] as { prompt_tokens: number }).prompt_tokens).toBe(5);
+  });
+});
+
+describe("truncation (Ollama's default: on unless truncate is false)", () => {
+  const tok = Tokenizer.fromGgufFile(BUNDLED);
+  const long = `Once upon a time ${"Lily saw a big red ball. ".repeat(40)}The end`;
+  /** BOS + the tokens of `text`, by owl's tokenizer (the server tokenizes with llama.cpp's). */
+  const tokens = (text: string) => tok.encode(text, { addSpecial: true });
+  // By hand from llm/llama_server.go for num_ctx 256, num_keep 4 (DefaultOptions), a model that
+  // adds BOS: keep 4 + 1 = 5 tokens, then the last ones up to 256 - floor((256 - 5) / 2) = 131.
+  const KEEP = 5;
+  const LIMIT = 131;
+
+  it("/api/generate keeps the first num_keep tokens + BOS and the last, 131 in all, and logs the cut", async () => {
+    const all = tokens(long);
+    expect(all.length).toBeGreaterThan(NUM_CTX);
+    let r: Awaited<ReturnType<typeof post>> | undefined;
+    const w = await warned(async () => {
+      r = await post("/api/generate", { model: MODEL, prompt: long, stream: false, options: GREEDY });
+    });
+    expect(r?.status).toBe(200);
+    expect(r?.body["prompt_eval_count"]).toBe(LIMIT);
+    // context: the prompt's tokens as evaluated, then the answer's.
+    const context = r?.body["context"] as number[];
+    expect(context.slice(0, LIMIT)).toEqual([
+      ...all.slice(0, KEEP),
+      ...all.slice(all.length - (LIMIT - KEEP)),
+    ]);
+    expect(w).toHaveLength(1);
+    expect(w[0]!.message).toMatch(
+      /^truncating input prompt: \d+ tokens, context 256 \(num_ctx\): kept the first 5 and the last 126, 131 in all$/,
+    );
+  });
+
+  it("num_keep 0 from options keeps the BOS (Ollama adds one for it) and the end", async () => {
+    const all = tokens(long);
+    const r = await post("/api/generate", {
+      model: MODEL,
+      prompt: long,
+      stream: false,
+      options: { ...GREEDY, num_keep: 0 },
+    });
+    expect(r.status).toBe(200);
+    // keep 0 + 1 (BOS) = 1; limit 256 - floor(255 / 2) = 129: BOS, then the last 128.
+    expect(r.body["prompt_eval_count"]).toBe(129);
+    expect((r.body["context"] as number[]).slice(0, 129)).toEqual([all[0], ...all.slice(all.length - 128)]);
+  });
+
+  it("truncate: false is a 400 naming both numbers; raw prompts are cut the same way", async () => {
+    const refused = await post("/api/generate", {
+      model: MODEL,
+      prompt: long,
+      raw: true,
+      stream: false,
+      truncate: false,
+      options: GREEDY,
+    });
+    expect(refused.status).toBe(400);
+    const msg = refused.body["error"] as string;
+    expect(msg).toContain(`${tokens(long).length} tokens`);
+    expect(msg).toContain("256");
+    const raw = await post("/api/generate", {
+      model: MODEL,
+      prompt: long,
+      raw: true,
+      stream: false,
+      options: GREEDY,
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.body["prompt_eval_count"]).toBe(LIMIT);
+  });
+
+  it("/api/chat drops the oldest messages, keeps the system message and the last, and logs it", async () => {
+    const template = "{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}";
+    const created = await post("/api/create", {
+      model: "gaps-template",
+      from: MODEL,
+      template,
+      stream: false,
+    });
+    expect(created.status).toBe(200);
+    const messages = [
+      { role: "system", content: "S" },
+      { role: "user", content: "Lily ".repeat(120) },
+      { role: "assistant", content: "Tom ".repeat(60) },
+      { role: "user", content: "Once upon a time" },
+    ];
+    let r: Awaited<ReturnType<typeof post>> | undefined;
+    const w = await warned(async () => {
+      r = await post("/api/chat", { model: "gaps-template", messages, stream: false, options: GREEDY });
+    });
+    expect(r?.status).toBe(200);
+    // Without the first user message the prompt fits (the Tom turn is ~130 tokens): that prompt.
+    const expected = tokens(`<system>S<assistant>${"Tom ".repeat(60)}<user>Once upon a time`);
+    expect(expected.length).toBeLessThan(NUM_CTX);
+    expect(r?.body["prompt_eval_count"]).toBe(expected.length);
+    expect(w.map((x) => x.message)).toEqual([
+      "truncating input messages which exceed context length: dropped 1 of the oldest",
+    ]);
+    const refused = await post("/api/chat", {
+      model: "gaps-template",
+      messages,
+      stream: false,
+      truncate: false,
+      options: GREEDY,
+    });
+    expect(refused.status).toBe(400);
+  });
+
+  it("/api/chat with one message too long: cut by tokens as a prompt", async () => {
+    const r = await post("/api/chat", {
+      model: MODEL,
+      messages: [{ role: "user", content: long }],
+      stream: false,
+      options: GREEDY,
+    });
+    expect(r.status).toBe(200);
+    expect(r.body["prompt_eval_count"]).toBe(LIMIT);
   });
 });

@@ -607,12 +607,14 @@ describe("bad input", () => {
     });
   });
 
-  it("a prompt longer than the context is a 400 naming both numbers", async () => {
+  it("with truncate: false, a prompt longer than the context is a 400 naming both numbers", async () => {
+    // Ollama cuts such a prompt unless truncate is false (server/routes.go; server-gaps.test.ts).
     const r = await post("/api/generate", {
       model: MODEL,
       prompt: "Lily ".repeat(400),
       raw: true,
       stream: true,
+      truncate: false,
     });
     expect(r.status).toBe(400);
     const msg = (r.body as { error: string }).error;
@@ -621,14 +623,14 @@ describe("bad input", () => {
     expect(Number(n?.[1])).toBeGreaterThan(256);
   });
 
-  it("a chat longer than the context is a 400, or cut from the oldest messages with truncate: true", async () => {
+  it("a chat longer than the context is a 400 with truncate: false, else cut from the oldest messages", async () => {
     const messages = [
       { role: "system", content: "You tell stories." },
       { role: "user", content: "Lily ".repeat(150) },
       { role: "assistant", content: "Tom ".repeat(150) },
       { role: "user", content: "Once upon a time" },
     ];
-    const r = await post("/api/chat", { model: MODEL, messages, stream: false });
+    const r = await post("/api/chat", { model: MODEL, messages, stream: false, truncate: false });
     expect(r.status).toBe(400);
     const msg = (r.body as { error: string }).error;
     expect(msg).toMatch(/\b256\b/);

@@ -4,9 +4,10 @@
  * Ollama's DefaultTemplate "{{ .Prompt }}" (template/template.go; server/images.go GetModel gives
  * it to a model with no template), for chats too; the Modelfile SYSTEM unless the request starts with its own
  * system message; the Modelfile MESSAGEs before the request's; then tokens (BOS added unless the
- * text already starts with it, llama.cpp's rule) and the context check: ERR_CONTEXT_OVERFLOW
- * naming both numbers, or, when the client asked for truncation, Ollama's chatPrompt rule (drop
- * the oldest messages, keep every system message and at least the last message).
+ * text already starts with it, llama.cpp's rule) and the context check: with truncation (Ollama's
+ * default) Ollama's chatPrompt rule (drop the oldest messages, keep every system message and at
+ * least the last message) and then its runner's cut of the tokens (truncatePromptTokens: the
+ * first num_keep and the last); with "truncate": false, ERR_CONTEXT_OVERFLOW naming both numbers.
  * Not here: the Go template language (tokenizer/go-template.ts), Jinja (tokenizer/chat-template.ts),
  * parsing tool calls out of the reply (tool-calls.ts), options (options.ts).
  *
@@ -592,6 +593,16 @@ export interface GeneratePromptInput {
  * MESSAGEs, the system prompt left out.
  */
 export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt {
+  const plan = planGeneratePrompt(input);
+  return "chat" in plan ? renderChatPrompt(plan.chat) : plan;
+}
+
+/**
+ * /api/generate's prompt before it is rendered: a text (raw, a suffix, a request template), or
+ * a chat of the system, the Modelfile MESSAGEs and the prompt, which truncation may shorten the
+ * way it shortens a chat (Ollama's GenerateHandler sends that chat through chatPrompt).
+ */
+export function planGeneratePrompt(input: GeneratePromptInput): RenderedPrompt | { chat: ChatPromptInput } {
   const name = input.modelName ?? "this model";
   if (Array.isArray(input.images) && input.images.length > 0) throw noVision();
   if (input.raw === true) {
@@ -633,7 +644,9 @@ export function renderGeneratePrompt(input: GeneratePromptInput): RenderedPrompt
   if (input.eosToken !== undefined) chat.eosToken = input.eosToken;
   if (input.think !== undefined) chat.think = input.think;
   if (input.now !== undefined) chat.now = input.now;
-  return renderChatPrompt(chat);
+  // A request's own template is executed as is (Ollama: the direct template flow, no truncation).
+  if (input.requestTemplate !== undefined && input.requestTemplate !== "") return renderChatPrompt(chat);
+  return { chat };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,7 +675,7 @@ function overflow(tokens: number, numCtx: number, what: string): OwlError {
     "ERR_CONTEXT_OVERFLOW",
     `${what} is ${tokens} tokens but the context holds ${numCtx} (num_ctx)`,
     {
-      hint: "shorten the input, raise num_ctx, or ask for truncation",
+      hint: 'shorten the input, raise num_ctx, or leave truncation on ("truncate": true, the default)',
       details: { promptTokens: tokens, numCtx },
     },
   );
@@ -676,9 +689,11 @@ export interface FittedPrompt extends RenderedPrompt {
 
 /**
  * Render and tokenize a chat prompt that fits numCtx. Without truncate, a longer prompt is
- * ERR_CONTEXT_OVERFLOW naming both numbers. With truncate, Ollama's chatPrompt: drop messages
- * from the front (every system message among them is kept) until the prompt fits, always keeping
- * the last message; if even that does not fit, ERR_CONTEXT_OVERFLOW (never a silent cut).
+ * ERR_CONTEXT_OVERFLOW naming both numbers. With truncate, Ollama's chatPrompt (server/prompt.go):
+ * drop messages from the front (every system message among them is kept) until the prompt fits,
+ * always keeping the last message; if even that does not fit, the prompt of the system messages
+ * and the last message, longer than numCtx: the caller cuts its tokens (truncatePromptTokens),
+ * as Ollama's runner does.
  */
 export function fitChatPrompt(
   model: TokenizingModel,
@@ -690,7 +705,8 @@ export function fitChatPrompt(
   const full = renderAssembled(msgs, input);
   const fullTokens = promptTokens(model, full.prompt);
   if (fullTokens.length <= numCtx) return { ...full, tokens: fullTokens, droppedMessages: 0 };
-  if (!options.truncate || msgs.length <= 1) throw overflow(fullTokens.length, numCtx, "the prompt");
+  if (!options.truncate) throw overflow(fullTokens.length, numCtx, "the prompt");
+  if (msgs.length <= 1) return { ...full, tokens: fullTokens, droppedMessages: 0 };
   // The prompt without the first i messages (the system messages among them kept).
   const attempt = (i: number) => {
     const kept = msgs.slice(0, i).filter((m) => m.role === "system");
@@ -706,13 +722,7 @@ export function fitChatPrompt(
     return r.tokens.length <= numCtx;
   };
   const lastIndex = msgs.length - 1;
-  if (!fits(lastIndex)) {
-    throw overflow(
-      tried.get(lastIndex)!.tokens.length,
-      numCtx,
-      "the prompt, truncated to the system messages and the last message,",
-    );
-  }
+  if (!fits(lastIndex)) return tried.get(lastIndex)!;
   let lo = 1;
   let hi = lastIndex;
   while (lo < hi) {
@@ -723,7 +733,31 @@ export function fitChatPrompt(
   return tried.get(lo) ?? attempt(lo);
 }
 
-/** Tokenize a non-chat prompt and check it fits (no truncation: Ollama does not cut a raw prompt). */
+/**
+ * Ollama's cut of a prompt longer than the context (llm/llama_server.go
+ * completionPromptForRequest, when the request's truncate is on, Ollama's default): a prompt of
+ * at most numCtx - 1 tokens (room for one answer token) is kept whole; a longer one keeps its
+ * first `keep` tokens (num_keep, plus one for the BOS when the model adds one; -1: all; at most
+ * numCtx - 1) and its last tokens, so that it has numCtx - max(floor((numCtx - keep) / 2), 1)
+ * tokens in all: the old runners' first context shift, which leaves half of what is not kept
+ * free for the answer. The middle goes. `discarded` is 0 when nothing was cut.
+ */
+export function truncatePromptTokens(
+  tokens: readonly number[],
+  options: { numCtx: number; numKeep: number; addsBos: boolean },
+): { tokens: number[]; discarded: number; keep: number } {
+  const { numCtx } = options;
+  const limitWhole = numCtx - 1;
+  if (numCtx <= 1 || tokens.length <= limitWhole) return { tokens: [...tokens], discarded: 0, keep: 0 };
+  let keep = options.numKeep < 0 ? tokens.length : options.numKeep;
+  if (options.addsBos) keep++;
+  keep = Math.max(0, Math.min(keep, limitWhole));
+  const limit = numCtx - Math.max(Math.floor((numCtx - keep) / 2), 1);
+  const discarded = tokens.length - limit;
+  return { tokens: [...tokens.slice(0, keep), ...tokens.slice(keep + discarded)], discarded, keep };
+}
+
+/** Tokenize a non-chat prompt and check it fits. */
 export function fitPrompt(model: TokenizingModel, text: string, numCtx: number): number[] {
   const tokens = promptTokens(model, text);
   if (tokens.length > numCtx) throw overflow(tokens.length, numCtx, "the prompt");

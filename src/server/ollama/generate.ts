@@ -12,6 +12,13 @@
  *   (runtime/tool-calls.ts ToolCallStream): a call comes in message.tool_calls as a whole, in one
  *   chunk, and the text around it as content.
  *
+ * Truncation, as Ollama (api/types.go "truncate", on unless a request sets false): a chat, and
+ * generate's system + MESSAGEs + prompt, lose their oldest messages first (server/prompt.go
+ * chatPrompt); a prompt still longer than num_ctx - 1 keeps its first num_keep tokens (+ BOS)
+ * and its last (llm/llama_server.go; runtime/prompt.ts truncatePromptTokens). Each cut goes to the
+ * server's log (ServerContext.warn). With "truncate": false a prompt too long is a 400 naming
+ * both numbers.
+ *
  * Timings are measured here and in complete(): total_duration from the request's arrival,
  * load_duration from the scheduler (0 when the model was loaded), prompt_eval_* and eval_* from
  * complete(); all in nanoseconds. A client that disconnects aborts the generation (its sequence
@@ -37,7 +44,9 @@ import {
   fitChatPrompt,
   fitPrompt,
   type PromptMessage,
-  renderGeneratePrompt,
+  planGeneratePrompt,
+  promptTokens,
+  truncatePromptTokens,
 } from "../../runtime/prompt.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
 import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
@@ -71,6 +80,7 @@ async function startRun(
   keepAliveMs: number | undefined,
   abort: RequestAbort,
   logprobs: number | undefined,
+  truncation: Truncation,
   buildPrompt: (loaded: LoadedModel) => number[],
 ): Promise<Run> {
   const lease = await ctx.scheduler.acquire({
@@ -83,7 +93,7 @@ async function startRun(
   try {
     const sequence = lease.sequence;
     if (sequence === undefined) throw new Error("internal error: acquire() gave no sequence");
-    const prompt = buildPrompt(lease.model);
+    const prompt = fitTokens(lease.model, buildPrompt(lease.model), options.numKeep, truncation);
     if (prompt.length >= lease.model.numCtx) throw contextOverflow(prompt.length, lease.model.numCtx);
     const signal = lease.signal ? AbortSignal.any([lease.signal, abort.signal]) : abort.signal;
     const inner = complete(lease.model, sequence, {
@@ -107,6 +117,33 @@ async function startRun(
     lease.release();
     throw e;
   }
+}
+
+/** A request's truncation: Ollama's `truncate` (default on) and where to log a cut. */
+interface Truncation {
+  truncate: boolean;
+  warn: Warn;
+}
+
+/**
+ * Ollama's "truncate" (api/types.go): unset means true (server/routes.go: `req.Truncate == nil ||
+ * *req.Truncate`), so a prompt too long for the context is cut unless the request says false.
+ */
+function truncationOf(body: { truncate?: boolean | null | undefined }, warn: Warn): Truncation {
+  return { truncate: body.truncate !== false, warn };
+}
+
+/** With truncation, the runner's cut of a prompt too long (runtime/prompt.ts truncatePromptTokens),
+ * logged as Ollama logs it ("truncating input prompt"); without, the prompt as it is. */
+function fitTokens(model: LoadedModel, tokens: number[], numKeep: number, t: Truncation): number[] {
+  if (!t.truncate) return tokens;
+  const cut = truncatePromptTokens(tokens, { numCtx: model.numCtx, numKeep, addsBos: model.info.addBos });
+  if (cut.discarded > 0) {
+    t.warn(
+      `truncating input prompt: ${tokens.length} tokens, context ${model.numCtx} (num_ctx): kept the first ${cut.keep} and the last ${cut.tokens.length - cut.keep}, ${cut.tokens.length} in all`,
+    );
+  }
+  return cut.tokens;
 }
 
 function metrics(t0: bigint, loadNs: number, done: Done): OllamaMetrics {
@@ -208,7 +245,8 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
     const model = await resolveModel(ctx, name);
     refuseThink(name, body.think);
-    const { options, keepAliveMs } = requestSettings(body, model, requestWarn(ctx, c));
+    const warn = requestWarn(ctx, c);
+    const { options, keepAliveMs } = requestSettings(body, model, warn);
     const prompt = body.prompt ?? "";
 
     // Ollama: an empty prompt with keep_alive 0 unloads; an empty prompt loads.
@@ -238,35 +276,62 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
 
     const abort = requestAbort(c, ctx.shutdown);
     const context = body.context ?? [];
-    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, logprobsOf(body), (loaded) => {
-      const rendered = renderGeneratePrompt({
-        prompt,
-        raw: body.raw === true,
-        modelName: name,
-        ...(body.system != null && { system: body.system }),
-        ...(body.template != null && { requestTemplate: body.template }),
-        ...(body.suffix != null && { suffix: body.suffix }),
-        ...(model.template !== undefined && { template: model.template }),
-        ...(model.system !== undefined && { modelSystem: model.system }),
-        // Ollama: a request continuing an earlier answer (context) does not repeat the MESSAGEs.
-        ...(context.length === 0 && { storedMessages: model.messages }),
-        ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
-        ...templateTokens(loaded),
-      }).prompt;
-      if (context.length === 0) return fitPrompt(loaded, rendered, loaded.numCtx);
-      // The earlier answer's tokens as they are, then the new turn (no second BOS).
-      const vocab = loaded.info.vocabSize;
-      const badToken = context.find((t) => t >= vocab);
-      if (badToken !== undefined) {
-        throw new OwlError(
-          "ERR_BAD_REQUEST",
-          `field "context": token ${badToken} is outside the model's vocabulary of ${vocab} tokens (a context from another model?)`,
-        );
-      }
-      const tokens = [...context, ...loaded.tokenize(rendered, { addBos: false, parseSpecial: true })];
-      if (tokens.length > loaded.numCtx) throw contextOverflow(tokens.length, loaded.numCtx);
-      return tokens;
-    });
+    const truncation = truncationOf(body, warn);
+    const run = await startRun(
+      ctx,
+      name,
+      model,
+      options,
+      keepAliveMs,
+      abort,
+      logprobsOf(body),
+      truncation,
+      (loaded) => {
+        const plan = planGeneratePrompt({
+          prompt,
+          raw: body.raw === true,
+          modelName: name,
+          ...(body.system != null && { system: body.system }),
+          ...(body.template != null && { requestTemplate: body.template }),
+          ...(body.suffix != null && { suffix: body.suffix }),
+          ...(model.template !== undefined && { template: model.template }),
+          ...(model.system !== undefined && { modelSystem: model.system }),
+          // Ollama: a request continuing an earlier answer (context) does not repeat the MESSAGEs.
+          ...(context.length === 0 && { storedMessages: model.messages }),
+          ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
+          ...templateTokens(loaded),
+        });
+        // Ollama's GenerateHandler: a chat-like prompt (system, MESSAGEs, prompt) goes through
+        // chatPrompt, which drops the oldest MESSAGEs first when truncating.
+        const numCtx = loaded.numCtx;
+        const fitted =
+          "chat" in plan
+            ? fitChatPrompt(loaded, plan.chat, { numCtx, truncate: truncation.truncate })
+            : undefined;
+        if (fitted !== undefined && fitted.droppedMessages > 0) {
+          warn(
+            `truncating input messages which exceed context length: dropped ${fitted.droppedMessages} of the oldest`,
+          );
+        }
+        const rendered = fitted?.prompt ?? ("chat" in plan ? "" : plan.prompt);
+        if (context.length === 0) {
+          if (fitted !== undefined) return fitted.tokens;
+          return truncation.truncate ? promptTokens(loaded, rendered) : fitPrompt(loaded, rendered, numCtx);
+        }
+        // The earlier answer's tokens as they are, then the new turn (no second BOS).
+        const vocab = loaded.info.vocabSize;
+        const badToken = context.find((t) => t >= vocab);
+        if (badToken !== undefined) {
+          throw new OwlError(
+            "ERR_BAD_REQUEST",
+            `field "context": token ${badToken} is outside the model's vocabulary of ${vocab} tokens (a context from another model?)`,
+          );
+        }
+        const tokens = [...context, ...loaded.tokenize(rendered, { addBos: false, parseSpecial: true })];
+        if (!truncation.truncate && tokens.length > numCtx) throw contextOverflow(tokens.length, numCtx);
+        return tokens;
+      },
+    );
     const raw = body.raw === true;
     async function* chunks(): AsyncGenerator<OllamaGenerateResponse> {
       for await (const ev of run.events) {
@@ -310,7 +375,8 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const name = requireModelName(body);
     const model = await resolveModel(ctx, name);
     refuseThink(name, body.think);
-    const { options, keepAliveMs } = requestSettings(body, model, requestWarn(ctx, c));
+    const warn = requestWarn(ctx, c);
+    const { options, keepAliveMs } = requestSettings(body, model, warn);
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
       (t): ToolDefinition => ({
@@ -338,21 +404,39 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
 
     const abort = requestAbort(c, ctx.shutdown);
-    const run = await startRun(ctx, name, model, options, keepAliveMs, abort, logprobsOf(body), (loaded) => {
-      const input: ChatPromptInput = {
-        messages,
-        ...(tools.length > 0 && { tools }),
-        ...(model.system !== undefined && { system: model.system }),
-        storedMessages: model.messages,
-        ...(model.template !== undefined && { template: model.template }),
-        ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
-        ...templateTokens(loaded),
-      };
-      // NOTE: Ollama drops the oldest messages of a chat that does not fit unless truncate is
-      // false; owl never cuts silently: only a request with truncate: true is cut, any other
-      // overflow is a 400 naming both numbers.
-      return fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: body.truncate === true }).tokens;
-    });
+    const truncation = truncationOf(body, warn);
+    const run = await startRun(
+      ctx,
+      name,
+      model,
+      options,
+      keepAliveMs,
+      abort,
+      logprobsOf(body),
+      truncation,
+      (loaded) => {
+        const input: ChatPromptInput = {
+          messages,
+          ...(tools.length > 0 && { tools }),
+          ...(model.system !== undefined && { system: model.system }),
+          storedMessages: model.messages,
+          ...(model.template !== undefined && { template: model.template }),
+          ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
+          ...templateTokens(loaded),
+        };
+        // Ollama (server/prompt.go chatPrompt, truncate on unless the request says false): the
+        // oldest messages go first, system messages and the last message stay; what is still too
+        // long is cut by tokens in startRun. Every cut is logged; truncate: false gets a 400
+        // naming both numbers instead.
+        const fitted = fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: truncation.truncate });
+        if (fitted.droppedMessages > 0) {
+          warn(
+            `truncating input messages which exceed context length: dropped ${fitted.droppedMessages} of the oldest`,
+          );
+        }
+        return fitted.tokens;
+      },
+    );
     // With tools, text that may start a tool call is held back until it is one (then the call
     // comes whole, in one chunk) or is not (then it comes as content), as Ollama streams them.
     const tag = model.template === undefined ? undefined : toolCallTag(model.template);
