@@ -20,6 +20,12 @@
  *     from the file (the JSON owl's server answered), the peer of the /api/tags load test. Prints
  *     "listening <port>" and serves until killed.
  *
+ *   serve-child.ts owl-steps <model.gguf> <config JSON>
+ *     What a batch costs the owl engine: decode steps of 1, 2, 4, 8 sequences at once, one token
+ *     each with its logits, through Model.evaluateBatch (the owl backend's step), each sequence a
+ *     Session after a prompt of its own, on a WasmBackend of each thread count asked for. Prints
+ *     one JSON line (StepsAnswer: median ms a step) and exits.
+ *
  * Not here: starting `owl serve` and the HTTP side of the benchmark (serve.ts).
  */
 import { readFileSync } from "node:fs";
@@ -278,6 +284,50 @@ async function timeSteps(
   return { steps };
 }
 
+/** owl-steps: sizes and steps per size as the steps command; `threads`: WasmBackend threads. */
+export interface OwlStepsConfig {
+  sizes: number[];
+  steps: number;
+  threads: number[];
+}
+
+async function runOwlSteps(path: string, config: OwlStepsConfig): Promise<void> {
+  const { createWasmBackend } = await import("../src/engine/kernels/wasm/backend.ts");
+  const { loadModel } = await import("../src/engine/model.ts");
+  const out: StepsAnswer["steps"] = [];
+  const n = Math.max(...config.sizes);
+  for (const t of config.threads) {
+    const backend = await createWasmBackend({ threads: t });
+    try {
+      const model = await loadModel(path, { backend });
+      const V = model.hparams.V;
+      // A 16-token prompt of its own per sequence (BOS, then ids from a fixed stride).
+      const seqs = Array.from({ length: n }, (_, i) =>
+        Array.from({ length: 16 }, (_, k) => (k === 0 ? 1 : (1000 + 97 * (i * 16 + k)) % V)),
+      );
+      for (const size of config.sizes) {
+        const sessions = seqs.slice(0, size).map(() => model.createSession({ nCtx: 1024 }));
+        const tokens = seqs.slice(0, size).map((s) => [...s]);
+        for (const [i, s] of sessions.entries()) s.evaluate(tokens[i]!);
+        const ms: number[] = [];
+        for (let k = 0; k < config.steps + 2; k++) {
+          for (const [i, seq] of tokens.entries()) seq.push((3000 + 31 * (k + i)) % V);
+          const t0 = performance.now();
+          model.evaluateBatch(tokens.map((seq, i) => ({ session: sessions[i]!, tokens: seq })));
+          // The first two steps warm the batch's scratch and code paths.
+          if (k >= 2) ms.push(performance.now() - t0);
+        }
+        ms.sort((a, b) => a - b);
+        out.push({ threads: t, size, ms: ms[ms.length >> 1]! });
+      }
+      await model.dispose();
+    } finally {
+      await backend.dispose();
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ steps: out } satisfies StepsAnswer)}\n`);
+}
+
 function runBare(bodyFile: string): void {
   const body = readFileSync(bodyFile);
   const server = createServer((req, res) => {
@@ -303,8 +353,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     await runDirect(arg, JSON.parse(json) as DirectConfig);
   } else if (mode === "bare" && arg) {
     runBare(arg);
+  } else if (mode === "owl-steps" && arg && json) {
+    await runOwlSteps(arg, JSON.parse(json) as OwlStepsConfig);
   } else {
-    process.stderr.write("usage: serve-child.ts direct <model.gguf> <config JSON> | bare <body file>\n");
+    process.stderr.write(
+      "usage: serve-child.ts direct <model.gguf> <config JSON> | bare <body file> | owl-steps <model.gguf> <config JSON>\n",
+    );
     process.exit(2);
   }
 }

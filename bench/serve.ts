@@ -41,7 +41,13 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { ModelStore } from "../src/store/store.ts";
 import { SHAPES, writeModel } from "./engine.ts";
-import type { DirectAnswer, DirectCommand, DirectConfig, StepsAnswer } from "./serve-child.ts";
+import type {
+  DirectAnswer,
+  DirectCommand,
+  DirectConfig,
+  OwlStepsConfig,
+  StepsAnswer,
+} from "./serve-child.ts";
 import { singlePrompt, streamPrompt } from "./serve-child.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -718,6 +724,185 @@ function stepsTable(rows: [string, StepsAnswer][]): string[] {
 
 const sumCounts = (runs: readonly { count: number }[]) => runs.reduce((a, r) => a + r.count, 0);
 
+// ------------------------------------------------------------------------------ owl backend
+
+/** Threads of the owl engine in the owl-backend server: its default (all cores, 2 here). */
+const OWL_THREADS = 2;
+
+/** The owl engine's decode steps of 1..8 sequences (bench/serve-child.ts owl-steps), a child per model. */
+async function owlEngineSteps(gguf: string, dir: string): Promise<StepsAnswer> {
+  const config: OwlStepsConfig = { sizes: STEP_SIZES, steps: STEP_COUNT, threads: [1, OWL_THREADS] };
+  const err = openSync(join(dir, "owl-steps.log"), "w");
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "bench", "serve-child.ts"), "owl-steps", gguf, JSON.stringify(config)],
+    { cwd: ROOT, env: childEnv({}), stdio: ["ignore", "pipe", err] },
+  );
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((res) => child.once("exit", res));
+  if (code !== 0)
+    throw new Error(
+      `owl-steps exited with ${code}: ${readFileSync(join(dir, "owl-steps.log"), "utf8").slice(-2000)}`,
+    );
+  return JSON.parse(out) as StepsAnswer;
+}
+
+/**
+ * The aggregate-streams measurement of runServeBench on `owl serve` with OWL_BACKEND=owl (the owl
+ * engine, its continuous batching: one Model.evaluateBatch forward per step of every running
+ * sequence), OWL_NUM_THREADS=2, on the same 15M and 110M Q8_0 models; plus the owl engine's own
+ * step cost for 1, 2, 4, 8 sequences (the bound of what batching can gain), as the llama.cpp table.
+ * No peer: the figures are the owl backend's n-vs-1 stream gains. Run alone with
+ * `npx tsx bench/serve.ts --owl` (add --quick for a smoke run).
+ */
+export async function runOwlServeBench(options: { quick?: boolean } = {}): Promise<string> {
+  if (options.quick) {
+    DECODE = 16;
+    REPS = 2;
+    BIG_DECODE = 8;
+    BIG_REPS = 1;
+    STEP_COUNT = 4;
+  }
+  const tStart = performance.now();
+  const load0 = loadavg();
+  const dir = mkdtempSync(join(tmpdir(), "owl-bench-serve-owl-"));
+  const home = join(dir, "home");
+  mkdirSync(home);
+  let server: ChildProcess | undefined;
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  try {
+    process.stderr.write("bench serve owl: writing the models...\n");
+    const models: { name: string; shape: string; gguf: string; decode: number; reps: number }[] = [
+      { name: MODEL, shape: "15M", gguf: join(dir, `stories15M-${TYPE}.gguf`), decode: DECODE, reps: REPS },
+      {
+        name: BIG_MODEL,
+        shape: "110M",
+        gguf: join(dir, `stories110M-${TYPE}.gguf`),
+        decode: BIG_DECODE,
+        reps: BIG_REPS,
+      },
+    ];
+    const store = new ModelStore(join(home, "models"), { builtin: false });
+    for (const m of models) {
+      await writeModel(m.gguf, SHAPES.find((x) => x.name === m.shape)!, TYPE);
+      await store.create(m.name, { from: m.gguf, params: {}, adapters: [], license: [], messages: [] });
+    }
+    const port = await freePort();
+    server = (
+      await startChild(
+        [join(ROOT, "bin", "owl.js"), "serve"],
+        childEnv({
+          OWL_HOME: home,
+          OWL_HOST: `127.0.0.1:${port}`,
+          OWL_BACKEND: "owl",
+          OWL_NUM_PARALLEL: String(Math.max(...STREAMS)),
+          OWL_CONTEXT_LENGTH: String(N_CTX),
+          OWL_KEEP_ALIVE: "-1",
+          OWL_NUM_THREADS: String(OWL_THREADS),
+          OWL_MAX_LOADED_MODELS: "2",
+        }),
+        /owl is listening on (\S+)/,
+        join(dir, "serve.log"),
+      )
+    ).child;
+    const pid = server.pid;
+    const results: { name: string; shape: string; decode: number; reps: number; rows: OwlAgg[] }[] = [];
+    for (const m of models) {
+      process.stderr.write(`bench serve owl: concurrent streams on ${m.shape}...\n`);
+      await serverGenerate(agent, port, pid, ["warm up"], 8, m.name);
+      const runs = new Map<number, { tps: number; cpu: number; count: number }[]>();
+      for (let rep = 0; rep < m.reps; rep++) {
+        for (const n of STREAMS) {
+          const prompts = Array.from({ length: n }, (_, i) => streamPrompt(n, i, rep, PROMPT));
+          const r = await serverGenerate(agent, port, pid, prompts, m.decode, m.name);
+          const count = sumCounts(r.runs);
+          runs.set(n, [
+            ...(runs.get(n) ?? []),
+            { tps: (count / r.wallMs) * 1000, cpu: (count / r.cpuMs) * 1000, count },
+          ]);
+        }
+      }
+      results.push({
+        ...m,
+        rows: STREAMS.map((n) => {
+          const xs = runs.get(n)!;
+          return {
+            n,
+            tps: median(xs.map((x) => x.tps)),
+            cpu: median(xs.map((x) => x.cpu)),
+            counts: xs.map((x) => x.count),
+          };
+        }),
+      });
+    }
+    await stopChild(server);
+    server = undefined;
+    process.stderr.write("bench serve owl: the engine's step cost...\n");
+    const steps: [string, StepsAnswer][] = [];
+    for (const m of models) steps.push([m.shape, await owlEngineSteps(m.gguf, dir)]);
+
+    const f1 = (x: number) => x.toFixed(1);
+    const x2 = (x: number) => `${x.toFixed(2)}x`;
+    const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
+    return [
+      `Command: \`npx tsx bench/serve.ts --owl\`. Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z. ` +
+        `Load average (1, 5, 15 min) at the start: ${fmtLoad(load0)}; at the end: ${fmtLoad(loadavg())}.`,
+      "",
+      `Server: \`node bin/owl.js serve\` with OWL_BACKEND=owl (the owl engine on its WebAssembly kernels; concurrent sequences decode as one ` +
+        `Model.evaluateBatch forward per step), OWL_NUM_THREADS=${OWL_THREADS} (the engine's default here: every core), OWL_NUM_PARALLEL=${Math.max(...STREAMS)}, ` +
+        `OWL_CONTEXT_LENGTH=${N_CTX}, UV_THREADPOOL_SIZE=1; the same generated models, prompts and requests as above (/api/generate streaming, raw, temperature 0). ` +
+        "Aggregate tok/s = tokens of all streams / wall time to the last final chunk; tokens per CPU-second of the server process over the same span; medians of the reps.",
+      "",
+      ...results.flatMap((r) => {
+        const a1 = r.rows[0]!;
+        return [
+          `${r.shape} ${TYPE}, ${r.decode} tokens a stream, ${r.reps} reps (tokens per rep: ${r.rows.map((x) => x.counts.join("/")).join(", ")}):`,
+          "",
+          "| streams | owl serve (owl backend) tok/s | vs 1 stream | tok per CPU-s | vs 1 stream |",
+          "| ---: | ---: | ---: | ---: | ---: |",
+          ...r.rows.map(
+            (x) =>
+              `| ${x.n} | ${f1(x.tps)} | **${x2(x.tps / a1.tps)}** | ${f1(x.cpu)} | ${x2(x.cpu / a1.cpu)} |`,
+          ),
+          "",
+        ];
+      }),
+      `What a batch costs the owl engine: decode steps of 1 to 8 sequences at once through Model.evaluateBatch (one token each with its logits, ` +
+        `each sequence after a 16-token prompt of its own; a child per model, WasmBackend with 1 and ${OWL_THREADS} threads, ${STEP_COUNT} steps per size after 2 warm-up steps, median):`,
+      "",
+      ...stepsTable(steps),
+      "",
+      `Section wall time: ${((performance.now() - tStart) / 1000).toFixed(0)} s.`,
+    ].join("\n");
+  } catch (e) {
+    const tail = (f: string) => {
+      try {
+        return readFileSync(join(dir, f), "utf8").slice(-3000);
+      } catch {
+        return "";
+      }
+    };
+    throw new Error(`${(e as Error).message}\n--- serve.log:\n${tail("serve.log")}`, { cause: e });
+  } finally {
+    agent.destroy();
+    if (server) await stopChild(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface OwlAgg {
+  n: number;
+  /** Median aggregate tok/s (wall clock) and tokens per CPU-second of the server. */
+  tps: number;
+  cpu: number;
+  counts: number[];
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.stdout.write(`${await runServeBench({ quick: process.argv.includes("--quick") })}\n`);
+  const quick = process.argv.includes("--quick");
+  const text = process.argv.includes("--owl")
+    ? await runOwlServeBench({ quick })
+    : await runServeBench({ quick });
+  process.stdout.write(`${text}\n`);
 }

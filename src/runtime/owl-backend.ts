@@ -393,6 +393,8 @@ class OwlSequence implements Sequence {
 
   release(): void {
     this.busy = false;
+    // A generator left suspended by its caller neither holds a step nor makes one wait.
+    this.owner.leave(this);
   }
 
   async *generate(
