@@ -213,6 +213,8 @@ class LlamaCppModel implements LoadedModel {
   readonly numParallel: number;
   private readonly sequences: LlamaCppSequence[] = [];
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
+  /** What the embedding context holds (KV cache and compute buffers), once created. */
+  private embeddingBytes = 0;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   disposed = false;
   /** The step barrier (module comment): sequences waiting for a decode now, and those held back. */
@@ -341,10 +343,15 @@ class LlamaCppModel implements LoadedModel {
   ): Promise<EmbedResult> {
     if (this.disposed) throw disposedError(this.options.modelPath);
     // NOTE: node-llama-cpp's embedding context takes inputs strictly shorter than its size.
-    this.embedding ??= this.model.createEmbeddingContext({
-      contextSize: this.numCtx + 1,
-      ...(this.options.threads !== undefined && { threads: this.options.threads }),
-    });
+    this.embedding ??= this.model
+      .createEmbeddingContext({
+        contextSize: this.numCtx + 1,
+        ...(this.options.threads !== undefined && { threads: this.options.threads }),
+      })
+      .then(async (ctx) => {
+        this.embeddingBytes = await embeddingContextBytes(this.model, ctx, this.numCtx + 1);
+        return ctx;
+      });
     const ctx = await this.embedding;
     const embeddings: Float32Array[] = [];
     let promptTokens = 0;
@@ -378,10 +385,12 @@ class LlamaCppModel implements LoadedModel {
 
   memoryBytes(): number {
     // Weights plus node-llama-cpp's estimate of the context (KV cache and compute buffers), made
-    // when the context was created; llama.cpp's own state size when there is no estimate.
+    // when the context was created; llama.cpp's own state size when there is no estimate. Plus
+    // the embedding context once /api/embed made one: it stays until the model is unloaded, as
+    // Ollama's size counts all the runner holds.
     const m = this.context.memoryUsage;
     const ctx = m.ram + m.vram;
-    return this.info.weightBytes + (ctx > 0 ? ctx : this.context.stateSize);
+    return this.info.weightBytes + (ctx > 0 ? ctx : this.context.stateSize) + this.embeddingBytes;
   }
 
   async dispose(): Promise<void> {
@@ -391,6 +400,29 @@ class LlamaCppModel implements LoadedModel {
     await this.context.dispose();
     await this.model.dispose();
   }
+}
+
+/**
+ * The memory of an embedding context as node-llama-cpp counts its contexts' (memoryUsage: the
+ * estimate it reserved at creation). NOTE: LlamaEmbeddingContext does not expose it in 3.21.1;
+ * its inner LlamaContext (`_llamaContext`, internal) does. Without it, the same estimate asked of
+ * the model's GGUF insights (public) for the size the context was made with.
+ */
+async function embeddingContextBytes(
+  model: LlamaModel,
+  ctx: LlamaEmbeddingContext,
+  contextSize: number,
+): Promise<number> {
+  const inner = (ctx as unknown as { _llamaContext?: { memoryUsage?: { ram: number; vram: number } } })
+    ._llamaContext?.memoryUsage;
+  if (inner !== undefined && inner.ram + inner.vram > 0) return inner.ram + inner.vram;
+  const est = await model.fileInsights.estimateContextResourceRequirementsV2({
+    contextSize,
+    modelGpuLayers: model.gpuLayers,
+    isEmbeddingContext: true,
+    sequences: 1,
+  });
+  return est.cpuRam + est.gpuVram;
 }
 
 async function buildGrammar(llama: Llama, spec: GrammarSpec): Promise<LlamaGrammar> {
