@@ -10,12 +10,15 @@
  * - truncation, on unless a request says "truncate": false (server/routes.go): a chat drops its
  *   oldest messages (server/prompt.go chatPrompt), a prompt still too long keeps its first
  *   num_keep tokens + BOS and its last ones (llm/llama_server.go completionPromptForRequest),
- *   each cut logged; with false, a 400 naming both numbers.
+ *   each cut logged; with false, a 400 naming both numbers;
+ * - /api/ps size counts the embedding context once /api/embed made one (Ollama's size is all
+ *   the runner holds).
  * Not here: the routes' ordinary behaviour (server-ollama.test.ts, server-openai*.test.ts).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend } from "../src/runtime/backends.ts";
 import { Scheduler } from "../src/runtime/scheduler.ts";
@@ -93,7 +96,8 @@ async function post(path: string, body: unknown): Promise<{ status: number; body
     body: JSON.stringify(body),
   });
   const text = await r.text();
-  return { status: r.status, body: JSON.parse(text) as Record<string, unknown> };
+  // Some routes (/api/copy) answer 200 with an empty body, as Ollama's.
+  return { status: r.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> };
 }
 
 /** The warnings logged while `f` runs. */
@@ -328,5 +332,43 @@ describe("truncation (Ollama's default: on unless truncate is false)", () => {
     });
     expect(r.status).toBe(200);
     expect(r.body["prompt_eval_count"]).toBe(LIMIT);
+  });
+});
+
+describe("/api/ps size", () => {
+  it("grows by the embedding context's memory once /api/embed made one", async () => {
+    // A context size no other test uses: a runner of its own, with no embedding context yet.
+    // NOTE: node-llama-cpp rounds a context size up to a multiple of 256 unless that reaches the
+    // model's training context (512 here): 301 tokens stay 301.
+    const numCtx = 300;
+    const options = { num_ctx: numCtx };
+    const size = async () => {
+      const ps = (await (await fetch(`${server.url}/api/ps`)).json()) as {
+        models: { size: number; context_length: number }[];
+      };
+      return ps.models.find((m) => m.context_length === numCtx)?.size;
+    };
+    expect((await post("/api/generate", { model: MODEL, prompt: "", options })).status).toBe(200);
+    const loaded = await size();
+    expect(loaded).toBeGreaterThan(0);
+    expect((await post("/api/embed", { model: MODEL, input: "Lily", options })).status).toBe(200);
+    const withEmbeddings = await size();
+    // node-llama-cpp's own estimate for that context (public GGUF insights): num_ctx + 1 tokens
+    // (it takes inputs shorter than its size), one sequence, a batch of the whole context.
+    const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+    const model = await llama.loadModel({ modelPath: BUNDLED });
+    try {
+      const est = await model.fileInsights.estimateContextResourceRequirementsV2({
+        contextSize: numCtx + 1,
+        batchSize: numCtx + 1,
+        modelGpuLayers: 0,
+        isEmbeddingContext: true,
+        sequences: 1,
+      });
+      expect(est.cpuRam).toBeGreaterThan(0);
+      expect(withEmbeddings! - loaded!).toBe(est.cpuRam + est.gpuVram);
+    } finally {
+      await model.dispose();
+    }
   });
 });
