@@ -51,7 +51,9 @@ export type DirectCommand =
 /** The answer to a steps command: median ms of a decode step of `size` sequences, one token each,
  * with `threads` llama.cpp threads. */
 export interface StepsAnswer {
-  steps: { threads: number; size: number; ms: number }[];
+  /** owl-steps adds serialMs: the same size's sequences one at a time (Session.evaluate each),
+   * timed alternately with the batched steps (median ms for all of them). */
+  steps: { threads: number; size: number; ms: number; serialMs?: number }[];
 }
 
 export interface DirectRun {
@@ -305,20 +307,28 @@ async function runOwlSteps(path: string, config: OwlStepsConfig): Promise<void> 
       const seqs = Array.from({ length: n }, (_, i) =>
         Array.from({ length: 16 }, (_, k) => (k === 0 ? 1 : (1000 + 97 * (i * 16 + k)) % V)),
       );
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
       for (const size of config.sizes) {
-        const sessions = seqs.slice(0, size).map(() => model.createSession({ nCtx: 1024 }));
-        const tokens = seqs.slice(0, size).map((s) => [...s]);
-        for (const [i, s] of sessions.entries()) s.evaluate(tokens[i]!);
+        // Two sets of sessions at the same depths: one stepped batched, one a sequence at a time
+        // (the owl backend before batching), alternately, so that both see the same load.
+        const sets = [0, 1].map(() => seqs.slice(0, size).map(() => model.createSession({ nCtx: 1024 })));
+        const tokens = [0, 1].map(() => seqs.slice(0, size).map((s) => [...s]));
+        for (const [j, set] of sets.entries()) for (const [i, s] of set.entries()) s.evaluate(tokens[j]![i]!);
         const ms: number[] = [];
+        const serial: number[] = [];
         for (let k = 0; k < config.steps + 2; k++) {
-          for (const [i, seq] of tokens.entries()) seq.push((3000 + 31 * (k + i)) % V);
+          for (const set of tokens) for (const [i, seq] of set.entries()) seq.push((3000 + 31 * (k + i)) % V);
           const t0 = performance.now();
-          model.evaluateBatch(tokens.map((seq, i) => ({ session: sessions[i]!, tokens: seq })));
+          model.evaluateBatch(tokens[0]!.map((seq, i) => ({ session: sets[0]![i]!, tokens: seq })));
+          const t1 = performance.now();
+          for (const [i, seq] of tokens[1]!.entries()) sets[1]![i]!.evaluate(seq);
           // The first two steps warm the batch's scratch and code paths.
-          if (k >= 2) ms.push(performance.now() - t0);
+          if (k >= 2) {
+            ms.push(t1 - t0);
+            serial.push(performance.now() - t1);
+          }
         }
-        ms.sort((a, b) => a - b);
-        out.push({ threads: t, size, ms: ms[ms.length >> 1]! });
+        out.push({ threads: t, size, ms: median(ms), serialMs: median(serial) });
       }
       await model.dispose();
     } finally {

@@ -869,9 +869,10 @@ export async function runOwlServeBench(options: { quick?: boolean } = {}): Promi
         ];
       }),
       `What a batch costs the owl engine: decode steps of 1 to 8 sequences at once through Model.evaluateBatch (one token each with its logits, ` +
-        `each sequence after a 16-token prompt of its own; a child per model, WasmBackend with 1 and ${OWL_THREADS} threads, ${STEP_COUNT} steps per size after 2 warm-up steps, median):`,
+        `each sequence after a 16-token prompt of its own; a child per model, WasmBackend with 1 and ${OWL_THREADS} threads, ${STEP_COUNT} steps per size after 2 warm-up steps, median), ` +
+        "and the same sequences one at a time (a Session.evaluate each, what the owl backend did before batching), timed alternately with the batched steps:",
       "",
-      ...stepsTable(steps),
+      ...owlStepsTable(steps),
       "",
       `Section wall time: ${((performance.now() - tStart) / 1000).toFixed(0)} s.`,
     ].join("\n");
@@ -889,6 +890,23 @@ export async function runOwlServeBench(options: { quick?: boolean } = {}): Promi
     if (server) await stopChild(server);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function owlStepsTable(rows: [string, StepsAnswer][]): string[] {
+  const f2 = (x: number) => x.toFixed(2);
+  return [
+    "| model | threads | sequences | batched step ms | ms a token | tok/s | vs 1 sequence | one at a time ms | batched / one at a time |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows.flatMap(([name, a]) => {
+      const one = (threads: number) =>
+        a.steps.find((x) => x.threads === threads && x.size === 1)?.ms ?? Number.NaN;
+      return a.steps.map(
+        (x) =>
+          `| ${name} | ${x.threads} | ${x.size} | ${f2(x.ms)} | ${f2(x.ms / x.size)} | ${((x.size / x.ms) * 1000).toFixed(0)} | ` +
+          `${((x.size * one(x.threads)) / x.ms).toFixed(2)}x | ${f2(x.serialMs ?? Number.NaN)} | **${((x.serialMs ?? Number.NaN) / x.ms).toFixed(2)}x** |`,
+      );
+    }),
+  ];
 }
 
 interface OwlAgg {
