@@ -49,6 +49,9 @@ function expectedGreedy(): string {
 }
 
 describe.skipIf(!fixturePath(REF))("owl run: greedy equals llama2.c run.c", () => {
+  // NOTE: run.c's text is the argmax without a penalty; both backends penalize before the greedy
+  // pick (llama.cpp's chain, as Ollama's runner), so these rely on repeat_penalty 1, Ollama's
+  // default since its commit 6a261db7 (api/types.go DefaultOptions; checked below).
   it("owl backend (the default), the prompt as the only argument", async () => {
     const r = await owl(["run", PROMPT, "--temperature", "0", "--num-predict", String(N)]);
     expect(r.err).toBe("");

@@ -114,7 +114,10 @@ async function post(
   return { status: r.status, body: parsed };
 }
 
-const greedy = { temperature: 0, num_predict: N };
+// run.c's text is the argmax with no penalty. llama.cpp's chain (so Ollama's runner) penalizes
+// before the greedy pick, so repeat_penalty must be 1: Ollama's default since its commit 6a261db7
+// (api/types.go), set here anyway so that the reference holds whatever the default.
+const greedy = { temperature: 0, num_predict: N, repeat_penalty: 1 };
 
 describe.skipIf(!fixturePath(REF))("generate", () => {
   it("raw, not streamed: greedy text equals run.c's; the final object has Ollama's fields and real timings", async () => {
