@@ -220,6 +220,24 @@ describe("stories260K", () => {
       () => model.evaluateBatch([{ session: a, tokens: [1, 2] }], { signal: controller.signal }),
       "ERR_ABORTED",
     );
+    // Aborted between steps (the signal fires on its fourth look: after the items' check and
+    // before the third step of two rows): the cache holds the rows of the first two steps, as
+    // Session.evaluate leaves it.
+    let looks = 0;
+    const late = {
+      get aborted() {
+        return ++looks >= 4;
+      },
+      reason: "late",
+    } as unknown as AbortSignal;
+    const c = model.createSession({ nCtx: 16 });
+    await expectOwlError(
+      () =>
+        model.evaluateBatch([{ session: c, tokens: [1, 403, 407, 261, 378] }], { maxRows: 2, signal: late }),
+      "ERR_ABORTED",
+    );
+    expect(c.tokens).toEqual([1, 403, 407, 261]);
+    expect(c.evaluatedTokens).toBe(4);
     // Nothing was evaluated and a's cache still holds its tokens.
     expect(a.tokens).toEqual([1, 403, 407]);
     expect(a.evaluatedTokens).toBe(before);

@@ -202,6 +202,7 @@ export class Model {
 
     // Every row: its session's cache, position and token; the last row of each item gets logits.
     const kvs: KvCache[] = [];
+    const owners: Session[] = [];
     const positions: number[] = [];
     const tokens: number[] = [];
     const results: EvaluateResult[] = [];
@@ -210,13 +211,16 @@ export class Model {
       const { kv, keep } = item.session.beginBatch(item.tokens);
       for (let p = keep; p < item.tokens.length; p++) {
         kvs.push(kv);
+        owners.push(item.session);
         positions.push(p);
         tokens.push(item.tokens[p]!);
       }
       outRowOf.push(tokens.length - 1);
-      const n = item.tokens.length - keep;
-      results.push({ logits: new Float32Array(0), firstPosition: keep, evaluated: n });
-      item.session.countEvaluated(n);
+      results.push({
+        logits: new Float32Array(0),
+        firstPosition: keep,
+        evaluated: item.tokens.length - keep,
+      });
     }
     const be = this.backend;
     const total = tokens.length;
@@ -241,7 +245,10 @@ export class Model {
         rows,
         outRows,
       });
-      for (let t = start; t < end; t++) kvs[t]!.append([tokens[t]!]);
+      for (let t = start; t < end; t++) {
+        kvs[t]!.append([tokens[t]!]);
+        owners[t]!.countEvaluated(1);
+      }
       for (let i = 0; i < outRows.length; i++) {
         results[firstItem + i]!.logits = be
           .f32({ offset: scratch.logits.offset + i * V * 4, bytes: V * 4 })
