@@ -27,11 +27,18 @@ const COMMON: [number, number, number][] = [
   [7, 1024, 37],
   [3, 768, 5],
 ];
+// T > 1 runs in tiles of 4 tokens x 2 (float) or 4 (legacy) rows: partial tiles of both, and C
+// not a multiple of 4 for the float types.
 const FLOAT_EXTRA: [number, number, number][] = [
   [1, 100, 9],
   [5, 36, 3],
+  [6, 30, 7],
+  [9, 33, 5],
 ];
-const LEGACY_EXTRA: [number, number, number][] = [[2, 96, 11]];
+const LEGACY_EXTRA: [number, number, number][] = [
+  [2, 96, 11],
+  [9, 64, 6],
+];
 
 let b1: WasmBackend;
 let b2: WasmBackend;
@@ -90,6 +97,22 @@ describe("WasmBackend.matmul", () => {
       for (const [T, C, OC] of cases) check(type, T, C, OC, seed++);
     });
   }
+
+  it("T > 1: a token's outputs do not depend on the other tokens of the call", () => {
+    // Tokens go 4 to a tile with one lane or accumulator each: token t's row of y must be the same
+    // bits whether it shares its tile with 3 other tokens, with padding, or with different tokens.
+    // (The K-quants' T > 1 path sums 4-token groups and leftover tokens in different orders.)
+    const [C, OC] = [256, 9];
+    for (const type of [...FLOAT_TYPES, ...LEGACY_TYPES]) {
+      const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
+      const x = randomFloats(8 * C, 502, 1);
+      const all = run(b2, type, w, x, 8, C, OC);
+      const first5 = run(b2, type, w, x.subarray(0, 5 * C), 5, C, OC);
+      const last3 = run(b1, type, w, x.subarray(5 * C), 3, C, OC);
+      expect(Array.from(first5), type).toEqual(Array.from(all.subarray(0, 5 * OC)));
+      expect(Array.from(last3), type).toEqual(Array.from(all.subarray(5 * OC)));
+    }
+  });
 
   it('activations: "ref" quantizes Q8_0 / Q8_1 activations with the reference quantizers', async () => {
     const b = await createWasmBackend({ threads: 1, activations: "ref" });

@@ -40,6 +40,8 @@ export interface WasmBackendOptions {
    * the same name (kernels/ref/activations.ts).
    */
   activations?: "x86" | "ref";
+  /** Path of another build of the kernels (A/B benchmarks of kernel changes); default dist/kernels.wasm. */
+  wasmPath?: string;
 }
 
 /** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
@@ -180,7 +182,11 @@ export const KERNELS_WASM_PATH = fileURLToPath(new URL("../../../../dist/kernels
  * The kernels' bytes, building them first when the file is missing or older than its sources
  * and the AssemblyScript compiler is installed (a checkout after `git pull`, say).
  */
-async function loadKernelBytes(): Promise<Uint8Array> {
+async function loadKernelBytes(wasmPath?: string): Promise<Uint8Array> {
+  if (wasmPath !== undefined) {
+    if (!existsSync(wasmPath)) throw new OwlError("ERR_FILE_NOT_FOUND", `no kernels build at ${wasmPath}`);
+    return readFileSync(wasmPath);
+  }
   const path = KERNELS_WASM_PATH;
   const have = existsSync(path);
   let buildError: unknown;
@@ -264,7 +270,7 @@ export class WasmBackend implements KernelBackend {
         `maxMemoryBytes must be at least ${16 * PAGE}, got ${maxBytes}`,
       );
     }
-    const module = await WA.compile(await loadKernelBytes());
+    const module = await WA.compile(await loadKernelBytes(options.wasmPath));
     const maxPages = Math.floor(maxBytes / PAGE);
     const memory = new WA.Memory({ initial: 16, maximum: maxPages, shared: true });
     const instance = await WA.instantiate(module, { env: { memory } });
@@ -361,36 +367,38 @@ export class WasmBackend implements KernelBackend {
       // The other types read a quantized copy of x; F32 reads x itself while y is written.
       throw new OwlError("ERR_INVALID_ARGUMENT", "matmul F32: the output y overlaps the input x");
     }
-    // Scratch: the prepared activation, then one C-float row per thread.
+    // Scratch: the prepared activation, then each thread's rows. T > 1 with a float or legacy type:
+    // the activation packed in groups of 4 tokens, the rows converted 2 (float) or 4 (legacy) at a
+    // time (assembly/matmul-tiles.ts); K-quants: EO-expanded activation and one decoded row.
     let xa = x.offset;
     let ad = 0;
     let ax = 0;
     let tmp = 0;
     let need = 0;
-    // Per thread: a float32 row (F16/BF16, T > 1) or a decoded quantized row (about 2.7 C bytes).
-    const rowScratch = align(C * 4 + 256);
-    if (type === "F16" || type === "BF16") {
-      need = align(T * C * 4);
-    } else if (type !== "F32") {
-      const kq = actBlock === 256;
-      const nb = C / actBlock;
-      const qsBytes = align(T * C * 2);
-      const dBytes = align(T * nb * 4);
-      const axBytes = align(kq ? T * (C / 16) * 4 : T * nb * 16);
-      const tmpBytes = align(kq ? nb * 292 : nb * 36);
+    const T4 = Math.ceil(T / 4) * 4;
+    const isFloat = type === "F32" || type === "F16" || type === "BF16";
+    const kq = actBlock === 256;
+    const nb = C / actBlock;
+    const rowScratch = align(9 * C + 256);
+    if (isFloat) {
+      if (T > 1) need = align(T4 * Math.ceil(C / 4) * 4 * 4);
+      else if (type !== "F32") need = align(C * 4);
+    } else {
+      const qsBytes = align(T4 * C * 2);
+      const dBytes = align(T4 * nb * 4);
+      const axBytes = align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
+      const tmpBytes = align(kq ? nb * 292 : 4 * nb * 36);
       need = qsBytes + dBytes + axBytes + tmpBytes;
     }
     const s = this.scratch(need + rowScratch * this.threads);
     const base = s.offset;
-    if (type === "F16" || type === "BF16") {
+    if (isFloat) {
+      if (need > 0) xa = base;
+    } else {
       xa = base;
-    } else if (type !== "F32") {
-      const kq = actBlock === 256;
-      const nb = C / actBlock;
-      xa = base;
-      ad = xa + align(T * C * 2);
-      ax = ad + align(T * nb * 4);
-      tmp = ax + align(kq ? T * (C / 16) * 4 : T * nb * 16);
+      ad = xa + align(T4 * C * 2);
+      ax = ad + align(T4 * nb * 4);
+      tmp = ax + align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
     }
     const rows = base + need;
     k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, this.x86);
@@ -414,7 +422,11 @@ export class WasmBackend implements KernelBackend {
     // cache line between cores (a few hundred ns here), so more chunks cost more than they balance.
     const chunks = Math.max(
       1,
-      Math.min(OC, CHUNKS_PER_THREAD * this.threads, Math.floor((T * C * OC) / MIN_CHUNK_MACS)),
+      Math.min(
+        Math.ceil(OC / 4),
+        CHUNKS_PER_THREAD * this.threads,
+        Math.floor((T * C * OC) / MIN_CHUNK_MACS),
+      ),
     );
     p.run(this.opMatmul, chunks);
   }

@@ -5,6 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
+import { c4, isLegacyTileType, legacyGroupBytes, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
@@ -37,10 +38,13 @@ export function heapBase(): usize {
 }
 
 /**
- * Prepares the activation x (T,C) for matmulRows with weights of `type`: F16/BF16 round it into
- * xa (T,C) f32; the quantized types quantize each row through tmp (one row of ggml blocks) and
- * expand it into xa (T,C) i16, ad and ax (see matmulRows). F32 needs nothing (xa = x).
- * x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes them (quantize.ts).
+ * Prepares the activation x (T,C) for matmulRows with weights of `type`. One token: F16/BF16 round
+ * it into xa (C) f32, F32 needs nothing (xa = x). T > 1 with a float type: packed in groups of 4
+ * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. T > 1 with a legacy type: each group of
+ * 4 rows quantized through tmp (4 rows of ggml blocks) and packed into xa (matmul-tiles.ts).
+ * Otherwise each row is quantized through tmp (one row of ggml blocks) and expanded into xa (T,C)
+ * i16 EO, ad and ax (see matmulRows). x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes
+ * them (quantize.ts).
  */
 export function prepareAct(
   type: i32,
@@ -53,6 +57,15 @@ export function prepareAct(
   tmp: usize,
   x86: i32,
 ): void {
+  if (T > 1 && (type == T_F32 || type == T_F16 || type == T_F16S || type == T_BF16)) {
+    // Packed in groups of 4 tokens (matmul-tiles.ts), then rounded in place (zeros stay zeros).
+    packTokensF32(x, T, C, xa);
+    const n = (((T + 3) >> 2) << 2) * c4(C);
+    if (type == T_F16) roundF16Row(xa, xa, n);
+    else if (type == T_F16S) roundF16RowScaled(xa, xa, n);
+    else if (type == T_BF16) roundBf16Row(xa, xa, n);
+    return;
+  }
   if (type == T_F32) return;
   if (type == T_F16) {
     roundF16Row(x, xa, T * C);
@@ -64,6 +77,22 @@ export function prepareAct(
   }
   if (type == T_BF16) {
     roundBf16Row(x, xa, T * C);
+    return;
+  }
+  if (T > 1 && isLegacyTileType(type)) {
+    // Groups of 4 tokens: quantize each row to Q8_0 / Q8_1 in tmp (4 rows), then pack (matmul-tiles.ts).
+    const q81 = type == T_Q4_1 || type == T_Q5_1;
+    const rowBytes = <usize>(C >> 5) * (q81 ? 36 : 34);
+    const gb = legacyGroupBytes(C);
+    for (let t0 = 0; t0 < T; t0 += 4) {
+      const n = min(4, T - t0);
+      for (let i = 0; i < n; i++) {
+        const xt = x + ((<usize>(t0 + i) * <usize>C) << 2);
+        if (q81) quantizeQ8_1(xt, tmp + <usize>i * rowBytes, C, x86);
+        else quantizeQ8_0(xt, tmp + <usize>i * rowBytes, C, x86);
+      }
+      packQ8Group(tmp, rowBytes, n, C, q81, xa + <usize>(t0 >> 2) * gb);
+    }
     return;
   }
   const k = isKQuant(type);
@@ -140,9 +169,11 @@ export function cancelChunks(ctl: usize): i32 {
 function runChunk(ctl: usize, c: i32, chunks: i32, tid: i32): void {
   const op = load<i32>(ctl, 8);
   if (op == OP_MATMUL) {
+    // Chunks of whole groups of 4 rows (the tiles of matmul-tiles.ts).
     const OC = arg(ctl, 8);
-    const r0 = <i32>((<i64>OC * c) / chunks);
-    const r1 = <i32>((<i64>OC * (c + 1)) / chunks);
+    const G = (OC + 3) >> 2;
+    const r0 = min(OC, <i32>((<i64>G * c) / chunks) << 2);
+    const r1 = min(OC, <i32>((<i64>G * (c + 1)) / chunks) << 2);
     const scratch = <usize>arg(ctl, 9) + <usize>tid * <usize>arg(ctl, 10);
     matmulRows(
       arg(ctl, 0),

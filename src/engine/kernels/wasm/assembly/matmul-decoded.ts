@@ -1,23 +1,19 @@
-// The T > 1 path of the quantized matrix products: each weight row is decoded once into a
-// per-thread scratch (EO i16 quants with their offsets applied, integer sub-block scales and mins,
-// float block scales), then dotted with every token's activation by one of two generic kernels
-// (legacy 32-value blocks, K-quant 256-value blocks). The integer sums and their scaling are the
-// same as the fused single-token dots (matmul-legacy.ts, matmul-kquants.ts) and ggml's vec_dot:
-// decoding once instead of once per token is what this buys.
+// The T > 1 path of the K-quant matrix products (the legacy types have theirs in matmul-tiles.ts):
+// each weight row is decoded once into a per-thread scratch (EO i16 quants with their offsets
+// applied, integer sub-block scales and mins, float block scales), then dotted with every token's
+// activation. The integer sums and their scaling are the same as the fused single-token dots
+// (matmul-kquants.ts) and ggml's vec_dot: decoding once instead of once per token is what this buys.
 //
 // K-quant rows are stored with each quant already times its sub-block scale (|q sc| <= 4096 fits
 // i16), so their dots need no per-16 multiply; the integer block sums are unchanged.
 // Tokens come four at a time (dotDecoded*4): each decoded vector is loaded once for four tokens
 // and the four block sums are added across lanes together before their one conversion to float.
 //
-// Decoded row (C values) at `dec`: q i16[C] EO | sc i32[C/16] (K: scale per 16 values) |
-// fd f32[C/32 or C/256] (block scale) | mn (legacy Q4_1/Q5_1: f32 m per 32; K: i32 min per 16) |
-// md f32[C/256] (K: dmin). decodedBytes(C) bytes in all.
+// Decoded row (C values) at `dec`: q i16[C] EO | sc i32[C/16] (scale per 16 values) |
+// fd f32[C/32 or C/256] (block scale; C/32 slots kept for the layout) | mn i32[C/16] (min per 16) |
+// md f32[C/256] (dmin). decodedBytes(C) bytes in all.
 import { f16t, hsum } from "./common";
-import { T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q8_0 } from "./types";
-
-const EVEN_BITS = i16x8(1, 4, 16, 64, 256, 1024, 4096, 16384);
-const ODD_BITS = i16x8(2, 8, 32, 128, 512, 2048, 8192, -32768);
+import { T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K } from "./types";
 
 @inline function scOff(C: i32): usize {
   return <usize>C << 1;
@@ -45,76 +41,11 @@ function store4(q: usize, a: v128, b: v128, c: v128, d: v128): void {
   v128.store(q, d, 48);
 }
 
-/** Decodes row w (C values stored as `type`) into dec. */
+/** Decodes row w (C values stored as K-quant `type`) into dec. */
 export function decodeRow(type: i32, w: usize, C: i32, dec: usize): void {
   const m = i16x8.splat(15);
   const fd = dec + fdOff(C);
   const mn = dec + mnOff(C);
-  if (type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1 || type == T_Q8_0) {
-    const nb = C >> 5;
-    for (let b = 0; b < nb; b++) {
-      const q = dec + (<usize>b << 6);
-      const bo = <usize>b << 2;
-      if (type == T_Q4_0) {
-        const p = w + <usize>b * 18;
-        const v = v128.load(p, 2);
-        const e8 = i16x8.splat(8);
-        store4(
-          q,
-          i16x8.sub(v128.and(v, m), e8),
-          i16x8.sub(v128.and(i16x8.shr_u(v, 8), m), e8),
-          i16x8.sub(v128.and(i16x8.shr_u(v, 4), m), e8),
-          i16x8.sub(i16x8.shr_u(v, 12), e8),
-        );
-        store<f32>(fd + bo, f16t(load<u16>(p)));
-      } else if (type == T_Q4_1) {
-        const p = w + <usize>b * 20;
-        const v = v128.load(p, 4);
-        store4(q, v128.and(v, m), v128.and(i16x8.shr_u(v, 8), m), v128.and(i16x8.shr_u(v, 4), m), i16x8.shr_u(v, 12));
-        store<f32>(fd + bo, f16t(load<u16>(p)));
-        store<f32>(mn + bo, f16t(load<u16>(p, 2)));
-      } else if (type == T_Q5_0) {
-        const p = w + <usize>b * 22;
-        const qh = load<u32>(p, 2);
-        const lo = i16x8.splat(<i16>qh);
-        const hi = i16x8.splat(<i16>(qh >> 16));
-        const v = v128.load(p, 6);
-        const z = i16x8.splat(0);
-        const m16 = i16x8.splat(-16);
-        store4(
-          q,
-          i16x8.add(v128.and(v, m), v128.and(i16x8.eq(v128.and(lo, EVEN_BITS), z), m16)),
-          i16x8.add(v128.and(i16x8.shr_u(v, 8), m), v128.and(i16x8.eq(v128.and(lo, ODD_BITS), z), m16)),
-          i16x8.add(v128.and(i16x8.shr_u(v, 4), m), v128.and(i16x8.eq(v128.and(hi, EVEN_BITS), z), m16)),
-          i16x8.add(i16x8.shr_u(v, 12), v128.and(i16x8.eq(v128.and(hi, ODD_BITS), z), m16)),
-        );
-        store<f32>(fd + bo, f16t(load<u16>(p)));
-      } else if (type == T_Q5_1) {
-        const p = w + <usize>b * 24;
-        const qh = load<u32>(p, 4);
-        const lo = i16x8.splat(<i16>qh);
-        const hi = i16x8.splat(<i16>(qh >> 16));
-        const v = v128.load(p, 8);
-        const one = i16x8.splat(1);
-        store4(
-          q,
-          v128.or(v128.and(v, m), i16x8.shl(i16x8.min_u(v128.and(lo, EVEN_BITS), one), 4)),
-          v128.or(v128.and(i16x8.shr_u(v, 8), m), i16x8.shl(i16x8.min_u(v128.and(lo, ODD_BITS), one), 4)),
-          v128.or(v128.and(i16x8.shr_u(v, 4), m), i16x8.shl(i16x8.min_u(v128.and(hi, EVEN_BITS), one), 4)),
-          v128.or(i16x8.shr_u(v, 12), i16x8.shl(i16x8.min_u(v128.and(hi, ODD_BITS), one), 4)),
-        );
-        store<f32>(fd + bo, f16t(load<u16>(p)));
-        store<f32>(mn + bo, f16t(load<u16>(p, 2)));
-      } else {
-        const p = w + <usize>b * 34;
-        const v0 = v128.load(p, 2);
-        const v1 = v128.load(p, 18);
-        store4(q, i16x8.shr_s(i16x8.shl(v0, 8), 8), i16x8.shr_s(v0, 8), i16x8.shr_s(i16x8.shl(v1, 8), 8), i16x8.shr_s(v1, 8));
-        store<f32>(fd + bo, f16t(load<u16>(p)));
-      }
-    }
-    return;
-  }
   const sc = dec + scOff(C);
   const md = dec + mdOff(C);
   const nb = C >> 8;
@@ -267,27 +198,6 @@ function dotHalf(q: usize, a: usize, off: u32): v128 {
 }
 
 /**
- * A decoded legacy row (nb blocks of 32) . one token's activation (qs EO, d, s per block);
- * hasMin: Q4_1 / Q5_1 (adds m * s per block).
- */
-export function dotDecodedLegacy(dec: usize, C: i32, hasMin: bool, qs: usize, d: usize, s: usize): f32 {
-  const nb = C >> 5;
-  const fd = dec + fdOff(C);
-  const mn = dec + mnOff(C);
-  let acc = f32x4.splat(0);
-  let accm: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const q = dec + (<usize>b << 6);
-    const a = qs + (<usize>b << 6);
-    const si = i32x4.add(dotHalf(q, a, 0), dotHalf(q, a, 32));
-    const bo = <usize>b << 2;
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), f32x4.splat(load<f32>(fd + bo) * load<f32>(d + bo))));
-    if (hasMin) accm += load<f32>(mn + bo) * load<f32>(s + bo);
-  }
-  return hsum(acc) + accm;
-}
-
-/**
  * A decoded K-quant row (nb blocks of 256) . one token's Q8_K activation (qs EO, d per block,
  * bsums per 16); hasMin: Q2_K / Q4_K / Q5_K (subtracts dmin * d8 * sum(min * bsum) per block).
  */
@@ -354,49 +264,6 @@ function scatter4(v: v128, y: usize, ys: usize): void {
   store<f32>(y + ys, f32x4.extract_lane(v, 1));
   store<f32>(y + 2 * ys, f32x4.extract_lane(v, 2));
   store<f32>(y + 3 * ys, f32x4.extract_lane(v, 3));
-}
-
-/**
- * dotDecodedLegacy for 4 tokens at once: token i's activation at qs + i qsStride, d + i dStride,
- * s + i dStride (bytes); results to y + i ys. Per token and block: the block's integer sum (exact)
- * times (row scale * token scale), summed over blocks in order; Q4_1 / Q5_1 add m * s per block.
- */
-export function dotDecodedLegacy4(
-  dec: usize,
-  C: i32,
-  hasMin: bool,
-  qs: usize,
-  qsStride: usize,
-  d: usize,
-  s: usize,
-  dStride: usize,
-  y: usize,
-  ys: usize,
-): void {
-  const nb = C >> 5;
-  const fd = dec + fdOff(C);
-  const mn = dec + mnOff(C);
-  let acc = f32x4.splat(0);
-  let accm = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const q = dec + (<usize>b << 6);
-    const q0 = v128.load(q);
-    const q1 = v128.load(q, 16);
-    const q2 = v128.load(q, 32);
-    const q3 = v128.load(q, 48);
-    const a = qs + (<usize>b << 6);
-    const r = reduce4(
-      dot32(q0, q1, q2, q3, a),
-      dot32(q0, q1, q2, q3, a + qsStride),
-      dot32(q0, q1, q2, q3, a + 2 * qsStride),
-      dot32(q0, q1, q2, q3, a + 3 * qsStride),
-    );
-    const bo = <usize>b << 2;
-    const sc = f32x4.mul(f32x4.splat(load<f32>(fd + bo)), gather4(d + bo, dStride));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
-    if (hasMin) accm = f32x4.add(accm, f32x4.mul(f32x4.splat(load<f32>(mn + bo)), gather4(s + bo, dStride)));
-  }
-  scatter4(hasMin ? f32x4.add(acc, accm) : acc, y, ys);
 }
 
 /**
@@ -473,7 +340,7 @@ function minSum(m0: v128, m1: v128, m2: v128, m3: v128, bs: usize): v128 {
   );
 }
 
-/** Whether `type` takes the decoded path's min terms. */
+/** Whether K-quant `type` takes the decoded path's min terms. */
 export function decodedHasMin(type: i32): bool {
-  return type == T_Q4_1 || type == T_Q5_1 || type == T_Q2_K || type == T_Q4_K || type == T_Q5_K;
+  return type == T_Q2_K || type == T_Q4_K || type == T_Q5_K;
 }

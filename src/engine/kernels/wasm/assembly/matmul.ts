@@ -3,10 +3,11 @@
 // bf16 for those weights) or quantized to Q8_0 / Q8_1 / Q8_K and expanded (quantize.ts). Type
 // codes are ggml's type ids (ggml.h).
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
-import { bf16RowToF32, dot4F32, dotBF16, dotF16, dotF16S, dotF32, f16RowToF32, f16sRowToF32 } from "./matmul-float";
+import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
-import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedK4, dotDecodedLegacy, dotDecodedLegacy4 } from "./matmul-decoded";
+import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedK4 } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
+import { isLegacyTileType, matmulFloatTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 export { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
@@ -87,8 +88,10 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
 
 /**
  * Rows [r0, r1) of y (T,OC) = x (T,C) . w^T, w (OC,C) stored as `type`.
- * Float types: xa = x (T,C) f32; ad, ax unused; scratch: C floats (F16/BF16 with T > 1).
- * Quantized types with T > 1: scratch holds a decoded row (matmul-decoded.ts).
+ * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
+ * scratch two packed rows (matmul-tiles.ts). Legacy types with T > 1: xa the packed activation
+ * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: scratch holds a decoded
+ * row (matmul-decoded.ts).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
  * Q8_K's bsums (T, C/16) i32.
  */
@@ -109,45 +112,35 @@ export function matmulRows(
   const rb = <usize>rowBytes(type, C);
   const ys = <usize>OC << 2;
   if (isFloat(type)) {
-    const xs = <usize>C << 2;
-    for (let r = r0; r < r1; r++) {
-      let wr = w + <usize>r * rb;
-      const yr = y + (<usize>r << 2);
-      if (T == 1) {
-        const v =
-          type == T_F32
-            ? dotF32(wr, xa, C)
-            : type == T_F16S
-              ? dotF16S(wr, xa, C)
-              : type == T_F16
-                ? dotF16(wr, xa, C)
-                : dotBF16(wr, xa, C);
-        store<f32>(yr, v);
-        continue;
-      }
-      if (type == T_F16S) {
-        f16sRowToF32(wr, scratch, C);
-        wr = scratch;
-      } else if (type == T_F16) {
-        f16RowToF32(wr, scratch, C);
-        wr = scratch;
-      } else if (type == T_BF16) {
-        bf16RowToF32(wr, scratch, C);
-        wr = scratch;
-      }
-      let t = 0;
-      for (; t + 4 <= T; t += 4) dot4F32(wr, xa + <usize>t * xs, xs, C, yr + <usize>t * ys, ys);
-      for (; t < T; t++) store<f32>(yr + <usize>t * ys, dotF32(wr, xa + <usize>t * xs, C));
+    if (T > 1) {
+      matmulFloatTiles(type, w, rb, xa, y, T, C, OC, r0, r1, scratch);
+      return;
     }
+    for (let r = r0; r < r1; r++) {
+      const wr = w + <usize>r * rb;
+      const v =
+        type == T_F32
+          ? dotF32(wr, xa, C)
+          : type == T_F16S
+            ? dotF16S(wr, xa, C)
+            : type == T_F16
+              ? dotF16(wr, xa, C)
+              : dotBF16(wr, xa, C);
+      store<f32>(y + (<usize>r << 2), v);
+    }
+    return;
+  }
+  if (T > 1 && isLegacyTileType(type)) {
+    matmulLegacyTiles(type, w, rb, xa, y, T, C, OC, r0, r1, scratch);
     return;
   }
   const k = isKQuant(type);
   const nb = k ? C >> 8 : C >> 5;
-  const qsStride = <usize>C << 1;
-  const dStride = <usize>nb << 2;
-  const xStride = k ? <usize>(C >> 4) << 2 : dStride;
   if (T > 1) {
-    // Decode each row once into this thread's scratch, then dot it with every token.
+    // K-quants: decode each row once into this thread's scratch, then dot it with every token.
+    const qsStride = <usize>C << 1;
+    const dStride = <usize>nb << 2;
+    const xStride = <usize>(C >> 4) << 2;
     const hasMin = decodedHasMin(type);
     for (let r = r0; r < r1; r++) {
       decodeRow(type, w + <usize>r * rb, C, scratch);
@@ -156,15 +149,11 @@ export function matmulRows(
         const qs = xa + <usize>t * qsStride;
         const d = ad + <usize>t * dStride;
         const s = ax + <usize>t * xStride;
-        const yt = y + <usize>t * ys + (<usize>r << 2);
-        if (k) dotDecodedK4(scratch, C, hasMin, qs, qsStride, d, dStride, s, xStride, yt, ys);
-        else dotDecodedLegacy4(scratch, C, hasMin, qs, qsStride, d, s, dStride, yt, ys);
+        dotDecodedK4(scratch, C, hasMin, qs, qsStride, d, dStride, s, xStride, y + <usize>t * ys + (<usize>r << 2), ys);
       }
       for (; t < T; t++) {
         const qs = xa + <usize>t * qsStride;
-        const d = ad + <usize>t * dStride;
-        const s = ax + <usize>t * xStride;
-        const v = k ? dotDecodedK(scratch, C, hasMin, qs, d, s) : dotDecodedLegacy(scratch, C, hasMin, qs, d, s);
+        const v = dotDecodedK(scratch, C, hasMin, qs, ad + <usize>t * dStride, ax + <usize>t * xStride);
         store<f32>(y + <usize>t * ys + (<usize>r << 2), v);
       }
     }
