@@ -180,3 +180,60 @@ describe("streams written to the socket", () => {
     expect(last.done).toBe(true);
   });
 });
+
+describe("context shift on the Ollama routes (num_ctx 256)", () => {
+  const last = (r: RawAnswer) =>
+    JSON.parse(r.chunks.join("").trim().split("\n").at(-1) ?? "{}") as {
+      done?: boolean;
+      done_reason?: string;
+      eval_count?: number;
+      prompt_eval_count?: number;
+    };
+
+  it("by default a generation goes past the context (Ollama's shift), ending at num_predict", async () => {
+    const r = await post("/api/generate", {
+      model: "stories260k",
+      prompt: PROMPT,
+      stream: false,
+      options: { temperature: 0, num_predict: 400 },
+    });
+    expect(r.status).toBe(200);
+    const done = last(r);
+    expect(done.done_reason).toBe("length");
+    expect(done.eval_count).toBe(400);
+  });
+
+  it('"shift": false ends at the full context: prompt + generated = num_ctx', async () => {
+    const r = await post("/api/generate", {
+      model: "stories260k",
+      prompt: PROMPT,
+      stream: false,
+      shift: false,
+      options: { temperature: 0, num_predict: 400 },
+    });
+    const done = last(r);
+    expect(done.done_reason).toBe("length");
+    expect((done.eval_count ?? 0) + (done.prompt_eval_count ?? 0)).toBe(settings.contextLength);
+  });
+
+  it('a prompt longer than the context: cut by default; "shift": false is a 400 naming both numbers', async () => {
+    const long = Array.from({ length: 80 }, () => "Once upon a time").join(" ");
+    const cut = await post("/api/generate", {
+      model: "stories260k",
+      prompt: long,
+      stream: false,
+      options: { temperature: 0, num_predict: 4 },
+    });
+    expect(cut.status).toBe(200);
+    expect(last(cut).prompt_eval_count).toBeLessThan(settings.contextLength);
+    const refused = await post("/api/generate", {
+      model: "stories260k",
+      prompt: long,
+      stream: false,
+      shift: false,
+      options: { temperature: 0, num_predict: 4 },
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.chunks.join("")).toMatch(/256/);
+  });
+});

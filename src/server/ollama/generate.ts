@@ -16,8 +16,10 @@
  * generate's system + MESSAGEs + prompt, lose their oldest messages first (server/prompt.go
  * chatPrompt); a prompt still longer than num_ctx - 1 keeps its first num_keep tokens (+ BOS)
  * and its last (llm/llama_server.go; runtime/prompt.ts truncatePromptTokens). Each cut goes to the
- * server's log (ServerContext.warn). With "truncate": false a prompt too long is a 400 naming
- * both numbers.
+ * server's log (ServerContext.warn). With "truncate": false (or "shift": false) a prompt too long
+ * is a 400 naming both numbers. Context shift ("shift", on unless false, as Ollama's runner):
+ * a generation that fills the context keeps num_keep tokens, drops half of the rest and goes on
+ * (runtime/complete.ts); with "shift": false it ends there with done_reason "length".
  *
  * Timings are measured here and in complete(): total_duration from the request's arrival,
  * load_duration from the scheduler (0 when the model was loaded), prompt_eval_* and eval_* from
@@ -103,6 +105,7 @@ async function startRun(
       stop: options.stop,
       ...(options.grammar && { grammar: options.grammar }),
       ...(logprobs !== undefined && { logprobs }),
+      ...(truncation.shift && { shift: { numKeep: options.numKeep } }),
       signal,
     });
     async function* events(): AsyncGenerator<CompletionEvent> {
@@ -119,9 +122,13 @@ async function startRun(
   }
 }
 
-/** A request's truncation: Ollama's `truncate` (default on) and where to log a cut. */
+/** A request's truncation: Ollama's `truncate` and `shift` (both on by default) and where to log a cut. */
 interface Truncation {
   truncate: boolean;
+  /** Context shift (api/types.go "shift", unset means true: server/routes.go `req.Shift == nil ||
+   * *req.Shift`): a generation that fills the context drops half of it and goes on, and a prompt
+   * too long is cut by tokens only with both truncate and shift (llm/llama_server.go). */
+  shift: boolean;
   warn: Warn;
 }
 
@@ -129,14 +136,17 @@ interface Truncation {
  * Ollama's "truncate" (api/types.go): unset means true (server/routes.go: `req.Truncate == nil ||
  * *req.Truncate`), so a prompt too long for the context is cut unless the request says false.
  */
-function truncationOf(body: { truncate?: boolean | null | undefined }, warn: Warn): Truncation {
-  return { truncate: body.truncate !== false, warn };
+function truncationOf(
+  body: { truncate?: boolean | null | undefined; shift?: boolean | null | undefined },
+  warn: Warn,
+): Truncation {
+  return { truncate: body.truncate !== false, shift: body.shift !== false, warn };
 }
 
 /** With truncation, the runner's cut of a prompt too long (runtime/prompt.ts truncatePromptTokens),
  * logged as Ollama logs it ("truncating input prompt"); without, the prompt as it is. */
 function fitTokens(model: LoadedModel, tokens: number[], numKeep: number, t: Truncation): number[] {
-  if (!t.truncate) return tokens;
+  if (!t.truncate || !t.shift) return tokens;
   const cut = truncatePromptTokens(tokens, { numCtx: model.numCtx, numKeep, addsBos: model.info.addBos });
   if (cut.discarded > 0) {
     t.warn(

@@ -71,6 +71,7 @@ export const generateSchema = z.object({
   options: optionsSchema,
   think: thinkSchema,
   truncate: bool,
+  shift: bool,
   logprobs: bool,
   top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
@@ -86,6 +87,7 @@ export const chatSchema = z.object({
   options: optionsSchema,
   think: thinkSchema,
   truncate: bool,
+  shift: bool,
   logprobs: bool,
   top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
