@@ -221,4 +221,24 @@ describe("owl run", () => {
     expect(r.out).toContain("Unknown command '/nope'. Type /? for help\n");
     expect(r.out).not.toContain("never read");
   });
+
+  it("in process, an answer cut by a full context says so on stderr (the server would shift instead)", async () => {
+    for (const backend of ["owl", "llama.cpp"]) {
+      const r = await owl([
+        "run",
+        PROMPT,
+        "--backend",
+        backend,
+        "--num-ctx",
+        "256",
+        "--num-predict",
+        "400",
+        "--temperature",
+        "0",
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.out.length).toBeGreaterThan(0);
+      expect(r.err).toMatch(/the context is full \(256 tokens\); raise --num-ctx/);
+    }
+  });
 });
