@@ -15,78 +15,34 @@
  *   the runner holds).
  * Not here: the routes' ordinary behaviour (server-ollama.test.ts, server-openai*.test.ts).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBackend } from "../src/runtime/backends.ts";
-import { Scheduler } from "../src/runtime/scheduler.ts";
-import type { ServerContext, ServerWarning } from "../src/server/context.ts";
-import { type RunningServer, startServer } from "../src/server/serve.ts";
-import { ModelStore } from "../src/store/store.ts";
+import type { ServerWarning } from "../src/server/context.ts";
+import type { RunningServer } from "../src/server/serve.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
-import type { ServerSettings } from "../src/util/env.ts";
 import { fixturePath } from "./helpers/fixtures.ts";
 import { BUNDLED, REF, referenceText } from "./helpers/runtime.ts";
+import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const MODEL = "stories260k";
 const NUM_CTX = 256;
 
-const root = mkdtempSync(join(tmpdir(), "owl-server-gaps-"));
-const shutdown = new AbortController();
+let t: TestServer;
 let server: RunningServer;
-let scheduler: Scheduler;
-const warnings: ServerWarning[] = [];
-const internalErrors: unknown[] = [];
-
-const settings: ServerSettings = {
-  host: "127.0.0.1",
-  port: 0,
-  maxLoadedModels: 2,
-  numParallel: 1,
-  maxQueue: 8,
-  keepAlive: "5m",
-  apiKeys: [],
-  maxBodyBytes: 256 * 1024,
-  contextLength: NUM_CTX,
-  backend: "llama.cpp",
-  origins: [],
-};
+let warnings: ServerWarning[];
 
 beforeAll(async () => {
-  scheduler = new Scheduler({
-    createBackend: (n) => createBackend(n),
-    maxLoadedModels: settings.maxLoadedModels,
-    numParallel: settings.numParallel,
-    maxQueue: settings.maxQueue,
-    defaultKeepAliveMs: 5 * 60_000,
-    defaultNumCtx: settings.contextLength,
-    defaultBackend: "llama.cpp",
-    // NOTE: llama.cpp's spinning threads crawl on a busy 2-core machine; one thread is fast here.
-    threads: 1,
-  });
-  const ctx: ServerContext = {
-    store: new ModelStore(root),
-    scheduler,
-    settings,
-    version: "0.0.0-test",
-    shutdown: shutdown.signal,
-    warn: (w) => warnings.push(w),
-  };
-  server = await startServer(
-    ctx,
-    { host: "127.0.0.1", port: 0 },
-    { onInternalError: (e) => internalErrors.push(e) },
+  t = await startTestServer(
+    { contextLength: NUM_CTX, maxBodyBytes: 256 * 1024 },
+    { prefix: "owl-server-gaps-" },
   );
+  server = t.server;
+  warnings = t.warnings;
 });
 
 afterAll(async () => {
-  shutdown.abort();
-  await server?.close({ graceMs: 1000 });
-  await scheduler?.close();
-  rmSync(root, { recursive: true, force: true });
-  expect(internalErrors).toEqual([]);
+  await t?.close();
+  expect(t?.internalErrors ?? []).toEqual([]);
 });
 
 async function post(path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {

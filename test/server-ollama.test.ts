@@ -11,80 +11,43 @@
  * Not here: the core middleware (server-core.test.ts).
  */
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createBackend } from "../src/runtime/backends.ts";
 import { Scheduler } from "../src/runtime/scheduler.ts";
-import type { ServerContext } from "../src/server/context.ts";
 import { type RunningServer, startServer } from "../src/server/serve.ts";
 import { ModelStore } from "../src/store/store.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import type { ServerSettings } from "../src/util/env.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 import { writeTinyLora } from "./helpers/runtime.ts";
+import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
 const REF = "llama2c/reference/greedy_once_upon_a_time_n200.json";
 const MODEL = "stories260k";
 const N = 40;
 
-const root = mkdtempSync(join(tmpdir(), "owl-server-ollama-"));
-const shutdown = new AbortController();
+let t: TestServer;
 let server: RunningServer;
-let scheduler: Scheduler;
 let client: Ollama;
-const internalErrors: unknown[] = [];
-
-const settings: ServerSettings = {
-  host: "127.0.0.1",
-  port: 0,
-  maxLoadedModels: 2,
-  numParallel: 2,
-  maxQueue: 8,
-  keepAlive: "5m",
-  apiKeys: [],
-  maxBodyBytes: 64 * 1024,
-  contextLength: 256,
-  backend: "llama.cpp",
-  origins: [],
-};
+let root: string;
+let settings: ServerSettings;
 
 beforeAll(async () => {
-  scheduler = new Scheduler({
-    createBackend: (n) => createBackend(n),
-    maxLoadedModels: settings.maxLoadedModels,
-    numParallel: settings.numParallel,
-    maxQueue: settings.maxQueue,
-    defaultKeepAliveMs: 5 * 60_000,
-    defaultNumCtx: settings.contextLength,
-    defaultBackend: "llama.cpp",
-    // NOTE: llama.cpp's spinning threads crawl on a busy 2-core machine; one thread is fast here.
-    threads: 1,
-  });
-  const ctx: ServerContext = {
-    store: new ModelStore(root),
-    scheduler,
-    settings,
-    version: "0.0.0-test",
-    shutdown: shutdown.signal,
-  };
-  server = await startServer(
-    ctx,
-    { host: "127.0.0.1", port: 0 },
-    { onInternalError: (e) => internalErrors.push(e) },
+  t = await startTestServer(
+    { numParallel: 2, maxQueue: 8, contextLength: 256 },
+    { prefix: "owl-server-ollama-" },
   );
+  ({ server, root, settings } = t);
   client = new Ollama({ host: server.url });
 });
 
 afterAll(async () => {
-  shutdown.abort();
-  await server?.close({ graceMs: 1000 });
-  await scheduler?.close();
-  rmSync(root, { recursive: true, force: true });
-  expect(internalErrors).toEqual([]);
+  await t?.close();
+  expect(t?.internalErrors ?? []).toEqual([]);
 });
 
 /** run.c's first n generated tokens as text (the reference the CLI test uses too). */

@@ -6,18 +6,12 @@
  * Expected text: llama2.c run.c's greedy output for the bundled stories260K (reference file).
  * Not here: the routes' fields (server-ollama, server-openai tests).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBackend } from "../src/runtime/backends.ts";
-import { Scheduler } from "../src/runtime/scheduler.ts";
-import type { ServerContext } from "../src/server/context.ts";
-import { type RunningServer, startServer } from "../src/server/serve.ts";
-import { ModelStore } from "../src/store/store.ts";
-import type { ServerSettings } from "../src/util/env.ts";
+import type { RunningServer } from "../src/server/serve.ts";
 import { fixturePath } from "./helpers/fixtures.ts";
+import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const REF_FILE = "llama2c/reference/greedy_once_upon_a_time_n200.json";
 const refPath = fixturePath(REF_FILE);
@@ -26,51 +20,21 @@ const REF = JSON.parse(readFileSync(refPath, "utf8")) as { stdout: string };
 const PROMPT = "Once upon a time";
 const ORIGIN = "http://localhost:5173";
 
-const root = mkdtempSync(join(tmpdir(), "owl-server-stream-"));
-const shutdown = new AbortController();
+let t: TestServer;
 let server: RunningServer;
-let scheduler: Scheduler;
-
-const settings: ServerSettings = {
-  host: "127.0.0.1",
-  port: 0,
-  maxLoadedModels: 1,
-  numParallel: 1,
-  maxQueue: 4,
-  keepAlive: "5m",
-  apiKeys: [],
-  maxBodyBytes: 64 * 1024,
-  contextLength: 256,
-  backend: "llama.cpp",
-  origins: [],
-};
+const settings = { contextLength: 256 };
 
 beforeAll(async () => {
-  scheduler = new Scheduler({
-    createBackend: (n) => createBackend(n),
-    maxLoadedModels: 1,
-    numParallel: 1,
-    maxQueue: 4,
-    defaultKeepAliveMs: 5 * 60_000,
-    defaultNumCtx: settings.contextLength,
-    defaultBackend: "llama.cpp",
-    threads: 1,
-  });
-  const ctx: ServerContext = {
-    store: new ModelStore(root),
-    scheduler,
-    settings,
-    version: "0.0.0-test",
-    shutdown: shutdown.signal,
-  };
-  server = await startServer(ctx, { host: "127.0.0.1", port: 0 });
+  t = await startTestServer(
+    { ...settings, maxLoadedModels: 1, maxQueue: 4 },
+    { prefix: "owl-server-stream-" },
+  );
+  server = t.server;
 });
 
 afterAll(async () => {
-  shutdown.abort();
-  await server?.close();
-  await scheduler?.close();
-  rmSync(root, { recursive: true, force: true });
+  await t?.close();
+  expect(t?.internalErrors ?? []).toEqual([]);
 });
 
 interface RawAnswer {
