@@ -21,7 +21,8 @@
  * product then runs once over all rows (the weights are read once per step, not once per
  * sequence); RoPE takes each row's position, K and V go to each row's cache at its position, and
  * each run of consecutive rows of one cache attends to that cache alone (the same attention kernel
- * as a one-sequence step). Hooks are not called in a batched step.
+ * as a one-sequence step). Hooks are not called in a batched step. A batched step of 2 or 3 rows
+ * multiplies non-F32 weights a row at a time (BATCH_ROWWISE_BELOW: faster on today's kernels).
  * Not here: loading and binding weights (weights.ts), sessions, prefix reuse (model.ts).
  */
 import { rowBytes } from "../quant/index.ts";
@@ -160,8 +161,34 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
   return { offset: buf.offset + offsetFloats * 4, bytes: n * 4 };
 }
 
-/** y (T,OC) = x (T,C) · wᵀ with w (OC,C) a loaded weight. */
-function matmul(be: KernelBackend, w: Weight, x: Buf, y: Buf, T: number, C: number, OC: number): void {
+/**
+ * Rows below which a batched step multiplies each row on its own, for weights other than F32.
+ * NOTE: measured on the WebAssembly kernels (bench/serve.ts --owl, engine-kernels): for T of 2 or
+ * 3 a quantized or F16 matmul decodes each weight row and then dots it with one token at a time,
+ * which costs 2.3-2.7x (T=2) and 3.6x (T=3) a one-row matmul, so two or three one-row products
+ * are cheaper; from 4 rows the kernel dots four tokens per decoded row. Once the kernels'
+ * small-T path beats T one-row products, drop this.
+ */
+const BATCH_ROWWISE_BELOW = 4;
+
+/**
+ * y (T,OC) = x (T,C) · wᵀ with w (OC,C) a loaded weight; `rowwise`: a batched step, where 2..3
+ * rows of a non-F32 weight go one at a time (BATCH_ROWWISE_BELOW).
+ */
+function matmul(
+  be: KernelBackend,
+  w: Weight,
+  x: Buf,
+  y: Buf,
+  T: number,
+  C: number,
+  OC: number,
+  rowwise = false,
+): void {
+  if (rowwise && T > 1 && T < BATCH_ROWWISE_BELOW && w.type !== "F32") {
+    for (let t = 0; t < T; t++) be.matmul(w.type, w.buf, sub(x, t * C, C), sub(y, t * OC, OC), 1, C, OC);
+    return;
+  }
   be.matmul(w.type, w.buf, x, y, T, C, OC);
 }
 
@@ -232,6 +259,7 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
   const positions = new Int32Array(T);
   for (let t = 0; t < T; t++) positions[t] = step.rows ? step.rows[t]!.pos : pos0 + t;
   const runs = step.rows ? runsOf(step.rows) : [{ kv, t0: 0, T, pos0 }];
+  const rowwise = step.rows !== undefined;
   const rope: RopeParams = w.ropeFreqs ? { ...hp.rope, freqFactors: w.ropeFreqs.buf } : { ...hp.rope };
   const x = sub(s.x, 0, T * C);
   const xb = sub(s.xb, 0, T * C);
@@ -247,9 +275,9 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
     // attention
     be.rmsNorm(x, lw.attnNorm.buf, xb, T, C, eps);
     see(l, "attn_norm", xb);
-    matmul(be, lw.wq, xb, s.q, T, C, qDim);
-    matmul(be, lw.wk, xb, s.k, T, C, kvDim);
-    matmul(be, lw.wv, xb, s.v, T, C, kvDim);
+    matmul(be, lw.wq, xb, s.q, T, C, qDim, rowwise);
+    matmul(be, lw.wk, xb, s.k, T, C, kvDim, rowwise);
+    matmul(be, lw.wv, xb, s.v, T, C, kvDim, rowwise);
     if (lw.bq) be.addBias(s.q, lw.bq.buf, T, qDim);
     if (lw.bk) be.addBias(s.k, lw.bk.buf, T, kvDim);
     if (lw.bv) be.addBias(s.v, lw.bv.buf, T, kvDim);
@@ -266,7 +294,7 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
       const att = sub(s.att, r.t0 * qDim, r.T * qDim);
       be.attention(q, r.kv.k[l]!, r.kv.v[l]!, att, r.T, r.pos0, nHead, nHeadKv, headDim);
     }
-    matmul(be, lw.wo, s.att, xb, T, qDim, C);
+    matmul(be, lw.wo, s.att, xb, T, qDim, C, rowwise);
     see(l, "attn_out", xb);
     be.add(x, xb, T * C);
     see(l, "ffn_inp", x);
@@ -277,10 +305,10 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
       moeFfn(be, lw.moe, hp, s, xb, xb2, T);
     } else {
       const ffn = lw.ffn!;
-      matmul(be, ffn.gate, xb, s.hb, T, C, nFf);
-      matmul(be, ffn.up, xb, s.hb2, T, C, nFf);
+      matmul(be, ffn.gate, xb, s.hb, T, C, nFf, rowwise);
+      matmul(be, ffn.up, xb, s.hb2, T, C, nFf, rowwise);
       be.swiglu(s.hb, s.hb2, T * nFf);
-      matmul(be, ffn.down, s.hb, xb2, T, nFf, C);
+      matmul(be, ffn.down, s.hb, xb2, T, nFf, C, rowwise);
     }
     see(l, "ffn_out", xb2);
     be.add(x, xb2, T * C);
@@ -295,7 +323,7 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
     for (const [i, t] of step.outRows.entries()) be.copy(s.x, s.xb2, C, t * C, i * C);
     const ho = sub(s.xb, 0, nOut * C);
     be.rmsNorm(sub(s.xb2, 0, nOut * C), w.outputNorm.buf, ho, nOut, C, eps);
-    matmul(be, w.output, ho, s.logits, nOut, C, V);
+    matmul(be, w.output, ho, s.logits, nOut, C, V, rowwise);
     return;
   }
   const nOut = T - step.outFrom;
@@ -303,5 +331,5 @@ export function forwardDecoder(w: DecoderWeights, hp: Hyperparams, step: Forward
   const xo = sub(s.x, step.outFrom * C, nOut * C);
   const ho = sub(s.xb, 0, nOut * C);
   be.rmsNorm(xo, w.outputNorm.buf, ho, nOut, C, eps);
-  matmul(be, w.output, ho, s.logits, nOut, C, V);
+  matmul(be, w.output, ho, s.logits, nOut, C, V, rowwise);
 }
