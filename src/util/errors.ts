@@ -77,6 +77,8 @@ export type OwlErrorCode =
   | "ERR_MODEL_LOAD"
   | "ERR_QUEUE_FULL"
   | "ERR_GRAMMAR"
+  /** llama.cpp failed to decode a batch or to sample from it (the model stays usable). */
+  | "ERR_DECODE"
   // the HTTP server and its clients
   | "ERR_BAD_REQUEST"
   | "ERR_BODY_TOO_LARGE"
