@@ -10,12 +10,16 @@
  * mat-mat kernels of prompt evaluation) instead of once per sequence. Sequences whose consumers
  * take their tokens in the same turn (complete() loops, the HTTP streams, which ask for the next
  * item right after writing one) thus step together. A single sequence never waits for others:
- * its step runs on the next turn, as the old one-at-a-time loop did. When a sequence of the last
- * step has not asked yet (its consumer is a turn late), the step waits one more turn for it,
- * and no longer, so that a late stream does not settle into steps of its own. The engine is
- * synchronous (the WASM thread pool blocks the caller), so a step blocks the event loop while it
- * runs. Prompts are evaluated per sequence, at once, in generate() (a prompt is a mat-mat
- * already). stepCounts() counts the steps by their number of sequences (tests, benchmarks).
+ * its step runs on the next turn through its own Session.evaluate, as the old one-at-a-time loop
+ * did. When a sequence of the last step has not asked yet (its consumer is a turn late), the step
+ * waits one more turn for it, and no longer, so that a late stream does not settle into steps of
+ * its own. The engine is synchronous (the WASM thread pool blocks the caller), so a step blocks
+ * the event loop while it runs. Prompts are evaluated per sequence, at once, in generate() (a
+ * prompt is a mat-mat already). stepCounts() counts the steps by their number of sequences.
+ * What a batch gains is the kernels': on the bench machine a step of 4 sequences of the 15M and
+ * 110M Q8_0 models cost 1.0-1.7x less than 4 steps of one, 8 sequences 1.4-1.8x
+ * (bench/serve.ts --owl), because today's quantized matmul over a few rows costs about as much
+ * per row as over one; F32 weights gain 2.0-2.4x at 4-8 sequences.
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
  * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
@@ -206,8 +210,14 @@ class OwlModel implements LoadedModel {
     let logits: Float32Array[];
     try {
       if (this.disposed) throw disposedError(this.options.modelPath);
-      const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens }));
-      logits = this.model.evaluateBatch(items, { maxRows: this.numParallel }).map((r) => r.logits);
+      if (batch.length === 1) {
+        // One sequence: its own session's step, as before batching.
+        const [s, r] = batch[0]!;
+        logits = [s.session.evaluate(r.tokens).logits];
+      } else {
+        const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens }));
+        logits = this.model.evaluateBatch(items, { maxRows: this.numParallel }).map((r) => r.logits);
+      }
     } catch (e) {
       for (const [, r] of batch) r.reject(e);
       return;
