@@ -1,43 +1,85 @@
 /**
- * The llama.cpp backend: node-llama-cpp 3.21.1 runs a GGUF with one context of numParallel
- * sequences (createContext({sequences})), each able to hold numCtx tokens (node-llama-cpp sizes
- * the context as contextSize x sequences). Sequences generating at the same time are batched into
- * one decode by node-llama-cpp (its batching dispatches the pending evaluations of all sequences
- * on the next event-loop cycle, "maximumParallelism"), which is the continuous batching the
- * scheduler relies on, behind a step barrier of owl's: a sequence asks for its next token only
- * once no other sequence of the model is still waiting for the current step's. Without it the
- * batches split: node-llama-cpp samples each sequence of a batch in turn (one thread-pool job
- * each) and, still holding its context lock, decodes whatever was queued meanwhile, so the
- * sequences sampled first run ahead in a batch of their own (measured with node-llama-cpp
- * 3.21.1 on the 15M bench model: 2 streams gave batches of 1 token, 4 streams batches of 3; with
- * the barrier every step is one batch of 2, 4 or 8 tokens). A single sequence never waits.
- * What a full batch buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, shared; one
- * model thread) a decode step of 4 sequences costs 1.9-3.4x a step of one from run to run, for
- * Q8_0, Q4_0 and F32 alike (timed around node-llama-cpp's decodeBatch), so 4 streams give
- * 1.3-1.8x the tokens/s of one, not 4x, through owl serve and node-llama-cpp direct alike
+ * The llama.cpp backend: node-llama-cpp 3.21.1 loads a GGUF and creates one context of
+ * numParallel sequences (createContext({sequences})), each able to hold numCtx tokens
+ * (node-llama-cpp sizes the context as contextSize x sequences); owl drives the decode loop itself
+ * on node-llama-cpp's native addon, not through LlamaContextSequence.evaluate.
+ *
+ * Why: evaluate() costs about 0.5 ms of main-thread JavaScript a token (its batch queue, locks,
+ * token meter, sampler config resolved and applied every token, checkpoints), which on a loaded
+ * 2-core machine is the difference between owl serve and llama.cpp: measured on the 15M Q8_0
+ * bench model, one thread, a step of 4 sequences cost 10.5-12.8 ms through evaluate() and
+ * 6.5-8.2 ms through the addon directly; a step of one 2.7-3.3 ms and 2.4-2.8 ms.
+ *
+ * The loop (LlamaCppModel.drain): the sequences wanting their next token are decoded as ONE batch
+ * (initBatch, addToBatch for each, decodeBatch), then each is sampled (sampleToken calls issued
+ * together; they run one after another on the one thread-pool thread). A prompt goes in chunks
+ * of at most the context's batch size, with logits for its last token only; sequences wanting
+ * one token go first in a batch, so a long prompt does not hold them back a whole chunk. One
+ * drain runs at a time per context (initBatch resets the addon's one batch, and sampling reads the
+ * logits the next decode overwrites): it is the context's lock. Everything that touches the
+ * context's KV cache (removing a sequence's cells for prefix reuse) happens inside it, between
+ * decodes. owl tracks each sequence's tokens itself (LlamaCppSequence.cached: exactly what its KV
+ * cells hold); the sequences are the addon's sequence ids 0..numParallel-1, and node-llama-cpp's
+ * LlamaContextSequence objects are never created, so there is no second view of the cache to
+ * disagree with. The embedding context is a context of its own (createEmbeddingContext) and never
+ * shares this one.
+ *
+ * The step barrier: a sequence asks for its next token only once no other sequence of the model
+ * is still waiting for the current step's; the sequences held back go together on the next
+ * event-loop cycle after the last token of the step arrived, so their requests meet in one
+ * drain, one batch (without the barrier the sequences sampled first run ahead in batches of their
+ * own: measured with node-llama-cpp's batching, 2 streams gave batches of 1 token, 4 streams
+ * batches of 3). A step of one sequence is decoded at once; a step of several waits for the next
+ * event-loop cycle, by when all of them have asked. What a full batch buys is llama.cpp's: on the
+ * bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a decode of 4 sequences costs
+ * 1.9-3.4x a decode of one from run to run, so 4 streams give well under 4x the tokens/s of one
  * (bench/RESULTS.md, "serve"). Two threads batch better, but their one-sequence steps collapse
- * on a loaded 2-core machine (llama.cpp's threads spin).
+ * on a loaded 2-core machine (llama.cpp's threads spin). decodeCounts() counts the decodes by
+ * their number of sequences (tests, benchmarks).
  * Ask-ahead: a sequence asks for its next token as soon as it has one, before handing it to the
- * caller, and a step of one sequence is dispatched at once (node-llama-cpp's default waits for
- * the next event-loop cycle, after the caller's work): llama.cpp decodes on its own thread while
- * the caller (complete(), the HTTP route, the socket write) works, instead of after it. When the
- * caller stops, that one step was decoded for nothing and the sequence's next generate() waits
- * for it.
+ * caller: llama.cpp decodes on its own thread while the caller (complete(), the HTTP route, the
+ * socket write) works, instead of after it. When the caller stops, that one step was decoded for
+ * nothing and the sequence's next generate() waits for it.
  *
- * Sampling maps onto node-llama-cpp's evaluate options (temperature, topK, topP, minP, seed,
- * repeatPenalty with the window of recent tokens, tokenBias from logitBias, grammars through
- * LlamaGrammarEvaluationState). Logprobs come from evaluateWithMetadata, which computes them over
- * the candidates after node-llama-cpp's sampler chain. So that they are the model's distribution
- * (the softmax of the logits after logit bias and penalties, before truncation and temperature),
- * a request with logprobs at temperature > 0 runs node-llama-cpp's chain up to the penalties only
- * (greedy), takes the whole distribution, and draws with owl's Sampler (the rest of llama.cpp's
- * chain, same seed, same result), feeding the chosen token back; node-llama-cpp has no typical-p
- * sampler, so typicalP < 1 takes the same path. NOTE: with a grammar the grammar's state follows
- * node-llama-cpp's own pick: there the logprobs are those after its whole chain, and typicalP is
- * ignored.
+ * Sampling: one llama.cpp sampler chain per generation (the addon's AddonSampler, as
+ * node-llama-cpp makes one per evaluate()), configured with exactly the object node-llama-cpp's
+ * LlamaContextSequence._resolveSamplerConfig builds from the same evaluate options (temperature,
+ * topK, topP, minP, seed, repeat penalty over the window of recent tokens, token bias from
+ * logitBias with TokenBias's rules, grammar state), so the same seed gives the same tokens as
+ * before. node-llama-cpp applies it before every token; the addon compares it with its state
+ * and changes nothing unless the token history differs from what its chain accepted itself, so
+ * owl applies it once and again only when it fed back a token of its own choosing (below).
+ * Grammars: the chain holds the LlamaGrammarEvaluationState, and sampleToken accepts the chosen
+ * token into it. Logprobs: sampleToken returns the distribution over the candidates after the
+ * chain (or the chosen token's probability). So that they are the model's distribution (the
+ * softmax of the logits after logit bias and penalties, before truncation and temperature), a
+ * request with logprobs at temperature > 0 runs the chain up to the penalties only (greedy),
+ * takes the whole distribution, and draws with owl's Sampler (the rest of llama.cpp's chain, same
+ * seed, same result), feeding the chosen token back; llama.cpp's chain here has no typical-p, so
+ * typicalP < 1 takes the same path. NOTE: with a grammar the grammar's state follows llama.cpp's
+ * own pick: there the logprobs are those after its whole chain, and typicalP is ignored.
  *
- * Prefix reuse: a sequence keeps its evaluated tokens; generate() erases what follows the common
- * prefix with the new prompt and evaluates only the rest (always at least the last prompt token).
+ * Prefix reuse: generate() keeps the common prefix of the sequence's tokens and the new prompt,
+ * removes the rest of its cells (removeTokenCellsFromSequence(id, keep, -1)) and evaluates only
+ * the rest of the prompt (always at least its last token). Where llama.cpp cannot remove part of
+ * a sequence (recurrent models; a sliding-window cache that dropped the prefix's first cells) the
+ * whole sequence is cleared and the prompt evaluated again, as node-llama-cpp does without
+ * checkpoints (it keeps state checkpoints for those models; owl does not).
+ * Failures: a decode that fails rejects the sequences of that batch with ERR_DECODE; their cells
+ * past what they held before are removed, and the context goes on serving the others.
+ *
+ * node-llama-cpp 3.21.1 internals used (the version is pinned exactly; load() checks that they
+ * are there): LlamaContext._ctx (the AddonContext: initBatch, addToBatch(sequenceId,
+ * firstTokenSequenceIndex, Uint32Array tokens, Uint32Array logitIndexes), decodeBatch,
+ * sampleToken(batchLogitIndex, sampler[, probabilities, confidence]),
+ * removeTokenCellsFromSequence, getSequenceKvCacheMinPosition, setThreads), Llama._bindings.
+ * AddonSampler (new AddonSampler(LlamaModel._model), applyConfig, dispose),
+ * LlamaGrammarEvaluationState._state, and the context's thread reservation (_reserveThreads,
+ * _threadSplitterConsumer.getAllocationToConsume, _freeReservedThreads) through which contexts
+ * decoding at the same time share the process's threads. NOTE: node-llama-cpp also serializes
+ * decodes of all contexts on Vulkan (a crash workaround); owl runs llama.cpp on the CPU unless
+ * configured otherwise, and does not.
+ *
  * Embeddings run in a separate embedding context created on first use (the model's pooling; for
  * a model without one llama.cpp gives the last token's hidden state), L2-normalized here.
  * Not here: the completion loop over text (complete.ts), the shared Llama instance (backends.ts).
@@ -45,12 +87,10 @@
 import type {
   Llama,
   LlamaContext,
-  LlamaContextSequence,
   LlamaEmbeddingContext,
   LlamaGrammar,
   LlamaGrammarEvaluationState,
   LlamaModel,
-  SequenceEvaluateOptions,
   Token,
 } from "node-llama-cpp";
 import { Sampler } from "../engine/sampler.ts";
@@ -124,15 +164,11 @@ export class LlamaCppBackend implements Backend {
       );
     }
     try {
-      let loaded: LlamaCppModel | undefined;
       const context = await model.createContext({
         contextSize: options.numCtx,
         sequences: options.numParallel,
         flashAttention: false,
         failedCreationRemedy: false,
-        batching: {
-          dispatchSchedule: (dispatch) => (loaded ? loaded.scheduleDecode(dispatch) : setImmediate(dispatch)),
-        },
         ...(this.backendOptions.kvCacheType === "F32" && {
           experimentalKvCacheKeyType: "F32",
           experimentalKvCacheValueType: "F32",
@@ -143,9 +179,15 @@ export class LlamaCppBackend implements Backend {
         }),
         ...(signal && { createSignal: signal }),
       });
+      let addon: Addon;
+      try {
+        addon = addonOf(llama, model, context);
+      } catch (e) {
+        await context.dispose();
+        throw e;
+      }
       const info = facts.tokenizer ? facts.info : infoFromLlamaCpp(facts.info, model);
-      loaded = new LlamaCppModel(lib, llama, model, context, info, facts.tokenizer, options);
-      return loaded;
+      return new LlamaCppModel(lib, llama, model, context, addon, info, facts.tokenizer, options);
     } catch (e) {
       await model.dispose();
       if (signal?.aborted) throw aborted(signal);
@@ -175,24 +217,185 @@ function infoFromLlamaCpp(info: ModelInfo, model: LlamaModel): ModelInfo {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// node-llama-cpp 3.21.1's internals (module comment): the native addon's context and sampler.
+
+/** What sampleToken gives with probabilities or confidence asked for. */
+type SampleTuple = [token: number, probabilities?: number[], confidence?: number];
+
+/** node-llama-cpp's AddonContext (llama/addon/AddonContext.cpp). */
+interface AddonContext {
+  /** A fresh batch of room for `tokens` tokens (at most the context's batch size). */
+  initBatch(tokens: number): void;
+  /** Adds tokens of one sequence from `firstTokenSequenceIndex` on; the batch indexes of the
+   * tokens whose logits are kept (`logitIndexes`: indexes into `tokens`, ascending). */
+  addToBatch(
+    sequenceId: number,
+    firstTokenSequenceIndex: number,
+    tokens: Uint32Array,
+    logitIndexes: Uint32Array,
+  ): Uint32Array;
+  /** llama_decode of the batch on a thread-pool thread. */
+  decodeBatch(): Promise<void>;
+  /** Runs the sampler's chain on one set of logits of the last decode and accepts the token
+   * (penalty history, grammar); -1 when no token could be chosen. */
+  sampleToken(batchLogitIndex: number, sampler: AddonSampler): Promise<number>;
+  sampleToken(
+    batchLogitIndex: number,
+    sampler: AddonSampler,
+    probabilities: boolean,
+    confidence: boolean,
+  ): Promise<SampleTuple>;
+  /** llama_memory_seq_rm(sequenceId, start, end); false when llama.cpp cannot remove that part. */
+  removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
+  /** Smallest position of the sequence's cells; -1 for none. */
+  getSequenceKvCacheMinPosition(sequenceId: number): number;
+  setThreads(threads: number): void;
+}
+
+/** node-llama-cpp's AddonSampler (llama/addon/AddonSampler.cpp). */
+interface AddonSampler {
+  applyConfig(config: SamplerConfig): void;
+  dispose(): void;
+}
+
+/**
+ * The config object node-llama-cpp 3.21.1's LlamaContextSequence._resolveSamplerConfig builds
+ * (null fields removed). NOTE: its dryRepeatPenalty* fields are left out: the addon reads them
+ * only with a dryRepeatPenaltyStrength, which owl never sets; likewise repeatPenaltyMaxTokens and
+ * the penalties without repeatPenaltyTokens, and xtc*.
+ */
+interface SamplerConfig {
+  temperature: number;
+  minP: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  repeatPenalty?: number;
+  repeatPenaltyMaxTokens?: number;
+  repeatPenaltyTokens?: Uint32Array;
+  repeatPenaltyPresencePenalty?: number;
+  repeatPenaltyFrequencyPenalty?: number;
+  tokenBiasKeys?: Uint32Array;
+  tokenBiasValues?: Float32Array;
+  grammarEvaluationState?: object;
+}
+
+interface ThreadsConsumer {
+  getAllocationToConsume():
+    | [number, { dispose(): void }]
+    | Promise<[number, { dispose(): void }] | undefined>;
+}
+
+/** The internals of one loaded model, found once at load. */
+interface Addon {
+  ctx: AddonContext;
+  newSampler(): AddonSampler;
+  /** The native state inside a grammar evaluation state. */
+  grammarState(state: LlamaGrammarEvaluationState): object;
+  /** The context's share of the process's threads for a decode (node-llama-cpp's splitter). */
+  reserveThreads(): ThreadsConsumer;
+  freeThreads(): void;
+}
+
+/** The addon objects behind node-llama-cpp's public ones, checked: a version that moved them fails
+ * the load with a clear message rather than a decode with a TypeError. */
+function addonOf(llama: Llama, model: LlamaModel, context: LlamaContext): Addon {
+  const l = llama as unknown as { _bindings?: { AddonSampler?: new (model: unknown) => AddonSampler } };
+  const m = model as unknown as { _model?: unknown };
+  const c = context as unknown as {
+    _ctx?: Partial<AddonContext>;
+    _reserveThreads?: () => void;
+    _freeReservedThreads?: () => void;
+    _threadSplitterConsumer?: ThreadsConsumer;
+  };
+  const ctx = c._ctx;
+  const Sampler = l._bindings?.AddonSampler;
+  const missing = [
+    !ctx && "LlamaContext._ctx",
+    ctx && typeof ctx.initBatch !== "function" && "AddonContext.initBatch",
+    ctx && typeof ctx.addToBatch !== "function" && "AddonContext.addToBatch",
+    ctx && typeof ctx.decodeBatch !== "function" && "AddonContext.decodeBatch",
+    ctx && typeof ctx.sampleToken !== "function" && "AddonContext.sampleToken",
+    ctx &&
+      typeof ctx.removeTokenCellsFromSequence !== "function" &&
+      "AddonContext.removeTokenCellsFromSequence",
+    ctx &&
+      typeof ctx.getSequenceKvCacheMinPosition !== "function" &&
+      "AddonContext.getSequenceKvCacheMinPosition",
+    ctx && typeof ctx.setThreads !== "function" && "AddonContext.setThreads",
+    typeof Sampler !== "function" && "Llama._bindings.AddonSampler",
+    m._model === undefined && "LlamaModel._model",
+    typeof c._reserveThreads !== "function" && "LlamaContext._reserveThreads",
+    typeof c._freeReservedThreads !== "function" && "LlamaContext._freeReservedThreads",
+  ].filter((x): x is string => typeof x === "string");
+  if (missing.length > 0 || !ctx || !Sampler) {
+    throw new OwlError(
+      "ERR_MODEL_LOAD",
+      `node-llama-cpp's internals that owl's decode loop drives are missing: ${missing.join(", ")} ` +
+        "(owl expects node-llama-cpp 3.21.1 exactly)",
+      { hint: "reinstall the pinned dependencies (npm ci)" },
+    );
+  }
+  return {
+    ctx: ctx as AddonContext,
+    newSampler: () => new Sampler(m._model),
+    grammarState: (state) => (state as unknown as { _state: object })._state,
+    reserveThreads: () => {
+      c._reserveThreads?.();
+      const consumer = c._threadSplitterConsumer;
+      if (!consumer) throw new Error("internal error: node-llama-cpp reserved no threads consumer");
+      return consumer;
+    },
+    freeThreads: () => c._freeReservedThreads?.(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
 const utf8 = new TextEncoder();
 
 /** Grammars kept per model (clients tend to send the same few schemas). */
 const GRAMMAR_CACHE = 32;
 
-/** What evaluateWithMetadata yields. */
-type EvaluateOutput = { token: Token; confidence?: number; probabilities?: Map<Token, number> };
+const NO_LOGITS = new Uint32Array(0);
+
+/** A sampled token with what was asked of it: the distribution after the chain (token id,
+ * probability pairs, most likely first) or the chosen token's probability. */
+interface Sampled {
+  token: number;
+  probabilities?: number[];
+  confidence?: number;
+}
+
+/** A sequence's request for a decode and a sample, waiting for (or in) the drain. */
+interface DecodeRequest {
+  seq: LlamaCppSequence;
+  /** Tokens to append to the sequence's cells; the last one's logits are sampled. */
+  tokens: readonly number[];
+  /** How many of `tokens` are in the KV cache already (a prompt goes in chunks). */
+  done: number;
+  /**
+   * Prefix reuse: keep only the first `keep` cells of the sequence before decoding, and the whole
+   * prompt when llama.cpp cannot cut there (then `prompt` is decoded from its start and
+   * `reused(0)` is told). undefined: append to what the sequence holds.
+   */
+  trim?: { keep: number; prompt: readonly number[]; reused: (n: number) => void };
+  sample: (batchLogitIndex: number) => Promise<Sampled>;
+  resolve: (s: Sampled) => void;
+  reject: (e: unknown) => void;
+}
 
 /**
- * owl's Sampler for the chain after node-llama-cpp's bias and penalties: top-k, typical-p, top-p,
+ * owl's Sampler for the chain after llama.cpp's bias and penalties: top-k, typical-p, top-p,
  * min-p, temperature and the seeded draw, over log-probabilities (those stages do not change
  * when every logit moves by the same amount, so log p works as well as the raw logits).
  */
-function ownSampler(s: SamplingOptions, nVocab: number): { sampler: Sampler; nVocab: number } {
-  const sampler = new Sampler(
+function ownSampler(s: SamplingOptions, nVocab: number): Sampler {
+  return new Sampler(
     {
       temperature: s.temperature,
-      // NOTE: as node-llama-cpp's topK 0 (all candidates, sorted), so the draw matches its own.
+      // NOTE: as llama.cpp's top-k 0 in node-llama-cpp (all candidates, sorted), so the draw matches.
       topK: s.topK > 0 ? s.topK : nVocab,
       topP: s.topP,
       minP: s.minP,
@@ -202,7 +405,14 @@ function ownSampler(s: SamplingOptions, nVocab: number): { sampler: Sampler; nVo
     },
     { nVocab },
   );
-  return { sampler, nVocab };
+}
+
+/**
+ * Decodes of a llama.cpp-backend model by their number of sequences: counts[n] decodes held tokens
+ * of n sequences (prompt chunks included). undefined for a model of another backend.
+ */
+export function decodeCounts(model: LoadedModel): readonly number[] | undefined {
+  return model instanceof LlamaCppModel ? Array.from(model.decodes, (n) => n ?? 0) : undefined;
 }
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
@@ -217,6 +427,19 @@ class LlamaCppModel implements LoadedModel {
   private embeddingBytes = 0;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   disposed = false;
+  /** decodes[n]: decodeBatch calls that held tokens of n sequences (decodeCounts). */
+  readonly decodes: number[] = [];
+  /** Most tokens one decode takes (the context's batch size). */
+  private readonly batchSize: number;
+  /** Requests for the next decode, in order of arrival. */
+  private queue: DecodeRequest[] = [];
+  /** The drain running now (the context's lock), and whether one is scheduled. */
+  private draining: Promise<void> | undefined;
+  private drainScheduled = false;
+  /** The threads this context holds while it decodes (node-llama-cpp's splitter), freed when idle. */
+  private threads: { n: number; release: { dispose(): void } } | undefined;
+  private threadsNow: number | undefined;
+  private freeThreadsTimer: NodeJS.Timeout | undefined;
   /** The step barrier (module comment): sequences waiting for a decode now, and those held back. */
   private inFlight = 0;
   private held: (() => void)[] = [];
@@ -225,9 +448,20 @@ class LlamaCppModel implements LoadedModel {
     this.releasing = false;
     const held = this.held;
     this.held = [];
-    // In flight from now on, before any of them runs: scheduleDecode sees the whole step.
+    // In flight from now on, before any of them runs: request() sees the whole step.
     this.inFlight += held.length;
     for (const go of held) go();
+  };
+  private readonly startDrain = () => {
+    this.drainScheduled = false;
+    if (!this.draining && this.queue.length > 0) this.draining = this.drain();
+  };
+  private readonly freeThreads = () => {
+    this.freeThreadsTimer = undefined;
+    if (this.draining) return;
+    this.threads?.release.dispose();
+    this.threads = undefined;
+    this.addon.freeThreads();
   };
 
   constructor(
@@ -235,15 +469,15 @@ class LlamaCppModel implements LoadedModel {
     readonly llama: Llama,
     readonly model: LlamaModel,
     readonly context: LlamaContext,
+    readonly addon: Addon,
     readonly info: ModelInfo,
     private readonly tokenizer: Tokenizer | undefined,
     readonly options: LoadOptions,
   ) {
     this.numCtx = options.numCtx;
     this.numParallel = options.numParallel;
-    for (let i = 0; i < options.numParallel; i++) {
-      this.sequences.push(new LlamaCppSequence(this, i, context.getSequence()));
-    }
+    this.batchSize = context.batchSize;
+    for (let i = 0; i < options.numParallel; i++) this.sequences.push(new LlamaCppSequence(this, i));
   }
 
   tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[] {
@@ -269,7 +503,7 @@ class LlamaCppModel implements LoadedModel {
     let bestLength = -1;
     for (const s of this.sequences) {
       if (s.busy) continue;
-      const n = prompt ? commonPrefix(s.tokens, prompt) : 0;
+      const n = prompt ? commonPrefix(s.cached, prompt) : 0;
       if (n > bestLength) {
         best = s;
         bestLength = n;
@@ -280,37 +514,26 @@ class LlamaCppModel implements LoadedModel {
   }
 
   /**
-   * The next evaluation of `it`, once no other sequence still waits for its token of the current
-   * step; the held sequences go together on the next event-loop cycle after the last token of the
-   * step arrived, so that their evaluations reach node-llama-cpp as one batch.
+   * Runs `go` (a sequence's request for its next token) once no other sequence still waits for
+   * its token of the current step; the held sequences go together on the next event-loop cycle
+   * after the last token of the step arrived, so that their requests meet in one batch.
    */
-  async step<T, V>(it: AsyncGenerator<T, void, V>, value: V): Promise<IteratorResult<T, void>> {
+  async step<T>(go: () => Promise<T>): Promise<T> {
     if (this.inFlight > 0 || this.held.length > 0 || this.releasing) {
       // releaseHeld counts this sequence in flight.
-      await new Promise<void>((go) => {
-        this.held.push(go);
+      await new Promise<void>((resume) => {
+        this.held.push(resume);
         this.releaseSoon();
       });
     } else {
       this.inFlight++;
     }
     try {
-      return await it.next(value);
+      return await go();
     } finally {
       this.inFlight--;
       this.releaseSoon();
     }
-  }
-
-  /**
-   * node-llama-cpp's dispatchSchedule: when the first evaluation of a step is queued. A step of
-   * one sequence is decoded at once, not on the next event-loop cycle, so the decode runs while
-   * the caller handles the token before (see ask-ahead in the module comment) rather than after;
-   * a step of several waits for the next cycle, by when all of them have queued theirs.
-   */
-  scheduleDecode(dispatch: () => void): void {
-    if (this.inFlight <= 1 && this.held.length === 0 && !this.releasing) dispatch();
-    else setImmediate(dispatch);
   }
 
   private releaseSoon(): void {
@@ -318,6 +541,160 @@ class LlamaCppModel implements LoadedModel {
       this.releasing = true;
       setImmediate(this.releaseHeld);
     }
+  }
+
+  /**
+   * Queues a decode and sample. A step of one sequence starts the drain at once, so llama.cpp
+   * decodes while the caller handles the token before (ask-ahead); a step of several waits for
+   * the next event-loop cycle, by when all of them have asked. A drain running now takes the
+   * request into its next batch.
+   */
+  decode(request: DecodeRequest): void {
+    if (this.disposed) {
+      request.reject(disposedError(this.options.modelPath));
+      return;
+    }
+    this.queue.push(request);
+    if (this.draining || this.drainScheduled) return;
+    if (this.inFlight <= 1 && this.held.length === 0 && !this.releasing) {
+      this.draining = this.drain();
+    } else {
+      this.drainScheduled = true;
+      setImmediate(this.startDrain);
+    }
+  }
+
+  /** Decodes the queue batch by batch and samples each request whose tokens are all in; the one
+   * place that touches the context (module comment). */
+  private async drain(): Promise<void> {
+    const { ctx } = this.addon;
+    clearTimeout(this.freeThreadsTimer);
+    this.freeThreadsTimer = undefined;
+    try {
+      while (this.queue.length > 0) {
+        if (this.disposed) {
+          const error = disposedError(this.options.modelPath);
+          for (const r of this.queue.splice(0)) r.reject(error);
+          return;
+        }
+        for (const r of this.queue) {
+          if (r.trim) this.trim(r);
+          r.trim = undefined;
+        }
+        // Sequences wanting one token first, then prompts in order of arrival, up to a batch.
+        const parts: { r: DecodeRequest; n: number; logit: number }[] = [];
+        let size = 0;
+        for (const single of [true, false]) {
+          for (const r of this.queue) {
+            const left = r.tokens.length - r.done;
+            if ((left === 1) !== single || size >= this.batchSize) continue;
+            const n = Math.min(left, this.batchSize - size);
+            parts.push({ r, n, logit: -1 });
+            size += n;
+          }
+        }
+        ctx.initBatch(size);
+        const added: typeof parts = [];
+        for (const part of parts) {
+          const { r, n } = part;
+          const last = r.done + n === r.tokens.length;
+          try {
+            const at = ctx.addToBatch(
+              r.seq.index,
+              r.seq.cached.length,
+              Uint32Array.from(r.tokens.slice(r.done, r.done + n)),
+              last ? Uint32Array.of(n - 1) : NO_LOGITS,
+            );
+            if (last) part.logit = at[0] ?? -1;
+            added.push(part);
+          } catch (e) {
+            this.fail([r], e);
+          }
+        }
+        if (added.length === 0) continue;
+        const threads = this.threads ?? (await this.reserveThreads());
+        if (threads.n !== this.threadsNow) {
+          ctx.setThreads(threads.n);
+          this.threadsNow = threads.n;
+        }
+        try {
+          await ctx.decodeBatch();
+        } catch (e) {
+          this.fail(
+            added.map((p) => p.r),
+            e,
+          );
+          continue;
+        }
+        this.decodes[added.length] = (this.decodes[added.length] ?? 0) + 1;
+        const finished: typeof parts = [];
+        for (const part of added) {
+          const { r, n } = part;
+          for (let i = r.done; i < r.done + n; i++) r.seq.cached.push(r.tokens[i] as number);
+          r.done += n;
+          if (r.done === r.tokens.length) finished.push(part);
+        }
+        if (finished.length > 0) {
+          const gone = new Set(finished.map((p) => p.r));
+          this.queue = this.queue.filter((r) => !gone.has(r));
+          // Issued together: they run one after another on the thread pool, in one round trip.
+          await Promise.all(
+            finished.map(({ r, logit }) =>
+              r.sample(logit).then(r.resolve, (e: unknown) => r.reject(decodeError("sample from", [r], e))),
+            ),
+          );
+        }
+      }
+    } finally {
+      this.draining = undefined;
+      // Idle: the threads go back to the process once no decode follows at once.
+      if (!this.disposed) this.freeThreadsTimer = setTimeout(this.freeThreads, 0);
+      if (this.queue.length > 0 && !this.drainScheduled) {
+        this.drainScheduled = true;
+        setImmediate(this.startDrain);
+      }
+    }
+  }
+
+  /** Prefix reuse before a request's first tokens go in: drop the sequence's cells past `keep`;
+   * all of them, and the whole prompt to decode, where llama.cpp cannot cut there. */
+  private trim(r: DecodeRequest): void {
+    const t = r.trim;
+    const seq = r.seq;
+    if (!t || t.keep >= seq.cached.length) return;
+    const { ctx } = this.addon;
+    // A sliding-window cache may have dropped the first cells already: nothing to keep then.
+    const min = seq.cached.length === 0 ? 0 : Math.max(0, ctx.getSequenceKvCacheMinPosition(seq.index));
+    const cut = t.keep > min && ctx.removeTokenCellsFromSequence(seq.index, t.keep, -1);
+    if (cut) {
+      seq.cached.length = t.keep;
+      return;
+    }
+    ctx.removeTokenCellsFromSequence(seq.index, 0, -1);
+    seq.cached.length = 0;
+    r.tokens = t.prompt;
+    t.reused(0);
+  }
+
+  /** Rejects requests whose tokens could not be decoded, and removes any cells the failed decode
+   * may have left past what their sequences hold (the context stays usable). */
+  private fail(requests: DecodeRequest[], e: unknown): void {
+    const error = decodeError("decode", requests, e);
+    const gone = new Set(requests);
+    this.queue = this.queue.filter((r) => !gone.has(r));
+    for (const r of requests) {
+      this.addon.ctx.removeTokenCellsFromSequence(r.seq.index, r.seq.cached.length, -1);
+      r.reject(error);
+    }
+  }
+
+  /** This context's share of the process's threads, as node-llama-cpp asks before each decode. */
+  private async reserveThreads(): Promise<{ n: number; release: { dispose(): void } }> {
+    const allocation = this.addon.reserveThreads().getAllocationToConsume();
+    const got = allocation instanceof Promise ? await allocation : allocation;
+    const [n, release] = got ?? [this.context.currentThreads, { dispose() {} }];
+    this.threads = { n, release };
+    return this.threads;
   }
 
   /** The grammar for a spec, built once per model and spec. */
@@ -396,10 +773,30 @@ class LlamaCppModel implements LoadedModel {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    // The decode or sampling in flight finishes first (the drain then rejects what is queued):
+    // the native context must not be freed under it.
+    while (this.draining) await this.draining;
+    clearTimeout(this.freeThreadsTimer);
+    this.freeThreadsTimer = undefined;
+    this.threads?.release.dispose();
+    this.threads = undefined;
+    this.addon.freeThreads();
+    for (const s of this.sequences) s.endGeneration();
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
     await this.context.dispose();
     await this.model.dispose();
   }
+}
+
+/** ERR_DECODE for requests whose decode (or sample) llama.cpp failed. */
+function decodeError(what: string, requests: readonly DecodeRequest[], e: unknown): OwlError {
+  if (e instanceof OwlError) return e;
+  const seqs = requests.map((r) => r.seq.index).join(", ");
+  return new OwlError(
+    "ERR_DECODE",
+    `llama.cpp failed to ${what} the batch of sequence${requests.length === 1 ? "" : "s"} ${seqs}: ${(e as Error)?.message ?? String(e)}`,
+    { cause: e },
+  );
 }
 
 /**
@@ -454,19 +851,24 @@ async function buildGrammar(llama: Llama, spec: GrammarSpec): Promise<LlamaGramm
 
 class LlamaCppSequence implements Sequence {
   busy = false;
+  /** The tokens in this sequence's KV cells, in order: changed only by the model's drain. */
+  readonly cached: number[] = [];
   /** Bumped by each generate(): an older generator still suspended ends at its next step. */
   private epoch = 0;
-  private inner: AsyncGenerator<unknown, void, unknown> | undefined;
+  /** The last step asked for (a generation's ask-ahead may outlive it): the next generate()
+   * waits for it, so that `cached` and the KV cache agree before the prefix is compared. */
+  private inFlight: Promise<unknown> | undefined;
+  /** Ends the current generation's sampler, once its last step is done. */
+  private end: (() => void) | undefined;
   private stats: PromptStats = { reused: 0, evaluated: 0 };
 
   constructor(
     private readonly owner: LlamaCppModel,
     readonly index: number,
-    private readonly seq: LlamaContextSequence,
   ) {}
 
   get tokens(): readonly number[] {
-    return this.seq.contextTokens;
+    return this.cached;
   }
 
   lastPrompt(): PromptStats {
@@ -477,17 +879,24 @@ class LlamaCppSequence implements Sequence {
     this.busy = false;
   }
 
+  /** Disposes the last generation's sampler (after its step in flight, if any). */
+  endGeneration(): void {
+    this.end?.();
+    this.end = undefined;
+  }
+
   async *generate(
     prompt: readonly number[],
     options: SequenceGenerateOptions,
   ): AsyncGenerator<SampledToken, void, void> {
-    const numCtx = this.owner.numCtx;
-    if (this.owner.disposed) throw disposedError(this.owner.options.modelPath);
+    const owner = this.owner;
+    const numCtx = owner.numCtx;
+    if (owner.disposed) throw disposedError(owner.options.modelPath);
     if (prompt.length === 0) {
       throw new OwlError("ERR_INVALID_ARGUMENT", "generate needs a prompt of at least one token");
     }
     if (prompt.length >= numCtx) throw contextOverflow(prompt.length, numCtx);
-    const vocab = this.owner.info.vocabSize;
+    const vocab = owner.info.vocabSize;
     if (vocab > 0) {
       for (const [i, id] of prompt.entries()) {
         if (!Number.isInteger(id) || id < 0 || id >= vocab) {
@@ -500,74 +909,118 @@ class LlamaCppSequence implements Sequence {
       }
     }
     const epoch = ++this.epoch;
-    // A generator abandoned without return() would keep node-llama-cpp's sampler: end it first.
-    await this.inner?.return(undefined);
-    this.inner = undefined;
-    let ahead: Promise<IteratorResult<unknown, void>> | undefined;
-    try {
-      const grammarState = options.grammar
-        ? new this.owner.lib.LlamaGrammarEvaluationState({
-            model: this.owner.model,
-            grammar: await this.owner.grammar(options.grammar),
-          })
-        : undefined;
-      if (options.signal?.aborted || epoch !== this.epoch) return;
+    // The last generation's step still in flight (a step asked ahead for a caller that stopped)
+    // ends first, then its sampler.
+    await this.inFlight?.catch(() => {});
+    this.endGeneration();
+    if (epoch !== this.epoch) return;
+    const grammarState = options.grammar
+      ? new owner.lib.LlamaGrammarEvaluationState({
+          model: owner.model,
+          grammar: await owner.grammar(options.grammar),
+        })
+      : undefined;
+    if (options.signal?.aborted || epoch !== this.epoch) return;
+    if (owner.disposed) throw disposedError(owner.options.modelPath);
 
-      // Keep the common prefix, evaluate at least the last prompt token (its logits are needed).
-      let keep = commonPrefix(this.seq.contextTokens, prompt);
-      if (keep === prompt.length) keep--;
-      if (keep < this.seq.nextTokenIndex) {
-        await this.seq.eraseContextTokenRanges([{ start: keep, end: this.seq.nextTokenIndex }]);
+    const s = options.sampling;
+    const want = options.logprobs;
+    // With logprobs or typical-p at temperature > 0 (and no grammar, whose state follows
+    // llama.cpp's own pick), llama.cpp runs only bias + penalties + greedy and reports the whole
+    // distribution; owl's Sampler draws from it with the rest of llama.cpp's chain.
+    const own = s.temperature > 0 && !grammarState && vocab > 0 && (want !== undefined || s.typicalP < 1);
+    const drawer = own ? ownSampler(s, vocab) : undefined;
+    const chainOptions = own ? { ...s, temperature: 0 } : s;
+    const probabilities = own || (want !== undefined && want > 0);
+    const confidence = !probabilities && want !== undefined;
+    const seed = s.seed ?? randomSeed32();
+    const all = [...prompt];
+    const sampler = owner.addon.newSampler();
+    let configured = false;
+    const sample = async (batchLogitIndex: number): Promise<Sampled> => {
+      // node-llama-cpp applies the config before every token; unchanged, the addon keeps its
+      // state (module comment). With a token of owl's choosing fed back, the history changed.
+      if (!configured || drawer) {
+        sampler.applyConfig(this.samplerConfig(chainOptions, seed, all, grammarState));
+        configured = true;
       }
-      this.stats = { reused: keep, evaluated: prompt.length - keep };
+      const ctx = owner.addon.ctx;
+      const r =
+        probabilities || confidence
+          ? await ctx.sampleToken(batchLogitIndex, sampler, probabilities, confidence)
+          : await ctx.sampleToken(batchLogitIndex, sampler);
+      const token = typeof r === "number" ? r : r[0];
+      if (token === -1) {
+        throw new OwlError("ERR_DECODE", `llama.cpp's sampler chose no token for sequence ${this.index}`, {
+          ...(grammarState && { hint: "the grammar may allow no token here" }),
+        });
+      }
+      if (typeof r === "number") return { token };
+      return {
+        token,
+        ...(r[1] !== undefined && { probabilities: r[1] }),
+        ...(r[2] !== undefined && { confidence: r[2] }),
+      };
+    };
+    const ask = (request: Omit<DecodeRequest, "resolve" | "reject" | "done" | "seq" | "sample">) =>
+      owner.step(
+        () =>
+          new Promise<Sampled>((resolve, reject) =>
+            owner.decode({ ...request, seq: this, done: 0, sample, resolve, reject }),
+          ),
+      );
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      const pending = this.inFlight;
+      if (pending)
+        pending.then(
+          () => sampler.dispose(),
+          () => sampler.dispose(),
+        );
+      else sampler.dispose();
+    };
+    this.end = end;
 
-      const all = [...prompt];
-      const s = options.sampling;
-      const want = options.logprobs;
-      // With logprobs or typical-p at temperature > 0 (and no grammar, whose state follows
-      // node-llama-cpp's own pick), node-llama-cpp runs only bias + penalties + greedy and reports
-      // the whole distribution; owl's Sampler draws from it with the rest of llama.cpp's chain.
-      const own =
-        s.temperature > 0 &&
-        !grammarState &&
-        this.owner.info.vocabSize > 0 &&
-        (want !== undefined || s.typicalP < 1);
-      const evalOptions = this.evaluateOptions(own ? { ...s, temperature: 0 } : s, all, grammarState);
-      const sampler = own ? ownSampler(s, this.owner.info.vocabSize) : undefined;
-      const room = numCtx - prompt.length;
-      const input = prompt.slice(keep) as Token[];
-      const it: AsyncGenerator<Token | EvaluateOutput, void, Token | undefined> =
-        want === undefined && !own
-          ? this.seq.evaluate(input, evalOptions)
-          : this.seq.evaluateWithMetadata(
-              input,
-              own || (want !== undefined && want > 0) ? { probabilities: true } : { confidence: true },
-              evalOptions,
-            );
-      this.inner = it;
-      let produced = 0;
-      let next = await this.owner.step(it, undefined);
-      while (!next.done) {
+    // Keep the common prefix, evaluate at least the last prompt token (its logits are needed).
+    let keep = commonPrefix(this.cached, prompt);
+    if (keep === prompt.length) keep--;
+    this.stats = { reused: keep, evaluated: prompt.length - keep };
+    const room = numCtx - prompt.length;
+    let produced = 0;
+    let ahead: Promise<Sampled> | undefined = ask({
+      tokens: prompt.slice(keep),
+      trim: {
+        keep,
+        prompt,
+        reused: (n) => {
+          this.stats = { reused: n, evaluated: prompt.length - n };
+        },
+      },
+    });
+    this.inFlight = ahead;
+    try {
+      let next = await ahead;
+      ahead = undefined;
+      while (true) {
         if (options.signal?.aborted || epoch !== this.epoch) return;
-        const out = next.value;
-        const meta = typeof out === "number" ? undefined : out;
-        let token = typeof out === "number" ? out : out.token;
-        let logits: Float32Array | undefined;
-        if (sampler && meta?.probabilities) {
-          logits = new Float32Array(sampler.nVocab).fill(Number.NEGATIVE_INFINITY);
-          for (const [id, q] of meta.probabilities) logits[id] = Math.log(q);
-          token = sampler.sampler.sample(logits) as Token;
-          sampler.sampler.accept(token);
+        let token = next.token;
+        if (drawer && next.probabilities) {
+          const logits = new Float32Array(vocab).fill(Number.NEGATIVE_INFINITY);
+          const p = next.probabilities;
+          for (let i = 0; i + 1 < p.length; i += 2) logits[p[i] as number] = Math.log(p[i + 1] as number);
+          token = drawer.sample(logits);
+          drawer.accept(token);
         }
         const step: SampledToken = { token };
-        if (want !== undefined && meta) {
-          const p = meta.probabilities ? (meta.probabilities.get(token) ?? 0) : (meta.confidence ?? 0);
-          step.logprob = Math.log(p);
-          if (want > 0 && meta.probabilities) {
+        if (want !== undefined) {
+          const p = next.probabilities;
+          step.logprob = Math.log(p ? probabilityOf(p, token) : (next.confidence ?? 0));
+          if (want > 0 && p) {
             const top: TopLogprob[] = [];
-            for (const [id, q] of meta.probabilities) {
-              if (top.length >= want) break;
-              top.push({ token: id, logprob: Math.log(q) });
+            for (let i = 0; i + 1 < p.length && top.length < want; i += 2) {
+              top.push({ token: p[i] as number, logprob: Math.log(p[i + 1] as number) });
             }
             step.top = top;
           }
@@ -578,57 +1031,72 @@ class LlamaCppSequence implements Sequence {
         // while the caller turns this one into text and writes it to the client. The next token
         // depends only on the tokens so far, so the results are the same; when the caller stops
         // here, one step was decoded for nothing and the next generate() on this sequence waits
-        // for it (this.inner stays set). The context holds prompt + generated tokens: no step
-        // past it (node-llama-cpp would shift the context). The token to evaluate next is ours
-        // when owl's Sampler chose it.
-        ahead =
-          produced < room && !options.signal?.aborted
-            ? this.owner.step(it, sampler ? token : undefined)
-            : undefined;
-        // Its failure is seen when it is awaited below, or by nobody when the caller stopped.
-        ahead?.catch(() => {});
+        // for it. The context holds prompt + generated tokens: no step past it.
+        if (produced < room && !options.signal?.aborted) {
+          ahead = ask({ tokens: [token] });
+          this.inFlight = ahead;
+          // Its failure is seen when it is awaited below, or by nobody when the caller stopped.
+          ahead.catch(() => {});
+        }
         yield step;
         if (options.signal?.aborted || epoch !== this.epoch || !ahead) return;
-        next = (await ahead) as typeof next;
+        next = await ahead;
         ahead = undefined;
       }
     } finally {
-      if (epoch === this.epoch && !ahead) this.inner = undefined;
+      if (this.end === end) this.end = undefined;
+      end();
     }
   }
 
-  private evaluateOptions(
+  /** The sampler config node-llama-cpp 3.21.1 builds from owl's evaluate options of before
+   * (LlamaContextSequence._resolveSamplerConfig), for the tokens so far. */
+  private samplerConfig(
     s: SamplingOptions,
-    history: number[],
-    grammarEvaluationState: LlamaGrammarEvaluationState | undefined,
-  ): SequenceEvaluateOptions {
-    const o: SequenceEvaluateOptions = {
+    seed: number,
+    history: readonly number[],
+    grammar: LlamaGrammarEvaluationState | undefined,
+  ): SamplerConfig {
+    const owner = this.owner;
+    const config: SamplerConfig = {
       temperature: s.temperature,
-      // NOTE: node-llama-cpp's topK 0 means "all candidates", the same as llama.cpp's "off".
+      minP: s.minP,
+      // NOTE: topK 0 means "all candidates", the same as llama.cpp's "off".
       topK: Math.max(0, s.topK),
       topP: s.topP,
-      minP: s.minP,
-      seed: s.seed ?? randomSeed32(),
-      // The generator yields end-of-generation tokens: the caller decides when to stop.
-      yieldEogToken: true,
+      seed: Math.max(0, Number.isFinite(seed) ? Math.floor(seed) : Math.floor(Date.now() / 1000)),
     };
     const lastN = s.repeatLastN;
     if (lastN !== 0 && (s.repeatPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0)) {
-      o.repeatPenalty = {
-        penalty: s.repeatPenalty,
-        frequencyPenalty: s.frequencyPenalty,
-        presencePenalty: s.presencePenalty,
-        maxPunishTokens: lastN < 0 ? this.owner.numCtx : lastN,
-        punishTokens: () => (lastN < 0 ? history : history.slice(-lastN)) as Token[],
-      };
+      const tokens = lastN < 0 ? history : history.slice(-lastN);
+      config.repeatPenalty = s.repeatPenalty;
+      config.repeatPenaltyMaxTokens = Math.max(lastN < 0 ? owner.numCtx : lastN, tokens.length);
+      config.repeatPenaltyTokens = Uint32Array.from(tokens);
+      config.repeatPenaltyPresencePenalty = s.presencePenalty;
+      config.repeatPenaltyFrequencyPenalty = s.frequencyPenalty;
     }
     if (s.logitBias.size > 0) {
-      const bias = new this.owner.lib.TokenBias(this.owner.model.tokenizer);
-      for (const [id, b] of s.logitBias)
-        bias.set(id as Token, b === Number.NEGATIVE_INFINITY ? "never" : { logit: b });
-      o.tokenBias = bias;
+      // As node-llama-cpp's TokenBias: "never" (-Infinity) or the logit; end-of-generation tokens
+      // are skipped (TokenBias.set leaves them out).
+      const keys: number[] = [];
+      const values: number[] = [];
+      for (const [id, b] of s.logitBias) {
+        if (owner.model.isEogToken(id as Token)) continue;
+        keys.push(id);
+        values.push(b);
+      }
+      if (keys.length > 0) {
+        config.tokenBiasKeys = Uint32Array.from(keys);
+        config.tokenBiasValues = Float32Array.from(values);
+      }
     }
-    if (grammarEvaluationState) o.grammarEvaluationState = grammarEvaluationState;
-    return o;
+    if (grammar) config.grammarEvaluationState = owner.addon.grammarState(grammar);
+    return config;
   }
+}
+
+/** The probability of `token` in a sampleToken distribution (id, probability pairs); 0 if absent. */
+function probabilityOf(pairs: readonly number[], token: number): number {
+  for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i] === token) return pairs[i + 1] as number;
+  return 0;
 }
