@@ -22,7 +22,7 @@ import { kernelsFor } from "../../../quant/index.ts";
 import { assert, OwlError } from "../../../util/errors.ts";
 import { GgmlType, type GgmlTypeName, ggmlTypeByName, rowBytes } from "../../../util/ggml-types.ts";
 import type { Buf, KernelBackend, RopeParams } from "../../backend.ts";
-import { CONTROL_BYTES, ThreadPool } from "./pool.ts";
+import { CONTROL_BYTES, MAX_CHUNKS, ThreadPool } from "./pool.ts";
 import { WA, type WasmGlobal, type WasmMemory } from "./wasm-api.ts";
 
 export interface WasmBackendOptions {
@@ -42,6 +42,11 @@ export interface WasmBackendOptions {
   activations?: "x86" | "ref";
   /** Path of another build of the kernels (A/B benchmarks of kernel changes); default dist/kernels.wasm. */
   wasmPath?: string;
+  /**
+   * Chunk times the caller waits for a chunk a worker holds before it runs the chunk itself
+   * (pool.ts; default 1.5; 0 in tests: steal at once, to exercise the protocol).
+   */
+  stealWait?: number;
 }
 
 /** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
@@ -66,6 +71,7 @@ export interface KernelExports {
     ad: number,
     ax: number,
     y: number,
+    ys: number,
     T: number,
     C: number,
     OC: number,
@@ -78,6 +84,8 @@ export interface KernelExports {
   work(ctl: number, tid: number, nth: number): number;
   publish(ctl: number, seq: number, chunks: number): void;
   cancelChunks(ctl: number): number;
+  steal(ctl: number): number;
+  takeAll(ctl: number): number;
   rmsNorm(x: number, w: number, out: number, T: number, C: number, eps: number): void;
   rope(
     x: number,
@@ -228,6 +236,9 @@ export class WasmBackend implements KernelBackend {
   private readonly maxBytes: number;
   private top: number;
   private scratchBuf: Buf = { offset: 0, bytes: 0 };
+  /** The threads' regions (pool.ts setRegions): one buffer, `regionStride` bytes per thread. */
+  private regionsBuf: Buf = { offset: 0, bytes: 0 };
+  private regionStride = 0;
   private disposed = false;
   private readonly finiteF16 = new Map<number, boolean>();
   private readonly opMatmul: number;
@@ -281,6 +292,7 @@ export class WasmBackend implements KernelBackend {
     const top = ctl + align(CONTROL_BYTES);
     const pool = await ThreadPool.start(module, memory, kernels, ctl, threads, {
       spin: options.spin ?? 1000,
+      stealWait: options.stealWait ?? 1.5,
     });
     return new WasmBackend(
       memory,
@@ -390,7 +402,7 @@ export class WasmBackend implements KernelBackend {
       const tmpBytes = align(kq ? nb * 292 : 4 * nb * 36);
       need = qsBytes + dBytes + axBytes + tmpBytes;
     }
-    const s = this.scratch(need + rowScratch * this.threads);
+    const s = this.scratch(need + rowScratch);
     const base = s.offset;
     if (isFloat) {
       if (need > 0) xa = base;
@@ -400,13 +412,22 @@ export class WasmBackend implements KernelBackend {
       ax = ad + align(T4 * nb * 4);
       tmp = ax + align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
     }
-    const rows = base + need;
+    const rows = base + need; // the caller's decoded rows when it runs alone
     k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, this.x86);
     if (this.threads === 1 || T * C * OC < this.minParallel || OC < this.threads) {
-      k.matmulRows(code, w.offset, xa, ad, ax, y.offset, T, C, OC, 0, OC, rows);
+      k.matmulRows(code, w.offset, xa, ad, ax, y.offset, OC * 4, T, C, OC, 0, OC, rows);
       return;
     }
+    // A few chunks per thread, of at least MIN_CHUNK_MACS: each claim moves the claim word's
+    // cache line between cores (a few hundred ns here), so more chunks cost more than they balance.
+    const groups = Math.ceil(OC / 4);
+    const chunks = Math.max(
+      1,
+      Math.min(groups, CHUNKS_PER_THREAD * this.threads, Math.floor((T * C * OC) / MIN_CHUNK_MACS)),
+    );
     const p = this.pool;
+    // Each thread's region: its decoded rows, then its private copy of a chunk's outputs.
+    this.regions(rowScratch, T * Math.ceil(groups / chunks) * 4 * 4);
     p.setInt(0, code);
     p.setInt(1, w.offset);
     p.setInt(2, xa);
@@ -416,18 +437,6 @@ export class WasmBackend implements KernelBackend {
     p.setInt(6, T);
     p.setInt(7, C);
     p.setInt(8, OC);
-    p.setInt(9, rows);
-    p.setInt(10, rowScratch);
-    // A few chunks per thread, of at least MIN_CHUNK_MACS: each claim moves the claim word's
-    // cache line between cores (a few hundred ns here), so more chunks cost more than they balance.
-    const chunks = Math.max(
-      1,
-      Math.min(
-        Math.ceil(OC / 4),
-        CHUNKS_PER_THREAD * this.threads,
-        Math.floor((T * C * OC) / MIN_CHUNK_MACS),
-      ),
-    );
     p.run(this.opMatmul, chunks);
   }
 
@@ -515,8 +524,8 @@ export class WasmBackend implements KernelBackend {
     // only when the tokens are too few to keep the threads busy.
     const nSplit = !parallel || T >= 2 * this.threads ? 1 : Math.min(nHead, this.threads);
     const per = align(Math.ceil(nHead / nSplit) * n * 4);
-    const s = this.scratch(per * this.threads);
     if (!parallel) {
+      const s = this.scratch(per);
       this.kernels.attention(
         q.offset,
         kCache.offset,
@@ -536,6 +545,9 @@ export class WasmBackend implements KernelBackend {
       return;
     }
     const p = this.pool;
+    const items = T * nSplit;
+    const chunks = Math.min(items, MAX_CHUNKS);
+    this.regions(per, Math.ceil(items / chunks) * Math.ceil(nHead / nSplit) * headDim * 4);
     p.setInt(0, q.offset);
     p.setInt(1, kCache.offset);
     p.setInt(2, vCache.offset);
@@ -546,10 +558,8 @@ export class WasmBackend implements KernelBackend {
     p.setInt(7, nHeadKv);
     p.setInt(8, headDim);
     p.setFloat(9, scale);
-    p.setInt(10, s.offset);
-    p.setInt(11, per);
     p.setInt(12, nSplit);
-    p.run(this.opAttention, T * nSplit);
+    p.run(this.opAttention, chunks);
   }
 
   /**
@@ -573,7 +583,7 @@ export class WasmBackend implements KernelBackend {
     const nBlocks = Math.ceil(n / ATTENTION_BLOCK);
     const partAll = align(nBlocks * nHead * k.partBytes(headDim));
     const per = align(nHead * ATTENTION_BLOCK * 4);
-    const s = this.scratch(partAll + per * this.threads);
+    const s = this.scratch(partAll + per);
     const part = s.offset;
     const scores = s.offset + partAll;
     if (!parallel) {
@@ -595,6 +605,8 @@ export class WasmBackend implements KernelBackend {
       }
     } else {
       const p = this.pool;
+      const chunks = Math.min(nBlocks, MAX_CHUNKS);
+      this.regions(per, Math.ceil(nBlocks / chunks) * nHead * k.partBytes(headDim));
       p.setInt(0, q.offset);
       p.setInt(1, kCache.offset);
       p.setInt(2, vCache.offset);
@@ -605,9 +617,7 @@ export class WasmBackend implements KernelBackend {
       p.setInt(7, headDim);
       p.setFloat(8, scale);
       p.setInt(9, ATTENTION_BLOCK);
-      p.setInt(10, scores);
-      p.setInt(11, per);
-      p.run(this.opAttentionBlocks, nBlocks);
+      p.run(this.opAttentionBlocks, chunks);
     }
     k.attentionMerge(part, nBlocks, out.offset, nHead, headDim);
   }
@@ -663,6 +673,22 @@ export class WasmBackend implements KernelBackend {
       this.finiteF16.set(key, finite);
     }
     return finite;
+  }
+
+  /**
+   * Gives each thread a region of `scratchBytes` kernel scratch plus `privateBytes` for a private
+   * copy of a chunk's outputs (pool.ts setRegions). A region is only ever touched by its thread
+   * (a descheduled worker may still write its old one after the caller moved on), so regions
+   * are never shared with other buffers: growing allocates new ones and abandons the old.
+   */
+  private regions(scratchBytes: number, privateBytes: number): void {
+    const need = align(scratchBytes) + align(privateBytes);
+    if (need > this.regionStride) {
+      const stride = Math.max(need, this.regionStride * 2, 1 << 16);
+      this.regionsBuf = this.alloc(stride * this.threads);
+      this.regionStride = stride;
+    }
+    this.pool.setRegions(this.regionsBuf.offset, this.regionStride, align(scratchBytes));
   }
 
   /** A scratch range of at least `bytes`, reused across calls; grows (by doubling) when too small. */

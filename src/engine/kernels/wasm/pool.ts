@@ -7,11 +7,19 @@
  * worker the OS has not scheduled yet (a busy machine) costs the caller nothing but doing its
  * share. `run` is synchronous and `threads` counts the caller.
  *
- * Control block (512 bytes at `ctl`): i32 [0] wake sequence (bumped to wake spinning or sleeping
- * workers), [2] op code (-1 = exit), [3] error flag, [4..31] the op's arguments, [64] chunks
- * done, [96] workers asleep in Atomics.wait; i64 at
- * byte 320 the claim word [op number:32][chunks:16][next chunk:16] (assembly/index.ts). The
- * done count, the claim word and the sleeper count sit on cache lines of their own.
+ * A worker that the OS deschedules while it holds a chunk does not hold up the caller either: the
+ * caller waits about the time a chunk takes, then steals the chunks whose outputs nobody has
+ * taken and runs them itself; the worker, when it runs again, finds its chunk taken and drops its
+ * private results (assembly/index.ts `work`, `steal`). Under load (a third process wanting one
+ * of two cores) this is the difference between 2 threads gaining and losing against 1.
+ *
+ * Control block (CONTROL_BYTES at `ctl`, layout in assembly/index.ts): i32 [0] wake sequence
+ * (bumped to wake spinning or sleeping workers), [2] op code (-1 = exit), [3] error flag, [4..31]
+ * the op's arguments ([25..27] set by the backend: thread regions), [64] chunks done, [96]
+ * workers asleep in Atomics.wait, [112] argument version, [128] workers copying outputs; i64 at
+ * byte 320 the claim word [op number:32][chunks:16][next chunk:16]; chunk states from byte 576;
+ * per-thread argument copies from byte 1600. The done count, the claim word and the sleeper
+ * count sit on cache lines of their own.
  * Not here: the kernels (assembly/), memory allocation (backend.ts).
  */
 import { Worker } from "node:worker_threads";
@@ -25,10 +33,17 @@ const ERR = 3;
 const ARGS = 4;
 /** i32 index of the count of workers asleep in Atomics.wait (past the arguments). */
 const SLEEPERS = 96;
-export const CONTROL_BYTES = 512;
-export const MAX_ARGS = 28;
-/** Most chunks of one op (16 bits of the claim word). */
-export const MAX_CHUNKS = 65535;
+/** i32 index of the argument version: the op number while the arguments are complete, else 0. */
+const VERSION = 112;
+/** i32 index of the count of workers between taking a chunk's outputs and finishing their copy. */
+const INFLIGHT = 128;
+/** Room for 64 threads' argument copies (assembly/index.ts SNAP). */
+export const CONTROL_BYTES = 1600 + 64 * 128;
+export const MAX_ARGS = 25;
+/** Most chunks of one op (the chunk states' room, assembly/index.ts MAX_CHUNKS). */
+export const MAX_CHUNKS = 256;
+/** Microseconds the caller waits, past about one chunk's time, before it steals (a floor). */
+const STEAL_FLOOR_US = 4;
 
 /** The module's `work` export: claims and runs chunks of the current op, returns how many. */
 export type WorkFn = (ctl: number, tid: number, nth: number) => number;
@@ -38,11 +53,17 @@ export interface PoolKernels {
   work: WorkFn;
   publish(ctl: number, seq: number, chunks: number): void;
   cancelChunks(ctl: number): number;
+  /** Runs, on the caller, every chunk whose outputs no thread has taken; returns how many. */
+  steal(ctl: number): number;
+  /** Takes every chunk whose outputs no thread has taken, running none (after a failure). */
+  takeAll(ctl: number): number;
 }
 
 export interface PoolOptions {
   /** Microseconds a waiting thread spins before it sleeps in Atomics.wait. */
   spin: number;
+  /** Chunk times the caller waits for a worker's chunk before it steals it (1.5; 0 in tests: at once). */
+  stealWait: number;
 }
 
 export class ThreadPool {
@@ -55,6 +76,10 @@ export class ThreadPool {
   private closed = false;
 
   private seq = 0;
+  /** Whether arguments of the next op are being written (the version word is 0 meanwhile). */
+  private writing = false;
+  /** Ops run, and chunks the caller stole, since creation (for tests and benchmarks). */
+  readonly stats = { ops: 0, stolenChunks: 0 };
 
   private constructor(
     private readonly k: PoolKernels,
@@ -63,6 +88,7 @@ export class ThreadPool {
     threads: number,
     workers: Worker[],
     spin: number,
+    private readonly stealWait: number,
   ) {
     this.threads = threads;
     this.c = new Int32Array(memory.buffer, ctl, CONTROL_BYTES / 4);
@@ -115,19 +141,39 @@ export class ThreadPool {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
     }
-    return new ThreadPool(kernels, memory, ctl, threads, workers, options.spin);
+    return new ThreadPool(kernels, memory, ctl, threads, workers, options.spin, options.stealWait);
   }
 
   /** Sets argument i (an int: pointer, size or code). */
   setInt(i: number, v: number): void {
     assert(i < MAX_ARGS, "pool argument index");
+    this.open();
     this.c[ARGS + i] = v | 0;
   }
 
   /** Sets argument i to a float32. */
   setFloat(i: number, v: number): void {
     assert(i < MAX_ARGS, "pool argument index");
+    this.open();
     this.f[ARGS + i] = v;
+  }
+
+  /**
+   * Sets the threads' regions: thread t's is `stride` bytes at base + t stride, its first
+   * `scratchBytes` the kernels' scratch, the rest its private outputs (assembly/index.ts).
+   */
+  setRegions(base: number, stride: number, scratchBytes: number): void {
+    this.open();
+    this.c[ARGS + 25] = scratchBytes | 0;
+    this.c[ARGS + 26] = base | 0;
+    this.c[ARGS + 27] = stride | 0;
+  }
+
+  /** Marks the arguments as being written: a late worker of the last op then drops its chunk. */
+  private open(): void {
+    if (this.writing) return;
+    Atomics.store(this.c, VERSION, 0);
+    this.writing = true;
   }
 
   /**
@@ -138,44 +184,69 @@ export class ThreadPool {
     assert(!this.closed, "thread pool used after dispose");
     assert(chunks >= 1 && chunks <= MAX_CHUNKS, "pool chunk count");
     const c = this.c;
+    this.open();
     c[OP] = op;
     const nth = this.threads;
-    this.seq = (this.seq + 1) | 0;
+    this.seq = (this.seq + 1) | 0 || 1;
+    Atomics.store(c, VERSION, this.seq);
+    this.writing = false;
     this.k.publish(this.ctl, this.seq, chunks);
+    const t0 = performance.now();
     if (nth > 1 && chunks > 1) {
       Atomics.add(c, SEQ, 1); // wakes spinning workers
       if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, SEQ);
     }
-    let failure: unknown;
-    let skipped = 0;
+    let ran = 0;
     try {
-      this.k.work(this.ctl, 0, nth);
-    } catch (e) {
-      failure = e;
-      skipped = this.k.cancelChunks(this.ctl);
-    }
-    // Wait for chunks other threads are still running (also when ours failed: they read the arguments).
-    let n = 0;
-    let start = 0;
-    for (;;) {
-      const done = Atomics.load(c, DONE);
-      if (done + skipped >= chunks) break;
-      if ((++n & 255) !== 0) continue;
-      const now = performance.now();
-      if (start === 0) start = now;
-      else if ((now - start) * 1000 > this.spin) {
-        Atomics.wait(c, DONE, done, 1);
-        if (now - start > 120_000) {
-          throw new OwlError("ERR_IO", `kernel threads did not finish op ${op} within 120 s`);
+      ran = this.k.work(this.ctl, 0, nth);
+      // Wait for the chunks other threads hold; past about one chunk's time, run them here.
+      if (Atomics.load(c, DONE) < chunks) {
+        const t1 = performance.now();
+        const perChunk = ran > 0 ? (t1 - t0) / ran : t1 - t0;
+        const stealAt = this.stealWait > 0 ? t1 + this.stealWait * perChunk + STEAL_FLOOR_US / 1000 : 0;
+        let n = 0;
+        while (Atomics.load(c, DONE) < chunks) {
+          if ((++n & 63) !== 0) continue;
+          if (performance.now() >= stealAt) {
+            this.stats.stolenChunks += this.k.steal(this.ctl);
+            break;
+          }
         }
       }
+    } catch (e) {
+      // Nothing may be written after we return: take every chunk no worker has taken, then wait
+      // for the workers that took one to finish copying it.
+      this.k.cancelChunks(this.ctl);
+      this.k.takeAll(this.ctl);
+      this.waitFor(() => Atomics.load(c, INFLIGHT) === 0, op);
+      throw e;
     }
-    if (failure !== undefined) throw failure;
+    // What is left was taken by workers copying it out: a short wait.
+    this.waitFor(() => Atomics.load(c, DONE) >= chunks, op);
+    this.stats.ops++;
     if (Atomics.load(c, ERR) !== 0) {
       Atomics.store(c, ERR, 0);
       throw new OwlError("ERR_IO", `a kernel worker thread failed running op ${op}`, {
         details: { workerError: this.lastWorkerError },
       });
+    }
+  }
+
+  /** Spins until cond() holds, then sleeps between checks; fails after 120 s. */
+  private waitFor(cond: () => boolean, op: number): void {
+    const c = this.c;
+    let n = 0;
+    let start = 0;
+    while (!cond()) {
+      if ((++n & 255) !== 0) continue;
+      const now = performance.now();
+      if (start === 0) start = now;
+      else if ((now - start) * 1000 > this.spin) {
+        Atomics.wait(c, DONE, Atomics.load(c, DONE), 1);
+        if (now - start > 120_000) {
+          throw new OwlError("ERR_IO", `kernel threads did not finish op ${op} within 120 s`);
+        }
+      }
     }
   }
 
@@ -188,7 +259,7 @@ export class ThreadPool {
     // with this promise pending.
     for (const w of this.workers) w.ref();
     const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
-    this.seq = (this.seq + 1) | 0;
+    this.seq = (this.seq + 1) | 0 || 1;
     this.k.publish(this.ctl, this.seq, 0);
     Atomics.store(this.c, OP, -1);
     Atomics.add(this.c, SEQ, 1);

@@ -3,7 +3,7 @@
 // and run chunks of the current op (the module's `work`) until none is left. No postMessage per
 // op. Plain JavaScript, so it starts without a TypeScript loader.
 // Control block (i32 at ctl): [0] wake sequence, [2] op (-1 = exit), [3] error flag, [64] chunks
-// done, [96] workers asleep (layout: pool.ts).
+// done, [96] workers asleep (layout: pool.ts, assembly/index.ts).
 import { parentPort, workerData } from "node:worker_threads";
 
 const { module, memory, ctl, tid, nth, spin } = workerData;
@@ -37,10 +37,10 @@ for (;;) {
   try {
     if (work(ctl, tid, nth) > 0) Atomics.notify(c, DONE);
   } catch (e) {
-    // The chunk that failed is not counted done: count it, and the ones nobody will run now.
+    // The failed chunk's outputs were not taken: the caller steals it (and the ones nobody
+    // claimed) and runs it itself; the error flag makes it report this.
     Atomics.store(c, 3, 1);
-    Atomics.add(c, DONE, 1 + cancelChunks(ctl));
-    Atomics.notify(c, DONE);
+    cancelChunks(ctl);
     parentPort.postMessage({ error: String(e?.stack ?? e) });
   }
 }

@@ -133,21 +133,34 @@ function offsetSums(src: usize, n: i32, off: i32, out: usize): void {
   }
 }
 
+/**
+ * Control block (pool.ts; byte offsets): i32 [0] wake sequence, [8] op, [12] error flag, [16..127]
+ * the op's 28 i32 arguments ([100] kernel scratch bytes per thread, [104] thread regions' base,
+ * [108] their stride), [256] chunks done, [320] i64 claim word, [384] workers asleep, [448]
+ * argument version (the op number once the arguments are complete, 0 while they are written),
+ * [512] workers between taking a chunk's outputs and finishing their copy, [576] chunk states
+ * (i32 per chunk: the number of the op whose outputs for that chunk were taken), [1600] per thread
+ * 128 bytes: a copy of bytes 0..127 taken by a worker before it runs a chunk.
+ * The claim word and the done count each have a cache line of their own, apart from the arguments
+ * every chunk reads: a line written by one core and read by the other costs a transfer each time.
+ */
+const ARGS: usize = 16;
+const DONE: usize = 256;
+const CLAIM: usize = 320;
+const VERSION: usize = 448;
+const INFLIGHT: usize = 512;
+const STATE: usize = 576;
+/** Most chunks of one op (the chunk states' room). */
+export const MAX_CHUNKS: i32 = 256;
+const SNAP: usize = STATE + (<usize>MAX_CHUNKS << 2);
+const SNAP_BYTES: usize = 128;
+
 @inline
-function arg(ctl: usize, i: i32): i32 {
-  return load<i32>(ctl + 16 + (<usize>i << 2));
+function arg(a: usize, i: i32): i32 {
+  return load<i32>(a + ARGS + (<usize>i << 2));
 }
 
-/**
- * Byte offset in the control block of the claim word: i64 [seq:32][chunks:16][next:16]. It and
- * the done count each have a cache line of their own, apart from the arguments every chunk
- * reads: a line written by one core and read by the other costs a transfer each time.
- */
-const CLAIM: usize = 320;
-/** Byte offset of the i32 count of chunks finished in the current op. */
-const DONE: usize = 256;
-
-/** Starts op number `seq` with `chunks` chunks (< 65536) to claim; the arguments are already set. */
+/** Starts op number `seq` with `chunks` chunks (<= MAX_CHUNKS) to claim; the arguments are already set. */
 export function publish(ctl: usize, seq: i32, chunks: i32): void {
   atomic.store<i32>(ctl + DONE, 0);
   atomic.store<i64>(ctl + CLAIM, (<i64><u32>seq << 32) | (<i64>chunks << 16));
@@ -165,92 +178,210 @@ export function cancelChunks(ctl: usize): i32 {
   return 0;
 }
 
-/** Chunk c of `chunks` of the op in the control block (see work). */
-function runChunk(ctl: usize, c: i32, chunks: i32, tid: i32): void {
-  const op = load<i32>(ctl, 8);
+/** [lo, hi) of chunk c of `chunks` over `count` units: unit lo is count * c / chunks. */
+@inline
+function cut(count: i32, c: i32, chunks: i32): i32 {
+  return <i32>((<i64>count * c) / chunks);
+}
+
+/** Byte offset in an attention output (T, nHead, headDim) of the first row of item i (t, split part). */
+@inline
+function itemOffset(i: i32, nSplit: i32, nHead: i32, headDim: i32): usize {
+  const t = i / nSplit;
+  const sp = i - t * nSplit;
+  return (<usize>(t * nHead + cut(nHead, sp, nSplit)) * <usize>headDim) << 2;
+}
+
+/**
+ * Runs chunk c of `chunks` of the op whose control block (or a copy of its first 128 bytes) is at
+ * a, on thread tid (its region: kernel scratch, then private outputs). priv: the chunk's outputs
+ * go to this thread's private outputs instead of their places (copyOut moves them).
+ */
+function runChunk(a: usize, c: i32, chunks: i32, tid: i32, priv: bool): void {
+  const op = load<i32>(a, 8);
+  const region = <usize>arg(a, 26) + <usize>tid * <usize>arg(a, 27);
+  const out = region + <usize>arg(a, 25);
   if (op == OP_MATMUL) {
     // Chunks of whole groups of 4 rows (the tiles of matmul-tiles.ts).
-    const OC = arg(ctl, 8);
+    const T = arg(a, 6);
+    const OC = arg(a, 8);
     const G = (OC + 3) >> 2;
-    const r0 = min(OC, <i32>((<i64>G * c) / chunks) << 2);
-    const r1 = min(OC, <i32>((<i64>G * (c + 1)) / chunks) << 2);
-    const scratch = <usize>arg(ctl, 9) + <usize>tid * <usize>arg(ctl, 10);
-    matmulRows(
-      arg(ctl, 0),
-      <usize>arg(ctl, 1),
-      <usize>arg(ctl, 2),
-      <usize>arg(ctl, 3),
-      <usize>arg(ctl, 4),
-      <usize>arg(ctl, 5),
-      arg(ctl, 6),
-      arg(ctl, 7),
-      OC,
-      r0,
-      r1,
-      scratch,
-    );
+    const r0 = min(OC, cut(G, c, chunks) << 2);
+    const r1 = min(OC, cut(G, c + 1, chunks) << 2);
+    const y = priv ? out - (<usize>r0 << 2) : <usize>arg(a, 5);
+    const ys = priv ? <usize>(r1 - r0) << 2 : <usize>OC << 2;
+    matmulRows(arg(a, 0), <usize>arg(a, 1), <usize>arg(a, 2), <usize>arg(a, 3), <usize>arg(a, 4), y, ys, T, arg(a, 7), OC, r0, r1, region);
   } else if (op == OP_ATTENTION) {
-    // One chunk per item: item c of `chunks`.
-    const scratch = <usize>arg(ctl, 10) + <usize>tid * <usize>arg(ctl, 11);
-    attention(
-      <usize>arg(ctl, 0),
-      <usize>arg(ctl, 1),
-      <usize>arg(ctl, 2),
-      <usize>arg(ctl, 3),
-      arg(ctl, 4),
-      arg(ctl, 5),
-      arg(ctl, 6),
-      arg(ctl, 7),
-      arg(ctl, 8),
-      reinterpret<f32>(arg(ctl, 9)),
-      arg(ctl, 12),
-      scratch,
-      c,
-      chunks,
-    );
+    // Items (token, part of the heads) [i0, i1); their output rows are contiguous.
+    const T = arg(a, 4);
+    const nHead = arg(a, 6);
+    const headDim = arg(a, 8);
+    const nSplit = arg(a, 12);
+    const items = T * nSplit;
+    const i0 = cut(items, c, chunks);
+    const i1 = cut(items, c + 1, chunks);
+    const o = priv ? out - itemOffset(i0, nSplit, nHead, headDim) : <usize>arg(a, 3);
+    for (let i = i0; i < i1; i++) {
+      attention(
+        <usize>arg(a, 0),
+        <usize>arg(a, 1),
+        <usize>arg(a, 2),
+        o,
+        T,
+        arg(a, 5),
+        nHead,
+        arg(a, 7),
+        headDim,
+        reinterpret<f32>(arg(a, 9)),
+        nSplit,
+        region,
+        i,
+        items,
+      );
+    }
   } else if (op == OP_ATTENTION_BLOCKS) {
-    // Chunk c: cache positions [c blk, min(n, (c + 1) blk)) of one token.
-    const n = arg(ctl, 4);
-    const blk = arg(ctl, 9);
-    const j0 = c * blk;
-    const j1 = min(n, j0 + blk);
-    const nHead = arg(ctl, 5);
-    const headDim = arg(ctl, 7);
-    attentionBlock(
-      <usize>arg(ctl, 0),
-      <usize>arg(ctl, 1),
-      <usize>arg(ctl, 2),
-      <usize>arg(ctl, 3) + <usize>c * <usize>nHead * <usize>partBytes(headDim),
-      j0,
-      j1,
-      nHead,
-      arg(ctl, 6),
-      headDim,
-      reinterpret<f32>(arg(ctl, 8)),
-      <usize>arg(ctl, 10) + <usize>tid * <usize>arg(ctl, 11),
-    );
+    // Blocks [b0, b1) of cache positions [b blk, min(n, (b + 1) blk)) of one token.
+    const n = arg(a, 4);
+    const blk = arg(a, 9);
+    const nHead = arg(a, 5);
+    const headDim = arg(a, 7);
+    const nBlocks = (n + blk - 1) / blk;
+    const b0 = cut(nBlocks, c, chunks);
+    const b1 = cut(nBlocks, c + 1, chunks);
+    const pb = <usize>nHead * <usize>partBytes(headDim);
+    const part = priv ? out - <usize>b0 * pb : <usize>arg(a, 3);
+    for (let b = b0; b < b1; b++) {
+      const j0 = b * blk;
+      attentionBlock(
+        <usize>arg(a, 0),
+        <usize>arg(a, 1),
+        <usize>arg(a, 2),
+        part + <usize>b * pb,
+        j0,
+        min(n, j0 + blk),
+        nHead,
+        arg(a, 6),
+        headDim,
+        reinterpret<f32>(arg(a, 8)),
+        region,
+      );
+    }
+  }
+}
+
+/** Copies chunk c's outputs from thread tid's private outputs (runChunk with priv) to their places. */
+function copyOut(a: usize, c: i32, chunks: i32, tid: i32): void {
+  const op = load<i32>(a, 8);
+  const out = <usize>arg(a, 26) + <usize>tid * <usize>arg(a, 27) + <usize>arg(a, 25);
+  if (op == OP_MATMUL) {
+    const T = arg(a, 6);
+    const OC = arg(a, 8);
+    const G = (OC + 3) >> 2;
+    const r0 = min(OC, cut(G, c, chunks) << 2);
+    const r1 = min(OC, cut(G, c + 1, chunks) << 2);
+    const n = <usize>(r1 - r0) << 2;
+    const y = <usize>arg(a, 5) + (<usize>r0 << 2);
+    for (let t = 0; t < T; t++) memory.copy(y + <usize>t * (<usize>OC << 2), out + <usize>t * n, n);
+  } else if (op == OP_ATTENTION) {
+    const nHead = arg(a, 6);
+    const headDim = arg(a, 8);
+    const nSplit = arg(a, 12);
+    const items = arg(a, 4) * nSplit;
+    const s = itemOffset(cut(items, c, chunks), nSplit, nHead, headDim);
+    const e = itemOffset(cut(items, c + 1, chunks), nSplit, nHead, headDim);
+    memory.copy(<usize>arg(a, 3) + s, out, e - s);
+  } else if (op == OP_ATTENTION_BLOCKS) {
+    const blk = arg(a, 9);
+    const nBlocks = (arg(a, 4) + blk - 1) / blk;
+    const pb = <usize>arg(a, 5) * <usize>partBytes(arg(a, 7));
+    const b0 = cut(nBlocks, c, chunks);
+    const b1 = cut(nBlocks, c + 1, chunks);
+    memory.copy(<usize>arg(a, 3) + <usize>b0 * pb, out, <usize>(b1 - b0) * pb);
   }
 }
 
 /**
  * Thread `tid` claims chunks of the current op (compare-and-swap on the claim word, whose op
  * number makes a claim from a late thread fail once the op is over) and runs them until none is
- * left; returns how many it ran. Whoever is free takes the next chunk, so a worker that the OS
- * has not scheduled yet costs the caller nothing but doing its share.
- * Control block: i32 [0] wake sequence, [2] op, [3] error flag, [4..31] arguments, [64] chunks
- * done (byte 256), [96] workers asleep (byte 384); i64 at byte 320 the claim word.
+ * left; returns how many it finished. Whoever is free takes the next chunk.
+ *
+ * The caller (tid 0) writes its chunks' outputs in place. A worker runs its chunk on a copy of
+ * the arguments into its private outputs, then takes the chunk's outputs (compare-and-swap of the
+ * chunk's state to the op number) and copies them out; if the caller took them first (steal: the
+ * worker was descheduled while it held the chunk, so the caller ran it itself rather than wait
+ * milliseconds for the OS to run the worker again), the worker's results are dropped. A worker
+ * late enough to see the next op's arguments drops its chunk before running it: the version word
+ * is the op number only while the arguments are complete. Everything a worker writes before it
+ * takes a chunk is in its own region, which no other thread touches.
  */
 export function work(ctl: usize, tid: i32, nth: i32): i32 {
   let ran = 0;
+  const snap = ctl + SNAP + <usize>tid * SNAP_BYTES;
   for (;;) {
     const v = atomic.load<i64>(ctl + CLAIM);
+    const seq = <i32>(v >> 32);
     const next = <i32>(v & 0xffff);
     const n = <i32>((v >> 16) & 0xffff);
     if (next >= n) break;
     if (atomic.cmpxchg<i64>(ctl + CLAIM, v, v + 1) != v) continue;
-    runChunk(ctl, next, n, tid);
+    const st = ctl + STATE + (<usize>next << 2);
+    if (tid == 0) {
+      atomic.store<i32>(st, seq);
+      runChunk(ctl, next, n, 0, false);
+      atomic.add<i32>(ctl + DONE, 1);
+      ran++;
+      continue;
+    }
+    const s0 = atomic.load<i32>(st);
+    if (s0 == seq) continue;
+    if (atomic.load<i32>(ctl + VERSION) != seq) continue;
+    memory.copy(snap, ctl, SNAP_BYTES);
+    if (atomic.load<i32>(ctl + VERSION) != seq) continue;
+    runChunk(snap, next, n, tid, true);
+    atomic.add<i32>(ctl + INFLIGHT, 1);
+    if (atomic.cmpxchg<i32>(st, s0, seq) == s0) {
+      copyOut(snap, next, n, tid);
+      atomic.add<i32>(ctl + DONE, 1);
+      ran++;
+    }
+    atomic.sub<i32>(ctl + INFLIGHT, 1);
+  }
+  return ran;
+}
+
+/**
+ * The caller (tid 0) takes and runs, in place, every chunk of the current op whose outputs no
+ * thread has taken yet (a worker holding one is descheduled, or slow); returns how many.
+ */
+export function steal(ctl: usize): i32 {
+  const v = atomic.load<i64>(ctl + CLAIM);
+  const seq = <i32>(v >> 32);
+  const n = <i32>((v >> 16) & 0xffff);
+  let ran = 0;
+  for (let c = n - 1; c >= 0; c--) {
+    const st = ctl + STATE + (<usize>c << 2);
+    const s = atomic.load<i32>(st);
+    if (s == seq || atomic.cmpxchg<i32>(st, s, seq) != s) continue;
+    runChunk(ctl, c, n, 0, false);
     atomic.add<i32>(ctl + DONE, 1);
     ran++;
   }
   return ran;
+}
+
+/**
+ * Takes every chunk of the current op whose outputs no thread has taken (the caller failed): no
+ * worker copies outputs after this once the in-flight count is 0; returns how many it took.
+ */
+export function takeAll(ctl: usize): i32 {
+  const v = atomic.load<i64>(ctl + CLAIM);
+  const seq = <i32>(v >> 32);
+  const n = <i32>((v >> 16) & 0xffff);
+  let k = 0;
+  for (let c = 0; c < n; c++) {
+    const st = ctl + STATE + (<usize>c << 2);
+    const s = atomic.load<i32>(st);
+    if (s != seq && atomic.cmpxchg<i32>(st, s, seq) == s) k++;
+  }
+  return k;
 }

@@ -193,8 +193,9 @@ export function tileF32(wp: usize, xp: usize, C4: i32, y: usize, ys: usize, nr: 
 }
 
 /**
- * Rows [r0, r1) of y (T,OC) = x . w^T for a float `type` with T > 1: xp the packed activation
- * (packTokensF32, rounded for F16 / BF16), scratch 8 C4 bytes for 2 packed rows.
+ * Rows [r0, r1) of y (T,OC) = x . w^T for a float `type` with T > 1 (row t of y ys bytes after row
+ * t - 1): xp the packed activation (packTokensF32, rounded for F16 / BF16), scratch 8 C4 bytes for
+ * 2 packed rows.
  */
 export function matmulFloatTiles(
   type: i32,
@@ -202,15 +203,14 @@ export function matmulFloatTiles(
   rb: usize,
   xp: usize,
   y: usize,
+  ys: usize,
   T: i32,
   C: i32,
-  OC: i32,
   r0: i32,
   r1: i32,
   scratch: usize,
 ): void {
   const C4 = c4(C);
-  const ys = <usize>OC << 2;
   const groupBytes = <usize>C4 << 4;
   for (let r = r0; r < r1; r += 2) {
     const nr = min(2, r1 - r);
@@ -486,8 +486,9 @@ function storeRows(v: v128, y: usize, nr: i32): void {
 }
 
 /**
- * Rows [r0, r1) of y (T,OC) = x . w^T for a legacy `type` with T > 1: xp the packed activation
- * groups (legacyGroupBytes(C) each), scratch legacyDecodedBytes(C) bytes.
+ * Rows [r0, r1) of y (T,OC) = x . w^T for a legacy `type` with T > 1 (row t of y ys bytes after
+ * row t - 1): xp the packed activation groups (legacyGroupBytes(C) each), scratch
+ * legacyDecodedBytes(C) bytes.
  */
 export function matmulLegacyTiles(
   type: i32,
@@ -495,14 +496,13 @@ export function matmulLegacyTiles(
   rb: usize,
   xp: usize,
   y: usize,
+  ys: usize,
   T: i32,
   C: i32,
-  OC: i32,
   r0: i32,
   r1: i32,
   scratch: usize,
 ): void {
-  const ys = <usize>OC << 2;
   const gb = legacyGroupBytes(C);
   const hasMin = type == T_Q4_1 || type == T_Q5_1;
   for (let r = r0; r < r1; r += 4) {

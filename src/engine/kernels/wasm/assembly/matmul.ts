@@ -87,7 +87,9 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
 }
 
 /**
- * Rows [r0, r1) of y (T,OC) = x (T,C) . w^T, w (OC,C) stored as `type`.
+ * Rows [r0, r1) of y (T,OC) = x (T,C) . w^T, w (OC,C) stored as `type`; row t of y starts ys bytes
+ * after row t - 1 (4 OC, or less for a thread's private copy of its rows: y then points r0
+ * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
  * scratch two packed rows (matmul-tiles.ts). Legacy types with T > 1: xa the packed activation
  * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: scratch holds a decoded
@@ -102,6 +104,7 @@ export function matmulRows(
   ad: usize,
   ax: usize,
   y: usize,
+  ys: usize,
   T: i32,
   C: i32,
   OC: i32,
@@ -110,10 +113,9 @@ export function matmulRows(
   scratch: usize,
 ): void {
   const rb = <usize>rowBytes(type, C);
-  const ys = <usize>OC << 2;
   if (isFloat(type)) {
     if (T > 1) {
-      matmulFloatTiles(type, w, rb, xa, y, T, C, OC, r0, r1, scratch);
+      matmulFloatTiles(type, w, rb, xa, y, ys, T, C, r0, r1, scratch);
       return;
     }
     for (let r = r0; r < r1; r++) {
@@ -131,7 +133,7 @@ export function matmulRows(
     return;
   }
   if (T > 1 && isLegacyTileType(type)) {
-    matmulLegacyTiles(type, w, rb, xa, y, T, C, OC, r0, r1, scratch);
+    matmulLegacyTiles(type, w, rb, xa, y, ys, T, C, r0, r1, scratch);
     return;
   }
   const k = isKQuant(type);
