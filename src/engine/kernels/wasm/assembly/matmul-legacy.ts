@@ -56,6 +56,44 @@ export function dotQ4_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   return hsum(acc);
 }
 
+/**
+ * dotQ4_0 of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
+ * get exactly what dotQ4_0 gives for each row (same operations in the same order).
+ */
+export function dotQ4_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize): void {
+  const m = i16x8.splat(15);
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let o = s;
+  let dp = d;
+  const end = w + <usize>nb * 18;
+  while (p < end) {
+    const a0 = v128.load(a);
+    const a1 = v128.load(a, 16);
+    const a2 = v128.load(a, 32);
+    const a3 = v128.load(a, 48);
+    const off = v128.load(o);
+    const dx = load<f32>(dp);
+    const v = v128.load(p, 2);
+    let s0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m), a1));
+    s0 = i32x4.add(s0, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m), a2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), a3)));
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(s0, off)), f32x4.splat(f16t(load<u16>(p)) * dx)));
+    const q = p + rb;
+    const u = v128.load(q, 2);
+    let s1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(u, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(u, 8), m), a1));
+    s1 = i32x4.add(s1, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(u, 4), m), a2), i32x4.dot_i16x8_s(i16x8.shr_u(u, 12), a3)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(s1, off)), f32x4.splat(f16t(load<u16>(q)) * dx)));
+    p += 18;
+    a += 64;
+    o += 16;
+    dp += 4;
+  }
+  store<f32>(y, hsum(acc0));
+  store<f32>(y, hsum(acc1), 4);
+}
+
 /** block_q4_1 (20 B) row . Q8_1; ggml_vec_dot_q4_1_q8_1 (d*q + m: the m part uses Q8_1's s). */
 export function dotQ4_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   const m = i16x8.splat(15);
