@@ -205,6 +205,15 @@ describe("llama.cpp backend's decode loop vs node-llama-cpp's evaluate()", () =>
         expect((await lean(seq, prompt, sampling(seed))).map((s) => s.token)).toEqual(want);
       }
       expect(await reference(42)).not.toEqual(await reference(7));
+      // With logprobs, llama.cpp's chain stops after the penalties and owl's Sampler draws the
+      // rest (module comment of the backend): the same seed still gives llama.cpp's tokens.
+      const want = await reference(42);
+      const got = await lean(seq, prompt, sampling(42), STEPS, { logprobs: 2 });
+      expect(got.map((s) => s.token)).toEqual(want);
+      for (const g of got) {
+        expect(g.logprob).toBeLessThanOrEqual(0);
+        expect(g.top).toHaveLength(2);
+      }
     } finally {
       seq.release();
     }
