@@ -163,11 +163,13 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
 
 /**
  * Rows below which a batched step multiplies each row on its own, for weights other than F32.
- * NOTE: measured on the WebAssembly kernels (bench/serve.ts --owl, engine-kernels): for T of 2 or
- * 3 a quantized or F16 matmul decodes each weight row and then dots it with one token at a time,
- * which costs 2.3-2.7x (T=2) and 3.6x (T=3) a one-row matmul, so two or three one-row products
- * are cheaper; from 4 rows the kernel dots four tokens per decoded row. Once the kernels'
- * small-T path beats T one-row products, drop this.
+ * NOTE: measured on the WebAssembly kernels (bench/serve.ts --owl; /tmp A/B of matmul T=1..8):
+ * a 2-row Q8_0 / Q4_K / F16 matmul costs 2.6-4x a one-row one (the register tiles of 4 tokens
+ * run half empty; the kernels before them decoded each weight row and dotted one token at a
+ * time), 3 rows about 3x, so one-row products are as cheap or cheaper; from 4 rows the tiles pay
+ * (a batched step of 4 / 8 sequences 1.3x / 1.9x faster than one at a time, 15M Q8_0). F32's
+ * 2-row product already beats two one-row ones. Once the kernels' small-T path beats T one-row
+ * products, drop this.
  */
 const BATCH_ROWWISE_BELOW = 4;
 
