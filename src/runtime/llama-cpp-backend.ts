@@ -29,10 +29,10 @@
  * event-loop cycle after the last token of the step arrived, so their requests meet in one
  * drain, one batch (without the barrier the sequences sampled first run ahead in batches of their
  * own: measured with node-llama-cpp's batching, 2 streams gave batches of 1 token, 4 streams
- * batches of 3). A step of one sequence is decoded at once; a step of several waits for the next
- * event-loop cycle, by when all of them have asked. What a full batch buys is llama.cpp's: on the
- * bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a decode of 4 sequences costs
- * 1.9-3.4x a decode of one from run to run, so 4 streams give well under 4x the tokens/s of one
+ * batches of 3). A step is decoded as soon as every sequence in flight has asked: a step of one
+ * at once, a step of several when the last of them asks. What a full batch buys is llama.cpp's:
+ * on the bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a decode of 4 sequences
+ * costs 1.9-3.4x a decode of one from run to run, so 4 streams give well under 4x the tokens/s of one
  * (bench/RESULTS.md, "serve"). Two threads batch better, but their one-sequence steps collapse
  * on a loaded 2-core machine (llama.cpp's threads spin). decodeCounts() counts the decodes by
  * their number of sequences (tests, benchmarks).
@@ -544,10 +544,12 @@ class LlamaCppModel implements LoadedModel {
   }
 
   /**
-   * Queues a decode and sample. A step of one sequence starts the drain at once, so llama.cpp
-   * decodes while the caller handles the token before (ask-ahead); a step of several waits for
-   * the next event-loop cycle, by when all of them have asked. A drain running now takes the
-   * request into its next batch.
+   * Queues a decode and sample. The drain starts as soon as every sequence in flight has asked
+   * (the barrier released them together, so they ask within one event-loop turn): a step of one
+   * sequence at once, so llama.cpp decodes while the caller handles the token before
+   * (ask-ahead), a step of several with the last of them. A drain running now takes the request
+   * into its next batch. NOTE: the next event-loop cycle is only a fallback, for a sequence in
+   * flight that never asked (it cannot happen, as step() asks at once).
    */
   decode(request: DecodeRequest): void {
     if (this.disposed) {
@@ -555,10 +557,10 @@ class LlamaCppModel implements LoadedModel {
       return;
     }
     this.queue.push(request);
-    if (this.draining || this.drainScheduled) return;
-    if (this.inFlight <= 1 && this.held.length === 0 && !this.releasing) {
+    if (this.draining) return;
+    if (this.queue.length >= this.inFlight) {
       this.draining = this.drain();
-    } else {
+    } else if (!this.drainScheduled) {
       this.drainScheduled = true;
       setImmediate(this.startDrain);
     }
@@ -792,10 +794,13 @@ class LlamaCppModel implements LoadedModel {
 function decodeError(what: string, requests: readonly DecodeRequest[], e: unknown): OwlError {
   if (e instanceof OwlError) return e;
   const seqs = requests.map((r) => r.seq.index).join(", ");
+  const model = requests[0]?.seq.modelPath ?? "the model";
+  const reason = e instanceof Error ? e.message : String(e);
   return new OwlError(
     "ERR_DECODE",
-    `llama.cpp failed to ${what} the batch of sequence${requests.length === 1 ? "" : "s"} ${seqs}: ${(e as Error)?.message ?? String(e)}`,
-    { cause: e },
+    `llama.cpp failed to ${what} the batch of sequence${requests.length === 1 ? "" : "s"} ${seqs} of ` +
+      `${model}: ${reason}`,
+    { cause: e, details: { sequences: requests.map((r) => r.seq.index) } },
   );
 }
 
@@ -869,6 +874,10 @@ class LlamaCppSequence implements Sequence {
 
   get tokens(): readonly number[] {
     return this.cached;
+  }
+
+  get modelPath(): string {
+    return this.owner.options.modelPath;
   }
 
   lastPrompt(): PromptStats {
