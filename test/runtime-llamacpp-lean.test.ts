@@ -6,7 +6,7 @@
  * seeded sampling (temperature, top-k, top-p, min-p, repeat/presence/frequency penalties over a
  * window, a logit bias and a ban) equal to evaluate()'s with the same seed; a JSON grammar and
  * logprobs equal to evaluateWithMetadata's; a step of four sequences is one decodeBatch (counted,
- * not timed); a failed decode is ERR_DECODE for its sequence and the model goes on; dispose()
+ * not timed); a failed decode (or batch) is ERR_DECODE for its sequence and the model goes on; dispose()
  * during a step waits for it.
  * The reference context is made as the backend makes its own (flash attention off, one thread,
  * 4 sequences of 256 cells), so both run the same llama.cpp kernels.
@@ -316,8 +316,22 @@ describe("llama.cpp backend's decode loop vs node-llama-cpp's evaluate()", () =>
       });
       expect(seq.tokens.length).toBe(prompt.length + 1);
       expect((await lean(seq, prompt, GREEDY, 8)).map((s) => s.token)).toEqual(want);
+      // A batch that cannot even be set up (initBatch throws) fails the same way.
+      Object.defineProperty(ctx, "initBatch", {
+        configurable: true,
+        value: () => {
+          throw new RangeError("injected batch failure");
+        },
+      });
+      await expect(lean(seq, [1, 5, 6], GREEDY, 8)).rejects.toMatchObject({
+        code: "ERR_DECODE",
+        message: expect.stringMatching(/injected batch failure/),
+      });
+      delete (ctx as { initBatch?: unknown }).initBatch;
+      expect((await lean(seq, prompt, GREEDY, 8)).map((s) => s.token)).toEqual(want);
     } finally {
       delete (ctx as { decodeBatch?: unknown }).decodeBatch;
+      delete (ctx as { initBatch?: unknown }).initBatch;
       seq.release();
     }
   }, 60_000);

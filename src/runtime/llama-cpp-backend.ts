@@ -368,6 +368,14 @@ interface Sampled {
   confidence?: number;
 }
 
+/** A request's share of one batch: `n` of its tokens; `logit`: the batch index of the last one's
+ * logits when they are its last tokens, else -1. */
+interface BatchPart {
+  r: DecodeRequest;
+  n: number;
+  logit: number;
+}
+
 /** A sequence's request for a decode and a sample, waiting for (or in) the drain. */
 interface DecodeRequest {
   seq: LlamaCppSequence;
@@ -569,7 +577,6 @@ class LlamaCppModel implements LoadedModel {
   /** Decodes the queue batch by batch and samples each request whose tokens are all in; the one
    * place that touches the context (module comment). */
   private async drain(): Promise<void> {
-    const { ctx } = this.addon;
     clearTimeout(this.freeThreadsTimer);
     this.freeThreadsTimer = undefined;
     try {
@@ -579,72 +586,13 @@ class LlamaCppModel implements LoadedModel {
           for (const r of this.queue.splice(0)) r.reject(error);
           return;
         }
-        for (const r of this.queue) {
-          if (r.trim) this.trim(r);
-          r.trim = undefined;
-        }
-        // Sequences wanting one token first, then prompts in order of arrival, up to a batch.
-        const parts: { r: DecodeRequest; n: number; logit: number }[] = [];
-        let size = 0;
-        for (const single of [true, false]) {
-          for (const r of this.queue) {
-            const left = r.tokens.length - r.done;
-            if ((left === 1) !== single || size >= this.batchSize) continue;
-            const n = Math.min(left, this.batchSize - size);
-            parts.push({ r, n, logit: -1 });
-            size += n;
-          }
-        }
-        ctx.initBatch(size);
-        const added: typeof parts = [];
-        for (const part of parts) {
-          const { r, n } = part;
-          const last = r.done + n === r.tokens.length;
-          try {
-            const at = ctx.addToBatch(
-              r.seq.index,
-              r.seq.cached.length,
-              Uint32Array.from(r.tokens.slice(r.done, r.done + n)),
-              last ? Uint32Array.of(n - 1) : NO_LOGITS,
-            );
-            if (last) part.logit = at[0] ?? -1;
-            added.push(part);
-          } catch (e) {
-            this.fail([r], e);
-          }
-        }
-        if (added.length === 0) continue;
-        const threads = this.threads ?? (await this.reserveThreads());
-        if (threads.n !== this.threadsNow) {
-          ctx.setThreads(threads.n);
-          this.threadsNow = threads.n;
-        }
+        const parts: BatchPart[] = [];
         try {
-          await ctx.decodeBatch();
+          await this.decodeOnce(parts);
         } catch (e) {
-          this.fail(
-            added.map((p) => p.r),
-            e,
-          );
-          continue;
-        }
-        this.decodes[added.length] = (this.decodes[added.length] ?? 0) + 1;
-        const finished: typeof parts = [];
-        for (const part of added) {
-          const { r, n } = part;
-          for (let i = r.done; i < r.done + n; i++) r.seq.cached.push(r.tokens[i] as number);
-          r.done += n;
-          if (r.done === r.tokens.length) finished.push(part);
-        }
-        if (finished.length > 0) {
-          const gone = new Set(finished.map((p) => p.r));
-          this.queue = this.queue.filter((r) => !gone.has(r));
-          // Issued together: they run one after another on the thread pool, in one round trip.
-          await Promise.all(
-            finished.map(({ r, logit }) =>
-              r.sample(logit).then(r.resolve, (e: unknown) => r.reject(decodeError("sample from", [r], e))),
-            ),
-          );
+          // Not a failed decode (those are handled inside): initBatch, a trim, the threads. The
+          // requests of this batch fail (all queued ones when none was chosen yet); the rest go on.
+          this.fail(parts.length > 0 ? parts.map((p) => p.r) : [...this.queue], e);
         }
       }
     } finally {
@@ -656,6 +604,78 @@ class LlamaCppModel implements LoadedModel {
         setImmediate(this.startDrain);
       }
     }
+  }
+
+  /** One batch: the queue's requests up to the batch size (filled into `parts`), decoded; those
+   * whose tokens are all in are sampled and answered. */
+  private async decodeOnce(parts: BatchPart[]): Promise<void> {
+    const { ctx } = this.addon;
+    for (const r of this.queue) {
+      if (r.trim) this.trim(r);
+      r.trim = undefined;
+    }
+    // Sequences wanting one token first, then prompts in order of arrival, up to a batch.
+    let size = 0;
+    for (const single of [true, false]) {
+      for (const r of this.queue) {
+        const left = r.tokens.length - r.done;
+        if ((left === 1) !== single || size >= this.batchSize) continue;
+        const n = Math.min(left, this.batchSize - size);
+        parts.push({ r, n, logit: -1 });
+        size += n;
+      }
+    }
+    ctx.initBatch(size);
+    const added: BatchPart[] = [];
+    for (const part of parts) {
+      const { r, n } = part;
+      const last = r.done + n === r.tokens.length;
+      try {
+        const at = ctx.addToBatch(
+          r.seq.index,
+          r.seq.cached.length,
+          Uint32Array.from(r.tokens.slice(r.done, r.done + n)),
+          last ? Uint32Array.of(n - 1) : NO_LOGITS,
+        );
+        if (last) part.logit = at[0] ?? -1;
+        added.push(part);
+      } catch (e) {
+        this.fail([r], e);
+      }
+    }
+    if (added.length === 0) return;
+    const threads = this.threads ?? (await this.reserveThreads());
+    if (threads.n !== this.threadsNow) {
+      ctx.setThreads(threads.n);
+      this.threadsNow = threads.n;
+    }
+    try {
+      await ctx.decodeBatch();
+    } catch (e) {
+      this.fail(
+        added.map((p) => p.r),
+        e,
+      );
+      return;
+    }
+    this.decodes[added.length] = (this.decodes[added.length] ?? 0) + 1;
+    const finished: BatchPart[] = [];
+    for (const part of added) {
+      const { r, n } = part;
+      for (let i = r.done; i < r.done + n; i++) r.seq.cached.push(r.tokens[i] as number);
+      r.done += n;
+      if (r.done === r.tokens.length) finished.push(part);
+    }
+    if (finished.length === 0) return;
+    const gone = new Set(finished.map((p) => p.r));
+    this.queue = this.queue.filter((r) => !gone.has(r));
+    parts.length = 0; // answered below, whatever happens: no longer this batch's to fail
+    // Issued together: they run one after another on the thread pool, in one round trip.
+    await Promise.all(
+      finished.map(({ r, logit }) =>
+        r.sample(logit).then(r.resolve, (e: unknown) => r.reject(decodeError("sample from", [r], e))),
+      ),
+    );
   }
 
   /** Prefix reuse before a request's first tokens go in: drop the sequence's cells past `keep`;
@@ -685,7 +705,11 @@ class LlamaCppModel implements LoadedModel {
     const gone = new Set(requests);
     this.queue = this.queue.filter((r) => !gone.has(r));
     for (const r of requests) {
-      this.addon.ctx.removeTokenCellsFromSequence(r.seq.index, r.seq.cached.length, -1);
+      try {
+        this.addon.ctx.removeTokenCellsFromSequence(r.seq.index, r.seq.cached.length, -1);
+      } catch {
+        // The context is gone (disposed): nothing to clean.
+      }
       r.reject(error);
     }
   }
