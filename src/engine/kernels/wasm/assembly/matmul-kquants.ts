@@ -148,6 +148,67 @@ export function dotQ4K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
   return hsum(acc) - accm;
 }
 
+/**
+ * dotQ4K of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
+ * get exactly what dotQ4K gives for each row (same operations in the same order).
+ */
+export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bsums: usize, nb: i32, y: usize): void {
+  const m = i16x8.splat(15);
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let accm0: f32 = 0;
+  let accm1: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const p = w + <usize>b * 144;
+    const q = p + rb;
+    const ab = qs + (<usize>b << 9);
+    const bs = bsums + (<usize>b << 6);
+    let isum0 = i32x4.splat(0);
+    let isum1 = i32x4.splat(0);
+    let summ0 = 0;
+    let summ1 = 0;
+    for (let j = 0; j < 4; j++) {
+      const a = ab + (<usize>j << 7);
+      const a0 = v128.load(a);
+      const a1 = v128.load(a, 16);
+      const a2 = v128.load(a, 32);
+      const a3 = v128.load(a, 48);
+      const a4 = v128.load(a, 64);
+      const a5 = v128.load(a, 80);
+      const a6 = v128.load(a, 96);
+      const a7 = v128.load(a, 112);
+      const bo = bs + (<usize>j << 4);
+      const bsA = load<i32>(bo) + load<i32>(bo, 4);
+      const bsB = load<i32>(bo, 8) + load<i32>(bo, 12);
+      let c0 = v128.load(p + 16 + 32 * j);
+      let c1 = v128.load(p + 32 + 32 * j);
+      let s0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(c0, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 8), m), a1));
+      s0 = i32x4.add(s0, i32x4.add(i32x4.dot_i16x8_s(v128.and(c1, m), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 8), m), a3)));
+      let s1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 4), m), a4), i32x4.dot_i16x8_s(i16x8.shr_u(c0, 12), a5));
+      s1 = i32x4.add(s1, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 4), m), a6), i32x4.dot_i16x8_s(i16x8.shr_u(c1, 12), a7)));
+      isum0 = i32x4.add(isum0, i32x4.mul(s0, i32x4.splat(scaleK4(p + 4, 2 * j))));
+      isum0 = i32x4.add(isum0, i32x4.mul(s1, i32x4.splat(scaleK4(p + 4, 2 * j + 1))));
+      summ0 += minK4(p + 4, 2 * j) * bsA + minK4(p + 4, 2 * j + 1) * bsB;
+      c0 = v128.load(q + 16 + 32 * j);
+      c1 = v128.load(q + 32 + 32 * j);
+      s0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(c0, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 8), m), a1));
+      s0 = i32x4.add(s0, i32x4.add(i32x4.dot_i16x8_s(v128.and(c1, m), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 8), m), a3)));
+      s1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 4), m), a4), i32x4.dot_i16x8_s(i16x8.shr_u(c0, 12), a5));
+      s1 = i32x4.add(s1, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 4), m), a6), i32x4.dot_i16x8_s(i16x8.shr_u(c1, 12), a7)));
+      isum1 = i32x4.add(isum1, i32x4.mul(s0, i32x4.splat(scaleK4(q + 4, 2 * j))));
+      isum1 = i32x4.add(isum1, i32x4.mul(s1, i32x4.splat(scaleK4(q + 4, 2 * j + 1))));
+      summ1 += minK4(q + 4, 2 * j) * bsA + minK4(q + 4, 2 * j + 1) * bsB;
+    }
+    const d8 = load<f32>(d + (<usize>b << 2));
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.splat(f16t(load<u16>(p)) * d8)));
+    accm0 += f16t(load<u16>(p, 2)) * d8 * <f32>summ0;
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.splat(f16t(load<u16>(q)) * d8)));
+    accm1 += f16t(load<u16>(q, 2)) * d8 * <f32>summ1;
+  }
+  store<f32>(y, hsum(acc0) - accm0);
+  store<f32>(y, hsum(acc1) - accm1, 4);
+}
+
 /** block_q5_K (176 B) row . Q8_K; ggml_vec_dot_q5_K_q8_K. */
 export function dotQ5K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
   const m = i16x8.splat(15);

@@ -4,7 +4,7 @@
 // codes are ggml's type ids (ggml.h).
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
-import { dotQ2K, dotQ3K, dotQ4K, dotQ5K, dotQ6K } from "./matmul-kquants";
+import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedK4 } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
 import { isLegacyTileType, matmulFloatTiles, matmulLegacyTiles } from "./matmul-tiles";
@@ -162,9 +162,11 @@ export function matmulRows(
     return;
   }
   let r = r0;
+  // Two rows at a time share the activation's loads; same results per row.
   if (type == T_Q4_0) {
-    // Two rows at a time share the activation's loads (+30% on one thread); same results per row.
     for (; r + 2 <= r1; r += 2) dotQ4_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
+  } else if (type == T_Q4_K) {
+    for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
   }
   for (; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
 }
