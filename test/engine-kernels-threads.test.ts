@@ -18,7 +18,7 @@ let two: WasmBackend;
 
 beforeAll(async () => {
   one = await createWasmBackend({ threads: 1 });
-  two = await createWasmBackend({ threads: 2, minParallelWork: 0, stealWait: 0 });
+  two = await createWasmBackend({ threads: 2, minParallelWork: 0, stealWait: 0, adaptive: false });
 });
 
 afterAll(async () => {

@@ -45,7 +45,7 @@ let b2: WasmBackend;
 
 beforeAll(async () => {
   b1 = await createWasmBackend({ threads: 1 });
-  b2 = await createWasmBackend({ threads: 2, minParallelWork: 0 });
+  b2 = await createWasmBackend({ threads: 2, minParallelWork: 0, adaptive: false });
 });
 
 afterAll(async () => {

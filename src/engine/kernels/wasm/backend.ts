@@ -47,6 +47,12 @@ export interface WasmBackendOptions {
    * (pool.ts; default 1.5; 0 in tests: steal at once, to exercise the protocol).
    */
   stealWait?: number;
+  /**
+   * Measure, in phases, whether ops run faster with the worker threads or on the caller alone,
+   * and use the faster (default true; pool.ts EXPLOIT_MS): another process wanting a core can make
+   * the workers a loss.
+   */
+  adaptive?: boolean;
 }
 
 /** The exports of dist/kernels.wasm (assembly/index.ts); pointers are byte offsets. */
@@ -293,6 +299,7 @@ export class WasmBackend implements KernelBackend {
     const pool = await ThreadPool.start(module, memory, kernels, ctl, threads, {
       spin: options.spin ?? 1000,
       stealWait: options.stealWait ?? 1.5,
+      adaptive: options.adaptive ?? true,
     });
     return new WasmBackend(
       memory,
@@ -437,7 +444,7 @@ export class WasmBackend implements KernelBackend {
     p.setInt(6, T);
     p.setInt(7, C);
     p.setInt(8, OC);
-    p.run(this.opMatmul, chunks);
+    p.run(this.opMatmul, chunks, T * C * OC);
   }
 
   getRow(type: GgmlTypeName, e: Buf, row: number, C: number, out: Buf, outOffsetFloats = 0): void {
@@ -559,7 +566,7 @@ export class WasmBackend implements KernelBackend {
     p.setInt(8, headDim);
     p.setFloat(9, scale);
     p.setInt(12, nSplit);
-    p.run(this.opAttention, chunks);
+    p.run(this.opAttention, chunks, T * nHead * n * headDim);
   }
 
   /**
@@ -617,7 +624,7 @@ export class WasmBackend implements KernelBackend {
       p.setInt(7, headDim);
       p.setFloat(8, scale);
       p.setInt(9, ATTENTION_BLOCK);
-      p.run(this.opAttentionBlocks, chunks);
+      p.run(this.opAttentionBlocks, chunks, nHead * n * headDim);
     }
     k.attentionMerge(part, nBlocks, out.offset, nHead, headDim);
   }

@@ -44,6 +44,18 @@ export const MAX_ARGS = 25;
 export const MAX_CHUNKS = 256;
 /** Microseconds the caller waits, past about one chunk's time, before it steals (a floor). */
 const STEAL_FLOOR_US = 4;
+/**
+ * Solo or parallel, measured: on this shared 2-core machine a third process wanting a core can
+ * make the workers cost more than they bring (110M Q4_0 decode: 43 tok/s on 2 threads against 73
+ * on 1 at load 3; 126 against 85 when quiet). So the pool runs ops in phases: it keeps the mode
+ * (workers or the caller alone) that gave the lower time per multiply-add for EXPLOIT_MS, then
+ * tries the other for EXPLORE_MS, and keeps whichever did better. In solo mode the workers are
+ * not woken: they go to sleep after their spin instead of competing with the caller.
+ */
+const EXPLOIT_MS = 100;
+const EXPLORE_MS = 8;
+/** Ops with fewer multiply-adds do not count in the comparison (their time is mostly overhead). */
+const MIN_MEASURED_COST = 1 << 18;
 
 /** The module's `work` export: claims and runs chunks of the current op, returns how many. */
 export type WorkFn = (ctl: number, tid: number, nth: number) => number;
@@ -62,6 +74,8 @@ export interface PoolKernels {
 export interface PoolOptions {
   /** Microseconds a waiting thread spins before it sleeps in Atomics.wait. */
   spin: number;
+  /** Whether the pool may run ops on the caller alone when that measures faster (EXPLOIT_MS). */
+  adaptive: boolean;
   /** Chunk times the caller waits for a worker's chunk before it steals it (1.5; 0 in tests: at once). */
   stealWait: number;
 }
@@ -78,8 +92,16 @@ export class ThreadPool {
   private seq = 0;
   /** Whether arguments of the next op are being written (the version word is 0 meanwhile). */
   private writing = false;
-  /** Ops run, and chunks the caller stole, since creation (for tests and benchmarks). */
-  readonly stats = { ops: 0, stolenChunks: 0 };
+  /** Ops run (alone: solo), and chunks the caller stole, since creation (for tests and benchmarks). */
+  readonly stats = { ops: 0, soloOps: 0, stolenChunks: 0 };
+  /** Current mode and phase (see EXPLOIT_MS). */
+  private solo = false;
+  private exploring = false;
+  private phaseEnd = 0;
+  /** ms and cost of the measured ops of the current phase, and the last exploit phase's ms per cost. */
+  private phaseMs = 0;
+  private phaseCost = 0;
+  private lastRate = 0;
 
   private constructor(
     private readonly k: PoolKernels,
@@ -89,6 +111,7 @@ export class ThreadPool {
     workers: Worker[],
     spin: number,
     private readonly stealWait: number,
+    private readonly adaptive: boolean,
   ) {
     this.threads = threads;
     this.c = new Int32Array(memory.buffer, ctl, CONTROL_BYTES / 4);
@@ -141,7 +164,16 @@ export class ThreadPool {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
     }
-    return new ThreadPool(kernels, memory, ctl, threads, workers, options.spin, options.stealWait);
+    return new ThreadPool(
+      kernels,
+      memory,
+      ctl,
+      threads,
+      workers,
+      options.spin,
+      options.stealWait,
+      options.adaptive,
+    );
   }
 
   /** Sets argument i (an int: pointer, size or code). */
@@ -176,11 +208,30 @@ export class ThreadPool {
     this.writing = true;
   }
 
+  /** Ends a phase when its time is up: picks the mode of the next (see EXPLOIT_MS). */
+  private nextPhase(now: number): void {
+    const rate = this.phaseCost > 0 ? this.phaseMs / this.phaseCost : 0;
+    if (this.exploring) {
+      // Keep the explored mode only if it measured faster than the mode it interrupted.
+      if (!(rate > 0 && this.lastRate > 0 && rate < this.lastRate)) this.solo = !this.solo;
+      this.exploring = false;
+      this.phaseEnd = now + EXPLOIT_MS;
+    } else {
+      this.lastRate = rate;
+      this.solo = !this.solo;
+      this.exploring = true;
+      this.phaseEnd = now + EXPLORE_MS;
+    }
+    this.phaseMs = 0;
+    this.phaseCost = 0;
+  }
+
   /**
    * Runs op `op` with the arguments set, cut into `chunks` chunks (1..MAX_CHUNKS) that all
-   * threads claim; returns when every chunk is done.
+   * threads claim (or the caller alone, in solo mode); returns when every chunk is done. `cost`:
+   * the op's multiply-adds, for the solo/parallel measurements.
    */
-  run(op: number, chunks: number): void {
+  run(op: number, chunks: number, cost = 0): void {
     assert(!this.closed, "thread pool used after dispose");
     assert(chunks >= 1 && chunks <= MAX_CHUNKS, "pool chunk count");
     const c = this.c;
@@ -192,7 +243,9 @@ export class ThreadPool {
     this.writing = false;
     this.k.publish(this.ctl, this.seq, chunks);
     const t0 = performance.now();
-    if (nth > 1 && chunks > 1) {
+    if (this.adaptive && nth > 1 && t0 >= this.phaseEnd) this.nextPhase(t0);
+    const solo = this.solo;
+    if (nth > 1 && chunks > 1 && !solo) {
       Atomics.add(c, SEQ, 1); // wakes spinning workers
       if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, SEQ);
     }
@@ -224,6 +277,11 @@ export class ThreadPool {
     // What is left was taken by workers copying it out: a short wait.
     this.waitFor(() => Atomics.load(c, DONE) >= chunks, op);
     this.stats.ops++;
+    if (solo) this.stats.soloOps++;
+    if (cost >= MIN_MEASURED_COST) {
+      this.phaseMs += performance.now() - t0;
+      this.phaseCost += cost;
+    }
     if (Atomics.load(c, ERR) !== 0) {
       Atomics.store(c, ERR, 0);
       throw new OwlError("ERR_IO", `a kernel worker thread failed running op ${op}`, {
