@@ -27,7 +27,7 @@ const COMMON: [number, number, number][] = [
   [7, 1024, 37],
   [3, 768, 5],
 ];
-// T > 1 runs in tiles of 4 tokens x 2 (float) or 4 (legacy) rows: partial tiles of both, and C
+// T > 1 runs in tiles of 4 tokens x 2 (float) or 4 (quantized) rows: partial tiles of both, and C
 // not a multiple of 4 for the float types.
 const FLOAT_EXTRA: [number, number, number][] = [
   [1, 100, 9],
@@ -101,9 +101,8 @@ describe("WasmBackend.matmul", () => {
   it("T > 1: a token's outputs do not depend on the other tokens of the call", () => {
     // Tokens go 4 to a tile with one lane or accumulator each: token t's row of y must be the same
     // bits whether it shares its tile with 3 other tokens, with padding, or with different tokens.
-    // (The K-quants' T > 1 path sums 4-token groups and leftover tokens in different orders.)
     const [C, OC] = [256, 9];
-    for (const type of [...FLOAT_TYPES, ...LEGACY_TYPES]) {
+    for (const type of [...FLOAT_TYPES, ...LEGACY_TYPES, ...K_TYPES]) {
       const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
       const x = randomFloats(8 * C, 502, 1);
       const all = run(b2, type, w, x, 8, C, OC);

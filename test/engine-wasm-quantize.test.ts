@@ -124,7 +124,7 @@ describe("F16 activation rounding (prepareAct for F16 weights, 4 lanes at a time
     KERNELS.F16!.dequantize!(bits, want, x.length);
     const xb = b.upload(new Uint8Array(x.buffer));
     const out = b.alloc(x.byteLength);
-    b.kernels.prepareAct(1, xb.offset, 1, x.length, out.offset, 0, 0, 0, 1);
+    b.kernels.prepareAct(1, xb.offset, 1, x.length, out.offset, 0, 0, 0, 0, 1);
     const got = b.f32(out);
     let bad = 0;
     for (let i = 0; i < x.length; i++) {

@@ -68,6 +68,7 @@ export interface KernelExports {
     ad: number,
     ax: number,
     tmp: number,
+    xp: number,
     x86: number,
   ): void;
   matmulRows(
@@ -386,19 +387,21 @@ export class WasmBackend implements KernelBackend {
       // The other types read a quantized copy of x; F32 reads x itself while y is written.
       throw new OwlError("ERR_INVALID_ARGUMENT", "matmul F32: the output y overlaps the input x");
     }
-    // Scratch: the prepared activation, then each thread's rows. T > 1 with a float or legacy type:
-    // the activation packed in groups of 4 tokens, the rows converted 2 (float) or 4 (legacy) at a
-    // time (assembly/matmul-tiles.ts); K-quants: EO-expanded activation and one decoded row.
+    // Scratch: the prepared activation, then the caller's rows. T > 1: the activation packed in
+    // groups of 4 tokens, the rows converted 2 (float) or 4 (quantized) at a time
+    // (assembly/matmul-tiles.ts; K-quants expand it first, then pack it into xp).
     let xa = x.offset;
     let ad = 0;
     let ax = 0;
     let tmp = 0;
+    let xp = 0;
     let need = 0;
     const T4 = Math.ceil(T / 4) * 4;
     const isFloat = type === "F32" || type === "F16" || type === "BF16";
     const kq = actBlock === 256;
     const nb = C / actBlock;
-    const rowScratch = align(9 * C + 256);
+    // 4 decoded K-quant rows: 8 C bytes of interleaved quants and 4 rows of about 2.75 C.
+    const rowScratch = align(21 * C + 1024);
     if (isFloat) {
       if (T > 1) need = align(T4 * Math.ceil(C / 4) * 4 * 4);
       else if (type !== "F32") need = align(C * 4);
@@ -407,7 +410,8 @@ export class WasmBackend implements KernelBackend {
       const dBytes = align(T4 * nb * 4);
       const axBytes = align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
       const tmpBytes = align(kq ? nb * 292 : 4 * nb * 36);
-      need = qsBytes + dBytes + axBytes + tmpBytes;
+      const xpBytes = kq && T > 1 ? align((T4 / 4) * (8 * C + 144 * nb)) : 0;
+      need = qsBytes + dBytes + axBytes + tmpBytes + xpBytes;
     }
     const s = this.scratch(need + rowScratch);
     const base = s.offset;
@@ -418,9 +422,11 @@ export class WasmBackend implements KernelBackend {
       ad = xa + align(T4 * C * 2);
       ax = ad + align(T4 * nb * 4);
       tmp = ax + align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
+      xp = tmp + align(kq ? nb * 292 : 4 * nb * 36);
     }
     const rows = base + need; // the caller's decoded rows when it runs alone
-    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, this.x86);
+    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, xp, this.x86);
+    if (kq && T > 1) xa = xp; // the K tiles read the packed activation
     if (this.threads === 1 || T * C * OC < this.minParallel || OC < this.threads) {
       k.matmulRows(code, w.offset, xa, ad, ax, y.offset, OC * 4, T, C, OC, 0, OC, rows);
       return;

@@ -5,7 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
-import { c4, isLegacyTileType, legacyGroupBytes, packQ8Group, packTokensF32 } from "./matmul-tiles";
+import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
@@ -43,7 +43,7 @@ export function heapBase(): usize {
  * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. T > 1 with a legacy type: each group of
  * 4 rows quantized through tmp (4 rows of ggml blocks) and packed into xa (matmul-tiles.ts).
  * Otherwise each row is quantized through tmp (one row of ggml blocks) and expanded into xa (T,C)
- * i16 EO, ad and ax (see matmulRows). x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes
+ * i16 EO, ad and ax (see matmulRows); K-quants with T > 1 then pack groups of 4 tokens into xp. x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes
  * them (quantize.ts).
  */
 export function prepareAct(
@@ -55,6 +55,7 @@ export function prepareAct(
   ad: usize,
   ax: usize,
   tmp: usize,
+  xp: usize,
   x86: i32,
 ): void {
   if (T > 1 && (type == T_F32 || type == T_F16 || type == T_F16S || type == T_BF16)) {
@@ -113,6 +114,11 @@ export function prepareAct(
       // One token: Q4_0 / Q5_0 dots take their -8 / -16 offset from the block sums (matmul-legacy.ts).
       if (T == 1 && (type == T_Q4_0 || type == T_Q5_0)) offsetSums(tmp, C, type == T_Q4_0 ? 8 : 16, ax);
     }
+  }
+  if (k && T > 1) {
+    // Groups of 4 tokens packed for the K tiles (matmul-tiles.ts) into xp.
+    const gb = kGroupBytes(C);
+    for (let t0 = 0; t0 < T; t0 += 4) packK8Group(xa, ad, ax, t0, min(4, T - t0), C, xp + <usize>(t0 >> 2) * gb);
   }
 }
 

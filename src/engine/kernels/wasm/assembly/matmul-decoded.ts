@@ -1,30 +1,28 @@
-// The T > 1 path of the K-quant matrix products (the legacy types have theirs in matmul-tiles.ts):
-// each weight row is decoded once into a per-thread scratch (EO i16 quants with their offsets
-// applied, integer sub-block scales and mins, float block scales), then dotted with every token's
-// activation. The integer sums and their scaling are the same as the fused single-token dots
-// (matmul-kquants.ts) and ggml's vec_dot: decoding once instead of once per token is what this buys.
+// K-quant rows decoded for the T > 1 tiles (matmul-tiles.ts): each weight row is decoded once into
+// a per-thread scratch (EO i16 quants with their offsets applied, integer sub-block scales and
+// mins, float block scales), then dotted with every token's activation. The integer sums and their
+// scaling are the same as the fused single-token dots (matmul-kquants.ts) and ggml's vec_dot:
+// decoding once instead of once per token is what this buys.
 //
 // K-quant rows are stored with each quant already times its sub-block scale (|q sc| <= 4096 fits
 // i16), so their dots need no per-16 multiply; the integer block sums are unchanged.
-// Tokens come four at a time (dotDecoded*4): each decoded vector is loaded once for four tokens
-// and the four block sums are added across lanes together before their one conversion to float.
 //
 // Decoded row (C values) at `dec`: q i16[C] EO | sc i32[C/16] (scale per 16 values) |
 // fd f32[C/32 or C/256] (block scale; C/32 slots kept for the layout) | mn i32[C/16] (min per 16) |
 // md f32[C/256] (dmin). decodedBytes(C) bytes in all.
-import { f16t, hsum } from "./common";
+import { f16t } from "./common";
 import { T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K } from "./types";
 
-@inline function scOff(C: i32): usize {
+@inline export function scOff(C: i32): usize {
   return <usize>C << 1;
 }
-@inline function fdOff(C: i32): usize {
+@inline export function fdOff(C: i32): usize {
   return scOff(C) + (<usize>(C >> 4) << 2);
 }
-@inline function mnOff(C: i32): usize {
+@inline export function mnOff(C: i32): usize {
   return fdOff(C) + (<usize>(C >> 5) << 2);
 }
-@inline function mdOff(C: i32): usize {
+@inline export function mdOff(C: i32): usize {
   return mnOff(C) + (<usize>(C >> 4) << 2);
 }
 
@@ -186,158 +184,6 @@ export function decodeRow(type: i32, w: usize, C: i32, dec: usize): void {
       v128.store(qj, i16x8.mul(v128.load(qj, 16), sv), 16);
     }
   }
-}
-
-/** Lane sums of the 32 decoded quants at q times the 32 EO activation values at a: (A+B, C+D). */
-@inline
-function dotHalf(q: usize, a: usize, off: u32): v128 {
-  return i32x4.add(
-    i32x4.dot_i16x8_s(v128.load(q + off), v128.load(a + off)),
-    i32x4.dot_i16x8_s(v128.load(q + off + 16), v128.load(a + off + 16)),
-  );
-}
-
-/**
- * A decoded K-quant row (nb blocks of 256) . one token's Q8_K activation (qs EO, d per block,
- * bsums per 16); hasMin: Q2_K / Q4_K / Q5_K (subtracts dmin * d8 * sum(min * bsum) per block).
- */
-export function dotDecodedK(dec: usize, C: i32, hasMin: bool, qs: usize, d: usize, bsums: usize): f32 {
-  const nb = C >> 8;
-  const fd = dec + fdOff(C);
-  const mn = dec + mnOff(C);
-  const md = dec + mdOff(C);
-  let acc = f32x4.splat(0);
-  let accm: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const qb = dec + (<usize>b << 9);
-    const ab = qs + (<usize>b << 9);
-    let isum = i32x4.splat(0);
-    for (let g = 0; g < 8; g++) {
-      const q = qb + (<usize>g << 6);
-      const a = ab + (<usize>g << 6);
-      isum = i32x4.add(isum, i32x4.add(dotHalf(q, a, 0), dotHalf(q, a, 32)));
-    }
-    const bo = <usize>b << 2;
-    const d8 = load<f32>(d + bo);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(fd + bo) * d8)));
-    if (hasMin) {
-      const mnb = mn + (<usize>b << 6);
-      const bs = bsums + (<usize>b << 6);
-      let summ = 0;
-      for (let j = 0; j < 16; j++) summ += load<i32>(mnb + (<usize>j << 2)) * load<i32>(bs + (<usize>j << 2));
-      accm += load<f32>(md + bo) * d8 * <f32>summ;
-    }
-  }
-  return hsum(acc) - accm;
-}
-
-/** The four i32 lane vectors s0..s3 summed across lanes: [sum s0, sum s1, sum s2, sum s3]. */
-@inline
-function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
-  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
-  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
-  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-}
-
-/** The float at p, p + stride, p + 2 stride, p + 3 stride as one vector. */
-@inline
-function gather4(p: usize, stride: usize): v128 {
-  let v = f32x4.splat(load<f32>(p));
-  v = f32x4.replace_lane(v, 1, load<f32>(p + stride));
-  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * stride));
-  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * stride));
-}
-
-/** Lane sums of the 32 quants q0..q3 (EO slots, in registers) times 32 EO activation values at a. */
-@inline
-function dot32(q0: v128, q1: v128, q2: v128, q3: v128, a: usize): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(q0, v128.load(a)), i32x4.dot_i16x8_s(q1, v128.load(a, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(q2, v128.load(a, 32)), i32x4.dot_i16x8_s(q3, v128.load(a, 48))),
-  );
-}
-
-/** Stores the 4 lanes of v to y, y + ys, y + 2 ys, y + 3 ys. */
-@inline
-function scatter4(v: v128, y: usize, ys: usize): void {
-  store<f32>(y, f32x4.extract_lane(v, 0));
-  store<f32>(y + ys, f32x4.extract_lane(v, 1));
-  store<f32>(y + 2 * ys, f32x4.extract_lane(v, 2));
-  store<f32>(y + 3 * ys, f32x4.extract_lane(v, 3));
-}
-
-/**
- * dotDecodedK for 4 tokens at once: token i's activation at qs + i qsStride, d + i dStride,
- * bsums + i bStride (bytes); results to y + i ys. Per token and block: the integer block sum
- * times (row scale * token scale); the min terms (Q2_K, Q4_K, Q5_K) as dmin * d8 * sum(min * bsum).
- */
-export function dotDecodedK4(
-  dec: usize,
-  C: i32,
-  hasMin: bool,
-  qs: usize,
-  qsStride: usize,
-  d: usize,
-  dStride: usize,
-  bsums: usize,
-  bStride: usize,
-  y: usize,
-  ys: usize,
-): void {
-  const nb = C >> 8;
-  const fd = dec + fdOff(C);
-  const mn = dec + mnOff(C);
-  const md = dec + mdOff(C);
-  let acc = f32x4.splat(0);
-  let accm = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const qb = dec + (<usize>b << 9);
-    const ab = qs + (<usize>b << 9);
-    let s0 = i32x4.splat(0);
-    let s1 = i32x4.splat(0);
-    let s2 = i32x4.splat(0);
-    let s3 = i32x4.splat(0);
-    for (let g = 0; g < 8; g++) {
-      const q = qb + (<usize>g << 6);
-      const q0 = v128.load(q);
-      const q1 = v128.load(q, 16);
-      const q2 = v128.load(q, 32);
-      const q3 = v128.load(q, 48);
-      const a = ab + (<usize>g << 6);
-      s0 = i32x4.add(s0, dot32(q0, q1, q2, q3, a));
-      s1 = i32x4.add(s1, dot32(q0, q1, q2, q3, a + qsStride));
-      s2 = i32x4.add(s2, dot32(q0, q1, q2, q3, a + 2 * qsStride));
-      s3 = i32x4.add(s3, dot32(q0, q1, q2, q3, a + 3 * qsStride));
-    }
-    const bo = <usize>b << 2;
-    const dv = gather4(d + bo, dStride);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(reduce4(s0, s1, s2, s3)), f32x4.mul(f32x4.splat(load<f32>(fd + bo)), dv)));
-    if (hasMin) {
-      const mnb = mn + (<usize>b << 6);
-      const m0 = v128.load(mnb);
-      const m1 = v128.load(mnb, 16);
-      const m2 = v128.load(mnb, 32);
-      const m3 = v128.load(mnb, 48);
-      const bs = bsums + (<usize>b << 6);
-      const r = reduce4(
-        minSum(m0, m1, m2, m3, bs),
-        minSum(m0, m1, m2, m3, bs + bStride),
-        minSum(m0, m1, m2, m3, bs + 2 * bStride),
-        minSum(m0, m1, m2, m3, bs + 3 * bStride),
-      );
-      accm = f32x4.add(accm, f32x4.mul(f32x4.mul(f32x4.splat(load<f32>(md + bo)), dv), f32x4.convert_i32x4_s(r)));
-    }
-  }
-  scatter4(hasMin ? f32x4.sub(acc, accm) : acc, y, ys);
-}
-
-/** Lanes of sum(min_j * bsum_j) over the 16 i32 mins m0..m3 and the 16 i32 bsums at bs. */
-@inline
-function minSum(m0: v128, m1: v128, m2: v128, m3: v128, bs: usize): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.mul(m0, v128.load(bs)), i32x4.mul(m1, v128.load(bs, 16))),
-    i32x4.add(i32x4.mul(m2, v128.load(bs, 32)), i32x4.mul(m3, v128.load(bs, 48))),
-  );
 }
 
 /** Whether K-quant `type` takes the decoded path's min terms. */

@@ -19,6 +19,11 @@
 // reduction across lanes. Per block and row: sum += float(isum) * (d_w * d_x), as ggml's vec_dot
 // (Q4_1 / Q5_1 also + m_w * s_x), in block order.
 //
+// K-quants: the same tile over 256-value blocks whose quants carry their sub-block scales
+// (matmul-decoded.ts decodeRow, EO order: the pairs are EO lanes 2j, 2j + 1 on both sides); per
+// block and row: sum += float(isum) * (d_w * d_x), and for Q2_K / Q4_K / Q5_K sum -= float(sum of
+// min * bsum) * (dmin_w * d_x), as ggml's vec_dot.
+//
 // Layouts (bytes): packed float activation (T4/4 groups, C4/4, 4 tokens, 4 f32), C4 = C rounded up
 // to 4; packed float rows (C4/4, 2 rows, 4 f32). Packed legacy activation per group of 4 tokens:
 // xq (nb, 16 pairs, 4 tokens) i32 = two i16 (q_2j, q_2j+1); xd (nb, 4) f32 d; xs (nb, 4) f32 s
@@ -26,6 +31,7 @@
 // d, wm (nb, 4) f32 m.
 // Not here: the T = 1 dots (matmul-float.ts, matmul-legacy.ts) and the K-quants (matmul-decoded.ts).
 import { f16t } from "./common";
+import { decodedBytes, decodeRow, fdOff, mdOff, mnOff } from "./matmul-decoded";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0 } from "./types";
 
 // ---------------------------------------------------------------------------------- float
@@ -510,6 +516,196 @@ export function matmulLegacyTiles(
     decodeLegacy4(type, w + <usize>r * rb, rb, nr, C, scratch);
     for (let t = 0; t < T; t += 4) {
       tileLegacy(scratch, xp + <usize>(t >> 2) * gb, C, hasMin, y + <usize>t * ys + (<usize>r << 2), ys, nr, min(4, T - t));
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------- K-quants
+
+/** Bytes of the packed K-quant activation of one group of 4 tokens: xq, then xd, then xb. */
+@inline
+export function kGroupBytes(C: i32): usize {
+  const nb = <usize>(C >> 8);
+  return (<usize>C << 3) + (nb << 4) + (nb << 7);
+}
+
+/**
+ * Tokens t0..t0+n-1 (n <= 4; the rest zero) of the EO-expanded Q8_K activation (qs (T,C) i16, d
+ * (T, C/256) f32, bsums (T, C/16) i32) -> one packed group at g: xq (nb, 128 pairs, 4 tokens) i32,
+ * xd (nb, 4) f32, xb (nb, 8 pairs of bsums as i16, 4 tokens) i32.
+ */
+export function packK8Group(qs: usize, d: usize, bsums: usize, t0: i32, n: i32, C: i32, g: usize): void {
+  const nb = C >> 8;
+  const xd = g + (<usize>C << 3);
+  const xb = xd + (<usize>nb << 4);
+  const qStride = <usize>C << 1;
+  const z = i32x4.splat(0);
+  const q0 = qs + <usize>t0 * qStride;
+  const b0 = bsums + ((<usize>t0 * <usize>(C >> 4)) << 2);
+  const bStride = <usize>(C >> 4) << 2;
+  for (let b = 0; b < nb; b++) {
+    const qb = <usize>b << 9;
+    for (let v = 0; v < 32; v++) {
+      const o = qb + (<usize>v << 4);
+      transposeStore(
+        v128.load(q0 + o),
+        n > 1 ? v128.load(q0 + qStride + o) : z,
+        n > 2 ? v128.load(q0 + 2 * qStride + o) : z,
+        n > 3 ? v128.load(q0 + 3 * qStride + o) : z,
+        g + (<usize>b << 11) + (<usize>v << 6),
+      );
+    }
+    let dv = f32x4.splat(0);
+    dv = f32x4.replace_lane(dv, 0, load<f32>(d + ((<usize>(t0 * nb + b)) << 2)));
+    if (n > 1) dv = f32x4.replace_lane(dv, 1, load<f32>(d + ((<usize>((t0 + 1) * nb + b)) << 2)));
+    if (n > 2) dv = f32x4.replace_lane(dv, 2, load<f32>(d + ((<usize>((t0 + 2) * nb + b)) << 2)));
+    if (n > 3) dv = f32x4.replace_lane(dv, 3, load<f32>(d + ((<usize>((t0 + 3) * nb + b)) << 2)));
+    v128.store(xd + (<usize>b << 4), dv);
+    // The 16 bsums (each within +-16 * 127) as 8 i16 pairs per token.
+    for (let k = 0; k < 2; k++) {
+      const o = (<usize>b << 6) + (<usize>k << 5);
+      transposeStore(
+        i16x8.narrow_i32x4_s(v128.load(b0 + o), v128.load(b0 + o, 16)),
+        n > 1 ? i16x8.narrow_i32x4_s(v128.load(b0 + bStride + o), v128.load(b0 + bStride + o, 16)) : z,
+        n > 2 ? i16x8.narrow_i32x4_s(v128.load(b0 + 2 * bStride + o), v128.load(b0 + 2 * bStride + o, 16)) : z,
+        n > 3 ? i16x8.narrow_i32x4_s(v128.load(b0 + 3 * bStride + o), v128.load(b0 + 3 * bStride + o, 16)) : z,
+        xb + (<usize>b << 7) + (<usize>k << 6),
+      );
+    }
+  }
+}
+
+/**
+ * Bytes of the decoded scratch of 4 K-quant rows: quants interleaved (nb, 4 rows, 512 B), then 4
+ * decodeRow layouts, then the mins as i16 pairs (nb, 4 rows, 8 pairs).
+ */
+@inline
+export function kDecodedBytes(C: i32): usize {
+  return (<usize>C << 3) + 4 * <usize>decodedBytes(C) + (<usize>(C >> 8) << 7);
+}
+
+/** nr (<= 4) K-quant rows at w + i rb -> dec (kDecodedBytes); rows past nr are zero. */
+export function decodeK4(type: i32, w: usize, rb: usize, nr: i32, C: i32, dec: usize): void {
+  const nb = C >> 8;
+  const db = <usize>decodedBytes(C);
+  for (let r = 0; r < 4; r++) {
+    const rowDec = dec + (<usize>C << 3) + <usize>r * db;
+    if (r < nr) decodeRow(type, w + <usize>r * rb, C, rowDec);
+    else memory.fill(rowDec, 0, db);
+    const mp = dec + (<usize>C << 3) + 4 * db + (<usize>r << 5);
+    for (let b = 0; b < nb; b++) {
+      memory.copy(dec + (<usize>b << 11) + (<usize>r << 9), rowDec + (<usize>b << 9), 512);
+      // Mins (0..63) as 8 i16 pairs: one dot_i16x8 with the bsum pairs gives sum(min * bsum).
+      const mn = rowDec + mnOff(C) + (<usize>b << 6);
+      v128.store(mp + (<usize>b << 7), i16x8.narrow_i32x4_s(v128.load(mn), v128.load(mn, 16)));
+      v128.store(mp + (<usize>b << 7), i16x8.narrow_i32x4_s(v128.load(mn, 32), v128.load(mn, 48)), 16);
+    }
+  }
+}
+
+/**
+ * Decoded K-quant rows dec (4 rows) . one packed token group g over nb blocks; row r, token t to
+ * y + 4 r + t ys for r < nr, t < nt. hasMin: Q2_K / Q4_K / Q5_K.
+ */
+export function tileK(dec: usize, g: usize, C: i32, hasMin: bool, y: usize, ys: usize, nr: i32, nt: i32): void {
+  const nb = C >> 8;
+  const db = <usize>decodedBytes(C);
+  const m0 = dec + (<usize>C << 3);
+  const m1 = m0 + db;
+  const m2 = m1 + db;
+  const m3 = m2 + db;
+  const fo = fdOff(C);
+  const mo = mdOff(C);
+  const mins = m3 + db;
+  const xd = g + (<usize>C << 3);
+  const xb = xd + (<usize>nb << 4);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let wp = dec;
+  let xp = g;
+  for (let b = 0; b < nb; b++) {
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    const wEnd = wp + 512;
+    while (wp < wEnd) {
+      let x = v128.load(xp);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load32_splat(wp), x));
+      a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load32_splat(wp, 512), x));
+      a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load32_splat(wp, 1024), x));
+      a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load32_splat(wp, 1536), x));
+      x = v128.load(xp, 16);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load32_splat(wp, 4), x));
+      a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load32_splat(wp, 516), x));
+      a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load32_splat(wp, 1028), x));
+      a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load32_splat(wp, 1540), x));
+      wp += 8;
+      xp += 32;
+    }
+    wp += 1536;
+    const bo = <usize>b << 2;
+    const dv = v128.load(xd + (<usize>b << 4));
+    f0 = f32x4.add(f0, f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load32_splat(m0 + fo + bo), dv)));
+    f1 = f32x4.add(f1, f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load32_splat(m1 + fo + bo), dv)));
+    f2 = f32x4.add(f2, f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load32_splat(m2 + fo + bo), dv)));
+    f3 = f32x4.add(f3, f32x4.mul(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load32_splat(m3 + fo + bo), dv)));
+    if (hasMin) {
+      const xbb = xb + (<usize>b << 7);
+      const mp = mins + (<usize>b << 7);
+      f0 = f32x4.sub(f0, minTerm(mp, xbb, m0 + mo + bo, dv));
+      f1 = f32x4.sub(f1, minTerm(mp + 32, xbb, m1 + mo + bo, dv));
+      f2 = f32x4.sub(f2, minTerm(mp + 64, xbb, m2 + mo + bo, dv));
+      f3 = f32x4.sub(f3, minTerm(mp + 96, xbb, m3 + mo + bo, dv));
+    }
+  }
+  const ab0 = i32x4.shuffle(f0, f1, 0, 4, 1, 5);
+  const ab1 = i32x4.shuffle(f0, f1, 2, 6, 3, 7);
+  const cd0 = i32x4.shuffle(f2, f3, 0, 4, 1, 5);
+  const cd1 = i32x4.shuffle(f2, f3, 2, 6, 3, 7);
+  storeRows(i32x4.shuffle(ab0, cd0, 0, 1, 4, 5), y, nr);
+  if (nt > 1) storeRows(i32x4.shuffle(ab0, cd0, 2, 3, 6, 7), y + ys, nr);
+  if (nt > 2) storeRows(i32x4.shuffle(ab1, cd1, 0, 1, 4, 5), y + 2 * ys, nr);
+  if (nt > 3) storeRows(i32x4.shuffle(ab1, cd1, 2, 3, 6, 7), y + 3 * ys, nr);
+}
+
+/**
+ * A row's min term of a block for 4 tokens: float(sum_j min_j * bsum_j) * (dmin * d_x); mp the
+ * row's 8 min pairs, xbb the tokens' 8 bsum pairs, md the row's dmin.
+ */
+@inline
+function minTerm(mp: usize, xbb: usize, md: usize, dv: v128): v128 {
+  let s = i32x4.dot_i16x8_s(v128.load32_splat(mp), v128.load(xbb));
+  for (let k = 1; k < 8; k++) s = i32x4.add(s, i32x4.dot_i16x8_s(v128.load32_splat(mp + (<usize>k << 2)), v128.load(xbb + (<usize>k << 4))));
+  return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(md), dv));
+}
+
+/**
+ * Rows [r0, r1) of y (T,OC) = x . w^T for a K-quant `type` with T > 1 (row t of y ys bytes after
+ * row t - 1): xp the packed activation groups (kGroupBytes(C) each), scratch kDecodedBytes(C).
+ */
+export function matmulKTiles(
+  type: i32,
+  w: usize,
+  rb: usize,
+  xp: usize,
+  y: usize,
+  ys: usize,
+  T: i32,
+  C: i32,
+  r0: i32,
+  r1: i32,
+  scratch: usize,
+  hasMin: bool,
+): void {
+  const gb = kGroupBytes(C);
+  for (let r = r0; r < r1; r += 4) {
+    const nr = min(4, r1 - r);
+    decodeK4(type, w + <usize>r * rb, rb, nr, C, scratch);
+    for (let t = 0; t < T; t += 4) {
+      tileK(scratch, xp + <usize>(t >> 2) * gb, C, hasMin, y + <usize>t * ys + (<usize>r << 2), ys, nr, min(4, T - t));
     }
   }
 }

@@ -5,9 +5,9 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
-import { decodedHasMin, decodeRow, dotDecodedK, dotDecodedK4 } from "./matmul-decoded";
+import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
-import { isLegacyTileType, matmulFloatTiles, matmulLegacyTiles } from "./matmul-tiles";
+import { isLegacyTileType, matmulFloatTiles, matmulKTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 export { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
@@ -92,8 +92,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
  * scratch two packed rows (matmul-tiles.ts). Legacy types with T > 1: xa the packed activation
- * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: scratch holds a decoded
- * row (matmul-decoded.ts).
+ * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: the same with their
+ * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
  * Q8_K's bsums (T, C/16) i32.
  */
@@ -139,26 +139,8 @@ export function matmulRows(
   const k = isKQuant(type);
   const nb = k ? C >> 8 : C >> 5;
   if (T > 1) {
-    // K-quants: decode each row once into this thread's scratch, then dot it with every token.
-    const qsStride = <usize>C << 1;
-    const dStride = <usize>nb << 2;
-    const xStride = <usize>(C >> 4) << 2;
-    const hasMin = decodedHasMin(type);
-    for (let r = r0; r < r1; r++) {
-      decodeRow(type, w + <usize>r * rb, C, scratch);
-      let t = 0;
-      for (; t + 4 <= T; t += 4) {
-        const qs = xa + <usize>t * qsStride;
-        const d = ad + <usize>t * dStride;
-        const s = ax + <usize>t * xStride;
-        dotDecodedK4(scratch, C, hasMin, qs, qsStride, d, dStride, s, xStride, y + <usize>t * ys + (<usize>r << 2), ys);
-      }
-      for (; t < T; t++) {
-        const qs = xa + <usize>t * qsStride;
-        const v = dotDecodedK(scratch, C, hasMin, qs, ad + <usize>t * dStride, ax + <usize>t * xStride);
-        store<f32>(y + <usize>t * ys + (<usize>r << 2), v);
-      }
-    }
+    // K-quants: xa is the packed activation (matmul-tiles.ts).
+    matmulKTiles(type, w, rb, xa, y, ys, T, C, r0, r1, scratch, decodedHasMin(type));
     return;
   }
   let r = r0;
