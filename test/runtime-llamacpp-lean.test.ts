@@ -344,10 +344,26 @@ describe("llama.cpp backend's decode loop vs node-llama-cpp's evaluate()", () =>
       numParallel: 1,
       threads: 1,
     });
+    // dispose() is called while the second decode (the step asked ahead after the first token)
+    // runs on llama.cpp's thread.
+    const ctx = (m as unknown as { addon: { ctx: { decodeBatch: () => Promise<void> } } }).addon.ctx;
+    const real = ctx.decodeBatch;
+    let calls = 0;
+    let disposing: Promise<void> | undefined;
+    Object.defineProperty(ctx, "decodeBatch", {
+      configurable: true,
+      value: function (this: unknown) {
+        const decoding = real.call(this);
+        if (++calls === 2) disposing = m.dispose();
+        return decoding;
+      },
+    });
     const seq = m.tryAcquireSequence()!;
     const it = seq.generate(tokenize(PROMPTS[0]!), { sampling: GREEDY });
-    await it.next(); // the first token; the second is being decoded (ask-ahead)
-    await m.dispose();
+    expect((await it.next()).value).toMatchObject({ token: expect.any(Number) });
+    while (!disposing) await new Promise((r) => setImmediate(r));
+    await disposing;
+    expect(calls).toBe(2);
     // The step in flight was decoded and sampled before the context went: its token comes out.
     expect((await it.next()).value).toMatchObject({ token: expect.any(Number) });
     await expect(it.next()).rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT", message: /unloaded/ });

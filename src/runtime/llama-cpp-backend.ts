@@ -12,34 +12,37 @@
  *
  * The loop (LlamaCppModel.drain): the sequences wanting their next token are decoded as ONE batch
  * (initBatch, addToBatch for each, decodeBatch), then each is sampled (sampleToken calls issued
- * together; they run one after another on the one thread-pool thread). A prompt goes in chunks
- * of at most the context's batch size, with logits for its last token only; sequences wanting
- * one token go first in a batch, so a long prompt does not hold them back a whole chunk. One
- * drain runs at a time per context (initBatch resets the addon's one batch, and sampling reads the
- * logits the next decode overwrites): it is the context's lock. Everything that touches the
+ * together; they run one after another on the one thread-pool thread), then the next batch goes,
+ * with every request queued by then, until none is left. A prompt goes in chunks of at most the
+ * context's batch size, with logits for its last token only; sequences wanting one token go
+ * first in a batch, and are answered after each chunk, so a long prompt does not stall them. One
+ * drain runs at a time per context (initBatch resets the addon's one batch, and sampling reads
+ * the logits the next decode overwrites): it is the context's lock. Everything that touches the
  * context's KV cache (removing a sequence's cells for prefix reuse) happens inside it, between
- * decodes. owl tracks each sequence's tokens itself (LlamaCppSequence.cached: exactly what its KV
- * cells hold); the sequences are the addon's sequence ids 0..numParallel-1, and node-llama-cpp's
- * LlamaContextSequence objects are never created, so there is no second view of the cache to
- * disagree with. The embedding context is a context of its own (createEmbeddingContext) and never
- * shares this one.
+ * decodes. owl tracks each sequence's tokens itself (LlamaCppSequence.cached: exactly what its
+ * KV cells hold); the sequences are the addon's sequence ids 0..numParallel-1, and
+ * node-llama-cpp's LlamaContextSequence objects are never created, so there is no second view of
+ * the cache to disagree with. The embedding context is a context of its own
+ * (createEmbeddingContext) and never shares this one.
  *
- * The step barrier: a sequence asks for its next token only once no other sequence of the model
- * is still waiting for the current step's; the sequences held back go together on the next
- * event-loop cycle after the last token of the step arrived, so their requests meet in one
- * drain, one batch (without the barrier the sequences sampled first run ahead in batches of their
- * own: measured with node-llama-cpp's batching, 2 streams gave batches of 1 token, 4 streams
- * batches of 3). A step is decoded as soon as every sequence in flight has asked: a step of one
- * at once, a step of several when the last of them asks. What a full batch buys is llama.cpp's:
- * on the bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a decode of 4 sequences
- * costs 1.9-3.4x a decode of one from run to run, so 4 streams give well under 4x the tokens/s of one
- * (bench/RESULTS.md, "serve"). Two threads batch better, but their one-sequence steps collapse
- * on a loaded 2-core machine (llama.cpp's threads spin). decodeCounts() counts the decodes by
- * their number of sequences (tests, benchmarks).
- * Ask-ahead: a sequence asks for its next token as soon as it has one, before handing it to the
- * caller: llama.cpp decodes on its own thread while the caller (complete(), the HTTP route, the
- * socket write) works, instead of after it. When the caller stops, that one step was decoded for
- * nothing and the sequence's next generate() waits for it.
+ * One batch a step, and ask-ahead: a sequence's next request is made from the answer to its
+ * last one, inside the drain, when its caller already waits for that token: so every sequence
+ * still generating is queued again before the drain builds its next batch, and a step of any
+ * number of sequences is one decode that starts as soon as the last sampling ends (no event-loop
+ * turn in between). The token is handed to the caller after its next step was asked for:
+ * llama.cpp decodes on its own thread while the caller (complete(), the HTTP route, the socket
+ * write) turns the token into text, instead of after it. A caller still busy with the token
+ * before gets the new one when it asks, and its sequence asks for the next step then, joining
+ * the drain's next batch (never more than one step ahead of its caller). When the caller stops,
+ * that one step was decoded for nothing and the sequence's next generate() waits for it.
+ * (With node-llama-cpp's own batching the sequences sampled first ran ahead in batches of their
+ * own: 2 streams gave batches of 1 token, 4 streams batches of 3; owl first held each sequence
+ * back until the step's last token had arrived, one event-loop turn a step.) What a full batch
+ * buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a
+ * decode of 4 sequences costs 1.5-3.4x a decode of one from run to run, so 4 streams give well
+ * under 4x the tokens/s of one (bench/RESULTS.md, "serve"). Two threads batch better, but their
+ * one-sequence steps collapse on a loaded 2-core machine (llama.cpp's threads spin).
+ * decodeCounts() counts the decodes by their number of sequences (tests, benchmarks).
  *
  * Sampling: one llama.cpp sampler chain per generation (the addon's AddonSampler, as
  * node-llama-cpp makes one per evaluate()), configured with exactly the object node-llama-cpp's
@@ -441,29 +444,12 @@ class LlamaCppModel implements LoadedModel {
   private readonly batchSize: number;
   /** Requests for the next decode, in order of arrival. */
   private queue: DecodeRequest[] = [];
-  /** The drain running now (the context's lock), and whether one is scheduled. */
+  /** The drain running now: the context's lock. */
   private draining: Promise<void> | undefined;
-  private drainScheduled = false;
   /** The threads this context holds while it decodes (node-llama-cpp's splitter), freed when idle. */
   private threads: { n: number; release: { dispose(): void } } | undefined;
   private threadsNow: number | undefined;
   private freeThreadsTimer: NodeJS.Timeout | undefined;
-  /** The step barrier (module comment): sequences waiting for a decode now, and those held back. */
-  private inFlight = 0;
-  private held: (() => void)[] = [];
-  private releasing = false;
-  private readonly releaseHeld = () => {
-    this.releasing = false;
-    const held = this.held;
-    this.held = [];
-    // In flight from now on, before any of them runs: request() sees the whole step.
-    this.inFlight += held.length;
-    for (const go of held) go();
-  };
-  private readonly startDrain = () => {
-    this.drainScheduled = false;
-    if (!this.draining && this.queue.length > 0) this.draining = this.drain();
-  };
   private readonly freeThreads = () => {
     this.freeThreadsTimer = undefined;
     if (this.draining) return;
@@ -522,42 +508,10 @@ class LlamaCppModel implements LoadedModel {
   }
 
   /**
-   * Runs `go` (a sequence's request for its next token) once no other sequence still waits for
-   * its token of the current step; the held sequences go together on the next event-loop cycle
-   * after the last token of the step arrived, so that their requests meet in one batch.
-   */
-  async step<T>(go: () => Promise<T>): Promise<T> {
-    if (this.inFlight > 0 || this.held.length > 0 || this.releasing) {
-      // releaseHeld counts this sequence in flight.
-      await new Promise<void>((resume) => {
-        this.held.push(resume);
-        this.releaseSoon();
-      });
-    } else {
-      this.inFlight++;
-    }
-    try {
-      return await go();
-    } finally {
-      this.inFlight--;
-      this.releaseSoon();
-    }
-  }
-
-  private releaseSoon(): void {
-    if (this.inFlight === 0 && this.held.length > 0 && !this.releasing) {
-      this.releasing = true;
-      setImmediate(this.releaseHeld);
-    }
-  }
-
-  /**
-   * Queues a decode and sample. The drain starts as soon as every sequence in flight has asked
-   * (the barrier released them together, so they ask within one event-loop turn): a step of one
-   * sequence at once, so llama.cpp decodes while the caller handles the token before
-   * (ask-ahead), a step of several with the last of them. A drain running now takes the request
-   * into its next batch. NOTE: the next event-loop cycle is only a fallback, for a sequence in
-   * flight that never asked (it cannot happen, as step() asks at once).
+   * Queues a decode and sample. With no drain running, one starts at once (a sequence's first
+   * request, or one that waited for its caller): llama.cpp decodes while the caller goes on. A
+   * drain running now takes the request into its next batch, with every other request queued by
+   * then (the sequences answered by the last batch ask from their answer, so they all are).
    */
   decode(request: DecodeRequest): void {
     if (this.disposed) {
@@ -565,13 +519,7 @@ class LlamaCppModel implements LoadedModel {
       return;
     }
     this.queue.push(request);
-    if (this.draining) return;
-    if (this.queue.length >= this.inFlight) {
-      this.draining = this.drain();
-    } else if (!this.drainScheduled) {
-      this.drainScheduled = true;
-      setImmediate(this.startDrain);
-    }
+    if (!this.draining) this.draining = this.drain();
   }
 
   /** Decodes the queue batch by batch and samples each request whose tokens are all in; the one
@@ -599,10 +547,6 @@ class LlamaCppModel implements LoadedModel {
       this.draining = undefined;
       // Idle: the threads go back to the process once no decode follows at once.
       if (!this.disposed) this.freeThreadsTimer = setTimeout(this.freeThreads, 0);
-      if (this.queue.length > 0 && !this.drainScheduled) {
-        this.drainScheduled = true;
-        setImmediate(this.startDrain);
-      }
     }
   }
 
@@ -995,13 +939,6 @@ class LlamaCppSequence implements Sequence {
         ...(r[2] !== undefined && { confidence: r[2] }),
       };
     };
-    const ask = (request: Omit<DecodeRequest, "resolve" | "reject" | "done" | "seq" | "sample">) =>
-      owner.step(
-        () =>
-          new Promise<Sampled>((resolve, reject) =>
-            owner.decode({ ...request, seq: this, done: 0, sample, resolve, reject }),
-          ),
-      );
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -1022,64 +959,125 @@ class LlamaCppSequence implements Sequence {
     this.stats = { reused: keep, evaluated: prompt.length - keep };
     const room = numCtx - prompt.length;
     let produced = 0;
-    let ahead: Promise<Sampled> | undefined = ask({
-      tokens: prompt.slice(keep),
-      trim: {
-        keep,
-        prompt,
-        reused: (n) => {
-          this.stats = { reused: n, evaluated: prompt.length - n };
+    /** Answers not yet handed out (at most one: the next request goes out only after one is). */
+    const answers: ({ step: SampledToken } | { error: unknown })[] = [];
+    /** Wakes the generator waiting for an answer. */
+    let wake: (() => void) | undefined;
+    /** Whether a request of this generation is queued or in the drain. */
+    let open = false;
+    let finished = false;
+    // More steps: the context has room, nobody stopped this generation.
+    const goOn = () => !finished && epoch === this.epoch && !options.signal?.aborted && produced < room;
+    const ask = (tokens: readonly number[], trim?: DecodeRequest["trim"]) => {
+      open = true;
+      let settle = () => {};
+      this.inFlight = new Promise<void>((r) => {
+        settle = r;
+      });
+      owner.decode({
+        seq: this,
+        tokens,
+        done: 0,
+        ...(trim && { trim }),
+        sample,
+        resolve: (sampled) => {
+          open = false;
+          settle();
+          if (finished || epoch !== this.epoch) return;
+          let step: SampledToken;
+          try {
+            step = this.answer(sampled, drawer, want, vocab);
+          } catch (e) {
+            answers.push({ error: e });
+            wake?.();
+            return;
+          }
+          all.push(step.token);
+          produced++;
+          answers.push({ step });
+          if (wake) {
+            // Ask-ahead: the caller already waits for this token, so the next one is asked for
+            // now, before it is handed over, and goes into the drain's next batch with every
+            // other sequence answered by this one; llama.cpp decodes it while the caller turns
+            // this token into text and writes it to the client. The next token depends only on
+            // the tokens so far, so the results are the same; when the caller stops here, one
+            // step was decoded for nothing and the next generate() on this sequence waits for
+            // it. The context holds prompt + generated tokens: no step past it.
+            if (goOn()) ask([step.token]);
+            wake();
+          }
         },
+        reject: (e) => {
+          open = false;
+          settle();
+          answers.push({ error: e });
+          wake?.();
+        },
+      });
+    };
+
+    ask(prompt.slice(keep), {
+      keep,
+      prompt,
+      reused: (n) => {
+        this.stats = { reused: n, evaluated: prompt.length - n };
       },
     });
-    this.inFlight = ahead;
     try {
-      let next = await ahead;
-      ahead = undefined;
       while (true) {
+        if (answers.length === 0) {
+          // Nothing more coming: the context is full (or the generation was stopped).
+          if (!open) return;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = undefined;
+        }
         if (options.signal?.aborted || epoch !== this.epoch) return;
-        let token = next.token;
-        if (drawer && next.probabilities) {
-          const logits = new Float32Array(vocab).fill(Number.NEGATIVE_INFINITY);
-          const p = next.probabilities;
-          for (let i = 0; i + 1 < p.length; i += 2) logits[p[i] as number] = Math.log(p[i + 1] as number);
-          token = drawer.sample(logits);
-          drawer.accept(token);
-        }
-        const step: SampledToken = { token };
-        if (want !== undefined) {
-          const p = next.probabilities;
-          step.logprob = Math.log(p ? probabilityOf(p, token) : (next.confidence ?? 0));
-          if (want > 0 && p) {
-            const top: TopLogprob[] = [];
-            for (let i = 0; i + 1 < p.length && top.length < want; i += 2) {
-              top.push({ token: p[i] as number, logprob: Math.log(p[i + 1] as number) });
-            }
-            step.top = top;
-          }
-        }
-        all.push(token);
-        produced++;
-        // Ask for the next token before handing this one out: llama.cpp decodes it on its thread
-        // while the caller turns this one into text and writes it to the client. The next token
-        // depends only on the tokens so far, so the results are the same; when the caller stops
-        // here, one step was decoded for nothing and the next generate() on this sequence waits
-        // for it. The context holds prompt + generated tokens: no step past it.
-        if (produced < room && !options.signal?.aborted) {
-          ahead = ask({ tokens: [token] });
-          this.inFlight = ahead;
-          // Its failure is seen when it is awaited below, or by nobody when the caller stopped.
-          ahead.catch(() => {});
-        }
-        yield step;
-        if (options.signal?.aborted || epoch !== this.epoch || !ahead) return;
-        next = await ahead;
-        ahead = undefined;
+        const a = answers.shift();
+        if (!a) continue;
+        if ("error" in a) throw a.error;
+        // The answer came while the caller was busy with the last token: ask for the next now,
+        // before handing this one out (ask-ahead, as above).
+        if (!open && goOn()) ask([a.step.token]);
+        yield a.step;
       }
     } finally {
+      finished = true;
+      wake = undefined;
       if (this.end === end) this.end = undefined;
       end();
     }
+  }
+
+  /** The token a sample gives, with its logprobs when asked for: owl's Sampler draws it from the
+   * distribution when the chain stopped after the penalties (module comment). */
+  private answer(
+    sampled: Sampled,
+    drawer: Sampler | undefined,
+    want: number | undefined,
+    vocab: number,
+  ): SampledToken {
+    let token = sampled.token;
+    const p = sampled.probabilities;
+    if (drawer && p) {
+      const logits = new Float32Array(vocab).fill(Number.NEGATIVE_INFINITY);
+      for (let i = 0; i + 1 < p.length; i += 2) logits[p[i] as number] = Math.log(p[i + 1] as number);
+      token = drawer.sample(logits);
+      drawer.accept(token);
+    }
+    const step: SampledToken = { token };
+    if (want !== undefined) {
+      step.logprob = Math.log(p ? probabilityOf(p, token) : (sampled.confidence ?? 0));
+      if (want > 0 && p) {
+        const top: TopLogprob[] = [];
+        for (let i = 0; i + 1 < p.length && top.length < want; i += 2) {
+          top.push({ token: p[i] as number, logprob: Math.log(p[i + 1] as number) });
+        }
+        step.top = top;
+      }
+    }
+    return step;
   }
 
   /** The sampler config node-llama-cpp 3.21.1 builds from owl's evaluate options of before
