@@ -357,25 +357,37 @@ export async function runEngineBench(options: EngineBenchOptions = {}): Promise<
         const gen = await writeModel(path, s, type);
         const size = statSync(path).size;
         const loadAt = loadavg()[0]!;
-        const tChild = performance.now();
-        const llama = child("llama.cpp", path, s.reps);
-        const tOwl = performance.now();
-        const owl = child("owl", path, s.reps);
-        process.stderr.write(
-          `  children: llama.cpp ${((tOwl - tChild) / 1000).toFixed(0)} s, owl ${((performance.now() - tOwl) / 1000).toFixed(0)} s\n`,
-        );
+        // The engines' children alternate, one repetition each (llama.cpp, owl, llama.cpp, owl,
+        // ...), so a change in the machine's load during the row falls on both; a ratio is the
+        // median of the pairs' ratios.
+        const llama: ChildResult[] = [];
+        const owl: ChildResult[] = [];
+        let llamaS = 0;
+        let owlS = 0;
+        for (let r = 0; r < s.reps; r++) {
+          const t0 = performance.now();
+          llama.push(child("llama.cpp", path, 1));
+          const t1 = performance.now();
+          owl.push(child("owl", path, 1));
+          llamaS += (t1 - t0) / 1000;
+          owlS += (performance.now() - t1) / 1000;
+        }
+        process.stderr.write(`  children: llama.cpp ${llamaS.toFixed(0)} s, owl ${owlS.toFixed(0)} s\n`);
         rmSync(path, { force: true });
-        const cell = (o: number[], l: number[]) => {
-          const om = median(o);
-          const lm = median(l);
+        const cell = (pick: (c: ChildResult) => number) => {
+          const o = owl.map(pick);
+          const l = llama.map(pick);
+          const ratio = median(o.map((x, i) => x / l[i]!));
           return {
-            text: `${om.toFixed(1)} | ${lm.toFixed(1)} | **${(om / lm).toFixed(2)}x**`,
-            ratio: om / lm,
+            text: `${median(o).toFixed(1)} | ${median(l).toFixed(1)} | **${ratio.toFixed(2)}x**`,
+            ratio,
+            owl: median(o),
+            llama: median(l),
           };
         };
-        const p = cell(owl.prompt, llama.prompt);
-        const de = cell(owl.decodeEmpty, llama.decodeEmpty);
-        const dd = cell(owl.decodeDeep, llama.decodeDeep);
+        const p = cell((c) => c.prompt[0]!);
+        const de = cell((c) => c.decodeEmpty[0]!);
+        const dd = cell((c) => c.decodeDeep[0]!);
         const stored = [...gen.types.keys()].join("+");
         process.stderr.write(
           `  prompt ${p.text}, decode (empty) ${de.text}, decode (after 512) ${dd.text}; ` +
@@ -389,10 +401,19 @@ export async function runEngineBench(options: EngineBenchOptions = {}): Promise<
         if (p.ratio < 0.4) miss.push(`prompt ${p.ratio.toFixed(2)}x < 0.4x`);
         if (de.ratio < decodeGoal) miss.push(`decode from empty ${de.ratio.toFixed(2)}x < ${decodeGoal}x`);
         if (dd.ratio < decodeGoal) miss.push(`decode after 512 ${dd.ratio.toFixed(2)}x < ${decodeGoal}x`);
-        goals.push(`- ${s.name} ${type}: ${miss.length ? `missed (${miss.join("; ")})` : "met"}`);
+        // How far above its goal the closest figure is (the brief asks for 15% or more).
+        const margins: [string, number][] = [
+          ["prompt", p.ratio / 0.4],
+          ["decode from empty", de.ratio / decodeGoal],
+          ["decode after 512", dd.ratio / decodeGoal],
+        ];
+        const [closest, margin] = margins.reduce((a, b) => (b[1] < a[1] ? b : a));
+        goals.push(
+          `- ${s.name} ${type}: ${miss.length ? `missed (${miss.join("; ")})` : `met; closest: ${closest} at ${margin.toFixed(2)}x its goal`}`,
+        );
         if (s.name === "110M" && type === "F32") {
-          const owlGBs = (gen.decodeBytes * median(owl.decodeEmpty)) / 1e9;
-          const llamaGBs = (gen.decodeBytes * median(llama.decodeEmpty)) / 1e9;
+          const owlGBs = (gen.decodeBytes * de.owl) / 1e9;
+          const llamaGBs = (gen.decodeBytes * de.llama) / 1e9;
           f32Line =
             `110M F32 decode from empty reads ${(gen.decodeBytes / 1e6).toFixed(0)} MB of weights per token: ` +
             `owl ${owlGBs.toFixed(1)} GB/s (${((100 * owlGBs) / bw2).toFixed(0)}% of the 2-thread read bandwidth), ` +
@@ -414,8 +435,9 @@ export async function runEngineBench(options: EngineBenchOptions = {}): Promise<
       `(owl's cache is F32, so both do the same work at depth). owl: createWasmBackend({ threads: ${THREADS} }), ` +
       `default nBatch (32). Greedy decode on both (llama.cpp temperature 0, owl argmax). Token ids are BOS then ` +
       `seeded random ids. Prompt = 512 tokens; decode = 128 tokens after a 1-token prompt ("from empty") and ` +
-      `after the 512-token prompt ("after 512"). Medians of ${shapes.map((s) => `${s.reps} (${s.name})`).join(" / ")} ` +
-      `repetitions; tok/s, ratio = owl / llama.cpp; load = the 1-minute load average when the row started ` +
+      `after the 512-token prompt ("after 512"). ${shapes.map((s) => `${s.reps} (${s.name})`).join(" / ")} ` +
+      `repetitions, each a fresh child per engine, the engines alternating (llama.cpp, owl, llama.cpp, owl, ...) so that a ` +
+      `change in load falls on both; tok/s are medians, ratio = the median of the repetitions' owl / llama.cpp; load = the 1-minute load average when the row started ` +
       `(on 2 cores above about 2 both engines lose time to other processes, llama.cpp, whose threads meet in spinning ` +
       `barriers, far more than owl, so such rows overstate owl's ratio). Q4_K on the 15M model: rows of 288 values are not whole ` +
       `256-value super-blocks, so those matrices fall back to Q5_0 as llama-quantize does; only ffn_down is Q4_K.`,
