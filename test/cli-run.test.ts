@@ -235,6 +235,9 @@ describe("owl run", () => {
         "400",
         "--temperature",
         "0",
+        // One thread: llama.cpp's two spinning threads crawl on a loaded 2-core machine.
+        "--threads",
+        "1",
       ]);
       expect(r.code).toBe(0);
       expect(r.out.length).toBeGreaterThan(0);
