@@ -46,14 +46,17 @@ export const MAX_CHUNKS = 256;
 const STEAL_FLOOR_US = 4;
 /**
  * Solo or parallel, measured: on this shared 2-core machine a third process wanting a core can
- * make the workers cost more than they bring (110M Q4_0 decode: 43 tok/s on 2 threads against 73
- * on 1 at load 3; 126 against 85 when quiet). So the pool runs ops in phases: it keeps the mode
- * (workers or the caller alone) that gave the lower time per multiply-add for EXPLOIT_MS, then
- * tries the other for EXPLORE_MS, and keeps whichever did better. In solo mode the workers are
- * not woken: they go to sleep after their spin instead of competing with the caller.
+ * make the workers cost more than they bring (110M Q4_0 decode: 43 tok/s on 2 threads against 66
+ * on 1 at load 3; 126 against 85 when quiet). So the pool runs ops in phases: it keeps a mode
+ * (workers, or the caller alone) for EXPLOIT_MS, then tries the other for EXPLORE_MS, and keeps
+ * the explored mode only if the same ops (same op, cost and chunks) took less time in it: the
+ * ratio of each op's mean time in the two phases, weighted by its share of the time (a forward's
+ * ops differ a lot in time per multiply-add, so phases with different ops must not be compared
+ * as a whole). In solo mode the workers are not woken: they go to sleep after their spin instead
+ * of competing with the caller.
  */
-const EXPLOIT_MS = 100;
-const EXPLORE_MS = 8;
+const EXPLOIT_MS = 200;
+const EXPLORE_MS = 20;
 /** Ops with fewer multiply-adds do not count in the comparison (their time is mostly overhead). */
 const MIN_MEASURED_COST = 1 << 18;
 
@@ -98,10 +101,9 @@ export class ThreadPool {
   private solo = false;
   private exploring = false;
   private phaseEnd = 0;
-  /** ms and cost of the measured ops of the current phase, and the last exploit phase's ms per cost. */
-  private phaseMs = 0;
-  private phaseCost = 0;
-  private lastRate = 0;
+  /** Per op key (op, cost, chunks): [ms, count] in the current phase and in the last exploit phase. */
+  private phaseTimes = new Map<number, [number, number]>();
+  private keptTimes = new Map<number, [number, number]>();
 
   private constructor(
     private readonly k: PoolKernels,
@@ -210,20 +212,28 @@ export class ThreadPool {
 
   /** Ends a phase when its time is up: picks the mode of the next (see EXPLOIT_MS). */
   private nextPhase(now: number): void {
-    const rate = this.phaseCost > 0 ? this.phaseMs / this.phaseCost : 0;
     if (this.exploring) {
-      // Keep the explored mode only if it measured faster than the mode it interrupted.
-      if (!(rate > 0 && this.lastRate > 0 && rate < this.lastRate)) this.solo = !this.solo;
+      // The explored mode against the kept one, op by op: time-weighted mean of the time ratios.
+      let weighted = 0;
+      let weight = 0;
+      for (const [key, [ms, n]] of this.phaseTimes) {
+        const kept = this.keptTimes.get(key);
+        if (!kept) continue;
+        const keptMean = kept[0] / kept[1];
+        weighted += (ms / n / keptMean) * kept[0];
+        weight += kept[0];
+      }
+      // Keep the explored mode only if it measured clearly faster.
+      if (!(weight > 0 && weighted / weight < 0.95)) this.solo = !this.solo;
       this.exploring = false;
       this.phaseEnd = now + EXPLOIT_MS;
     } else {
-      this.lastRate = rate;
+      this.keptTimes = this.phaseTimes;
       this.solo = !this.solo;
       this.exploring = true;
       this.phaseEnd = now + EXPLORE_MS;
     }
-    this.phaseMs = 0;
-    this.phaseCost = 0;
+    this.phaseTimes = new Map();
   }
 
   /**
@@ -278,9 +288,14 @@ export class ThreadPool {
     this.waitFor(() => Atomics.load(c, DONE) >= chunks, op);
     this.stats.ops++;
     if (solo) this.stats.soloOps++;
-    if (cost >= MIN_MEASURED_COST) {
-      this.phaseMs += performance.now() - t0;
-      this.phaseCost += cost;
+    if (this.adaptive && cost >= MIN_MEASURED_COST) {
+      const key = op * 2 ** 44 + cost * 512 + chunks;
+      const e = this.phaseTimes.get(key);
+      const ms = performance.now() - t0;
+      if (e) {
+        e[0] += ms;
+        e[1]++;
+      } else this.phaseTimes.set(key, [ms, 1]);
     }
     if (Atomics.load(c, ERR) !== 0) {
       Atomics.store(c, ERR, 0);
