@@ -8,7 +8,11 @@
  * token meter, sampler config resolved and applied every token, checkpoints), which on a loaded
  * 2-core machine is the difference between owl serve and llama.cpp: measured on the 15M Q8_0
  * bench model, one thread, a step of 4 sequences cost 10.5-12.8 ms through evaluate() and
- * 6.5-8.2 ms through the addon directly; a step of one 2.7-3.3 ms and 2.4-2.8 ms.
+ * 6.5-8.2 ms through the addon directly; a step of one 2.7-3.3 ms and 2.4-2.8 ms. Through this
+ * backend (generate(), greedy, the evaluate()-based backend and this one alternately in one
+ * process, median of 6, load 2.7-2.9): a step of 4 sequences 10.5 ms before, 9.1 ms now; a step
+ * of one 3.8 ms before, 3.3 ms now. `owl serve` single stream went from 0.91x node-llama-cpp
+ * called directly to 1.05-1.20x (bench/serve.ts, load 2-3.7).
  *
  * The loop (LlamaCppModel.drain): the sequences wanting their next token are decoded as ONE batch
  * (initBatch, addToBatch for each, decodeBatch), then each is sampled (sampleToken calls issued
