@@ -82,8 +82,10 @@
  * removeTokenCellsFromSequence, getSequenceKvCacheMinPosition, setThreads), Llama._bindings.
  * AddonSampler (new AddonSampler(LlamaModel._model), applyConfig, dispose),
  * LlamaGrammarEvaluationState._state, and the context's thread reservation (_reserveThreads,
- * _threadSplitterConsumer.getAllocationToConsume, _freeReservedThreads) through which contexts
- * decoding at the same time share the process's threads. NOTE: node-llama-cpp also serializes
+ * _threadSplitterConsumer.getAllocationToConsume before each decode and its handle disposed
+ * after it, _scheduleToFreeReservedThreads after a drain, _freeReservedThreads), through which
+ * contexts decoding at the same time share the process's threads as node-llama-cpp's own loop
+ * shares them. NOTE: node-llama-cpp also serializes
  * decodes of all contexts on Vulkan (a crash workaround); owl runs llama.cpp on the CPU unless
  * configured otherwise, and does not.
  *
@@ -300,8 +302,10 @@ interface Addon {
   newSampler(): AddonSampler;
   /** The native state inside a grammar evaluation state. */
   grammarState(state: LlamaGrammarEvaluationState): object;
-  /** The context's share of the process's threads for a decode (node-llama-cpp's splitter). */
+  /** The context's claim on the process's threads while it decodes (node-llama-cpp's splitter):
+   * reserved for a drain, a share allocated for each decode, freed soon after the drain. */
   reserveThreads(): ThreadsConsumer;
+  scheduleFreeThreads(): void;
   freeThreads(): void;
 }
 
@@ -313,6 +317,7 @@ function addonOf(llama: Llama, model: LlamaModel, context: LlamaContext): Addon 
   const c = context as unknown as {
     _ctx?: Partial<AddonContext>;
     _reserveThreads?: () => void;
+    _scheduleToFreeReservedThreads?: () => void;
     _freeReservedThreads?: () => void;
     _threadSplitterConsumer?: ThreadsConsumer;
   };
@@ -334,6 +339,7 @@ function addonOf(llama: Llama, model: LlamaModel, context: LlamaContext): Addon 
     typeof Sampler !== "function" && "Llama._bindings.AddonSampler",
     m._model === undefined && "LlamaModel._model",
     typeof c._reserveThreads !== "function" && "LlamaContext._reserveThreads",
+    typeof c._scheduleToFreeReservedThreads !== "function" && "LlamaContext._scheduleToFreeReservedThreads",
     typeof c._freeReservedThreads !== "function" && "LlamaContext._freeReservedThreads",
   ].filter((x): x is string => typeof x === "string");
   if (missing.length > 0 || !ctx || !Sampler) {
@@ -354,6 +360,7 @@ function addonOf(llama: Llama, model: LlamaModel, context: LlamaContext): Addon 
       if (!consumer) throw new Error("internal error: node-llama-cpp reserved no threads consumer");
       return consumer;
     },
+    scheduleFreeThreads: () => c._scheduleToFreeReservedThreads?.(),
     freeThreads: () => c._freeReservedThreads?.(),
   };
 }
@@ -450,17 +457,10 @@ class LlamaCppModel implements LoadedModel {
   private queue: DecodeRequest[] = [];
   /** The drain running now: the context's lock. */
   private draining: Promise<void> | undefined;
-  /** The threads this context holds while it decodes (node-llama-cpp's splitter), freed when idle. */
-  private threads: { n: number; release: { dispose(): void } } | undefined;
+  /** The threads llama.cpp was last told to use (setThreads). */
   private threadsNow: number | undefined;
-  private freeThreadsTimer: NodeJS.Timeout | undefined;
-  private readonly freeThreads = () => {
-    this.freeThreadsTimer = undefined;
-    if (this.draining) return;
-    this.threads?.release.dispose();
-    this.threads = undefined;
-    this.addon.freeThreads();
-  };
+  /** Callers to wake once the drain's next decode is on its way (later()). */
+  private wakes: (() => void)[] = [];
 
   constructor(
     readonly lib: NodeLlamaCpp,
@@ -529,8 +529,6 @@ class LlamaCppModel implements LoadedModel {
   /** Decodes the queue batch by batch and samples each request whose tokens are all in; the one
    * place that touches the context (module comment). */
   private async drain(): Promise<void> {
-    clearTimeout(this.freeThreadsTimer);
-    this.freeThreadsTimer = undefined;
     try {
       while (this.queue.length > 0) {
         if (this.disposed) {
@@ -549,8 +547,9 @@ class LlamaCppModel implements LoadedModel {
       }
     } finally {
       this.draining = undefined;
-      // Idle: the threads go back to the process once no decode follows at once.
-      if (!this.disposed) this.freeThreadsTimer = setTimeout(this.freeThreads, 0);
+      this.wakeCallers();
+      // Idle: the threads go back to the process unless a decode follows at once.
+      if (!this.disposed) this.addon.scheduleFreeThreads();
     }
   }
 
@@ -592,19 +591,30 @@ class LlamaCppModel implements LoadedModel {
       }
     }
     if (added.length === 0) return;
-    const threads = this.threads ?? (await this.reserveThreads());
-    if (threads.n !== this.threadsNow) {
-      ctx.setThreads(threads.n);
-      this.threadsNow = threads.n;
-    }
+    // This context's share of the process's threads for this decode, as node-llama-cpp asks
+    // before each decode and gives back after it (other contexts decoding get their share).
+    const allocation = this.addon.reserveThreads().getAllocationToConsume();
+    const [threads, share] = (allocation instanceof Promise ? await allocation : allocation) ?? [
+      this.context.currentThreads,
+      { dispose() {} },
+    ];
     try {
-      await ctx.decodeBatch();
+      if (threads !== this.threadsNow) {
+        ctx.setThreads(threads);
+        this.threadsNow = threads;
+      }
+      const decoding = ctx.decodeBatch();
+      // The callers answered by the last batch go on now, while llama.cpp decodes (ask-ahead).
+      this.wakeCallers();
+      await decoding;
     } catch (e) {
       this.fail(
         added.map((p) => p.r),
         e,
       );
       return;
+    } finally {
+      share.dispose();
     }
     this.decodes[added.length] = (this.decodes[added.length] ?? 0) + 1;
     const finished: BatchPart[] = [];
@@ -662,13 +672,21 @@ class LlamaCppModel implements LoadedModel {
     }
   }
 
-  /** This context's share of the process's threads, as node-llama-cpp asks before each decode. */
-  private async reserveThreads(): Promise<{ n: number; release: { dispose(): void } }> {
-    const allocation = this.addon.reserveThreads().getAllocationToConsume();
-    const got = allocation instanceof Promise ? await allocation : allocation;
-    const [n, release] = got ?? [this.context.currentThreads, { dispose() {} }];
-    this.threads = { n, release };
-    return this.threads;
+  /**
+   * Runs `wake` (a caller's turn to handle its token) once the drain's next decode has been
+   * handed to llama.cpp, or the drain ends: the decode then overlaps the caller's work however
+   * many microtask turns the drain takes to start it. At once when no drain runs.
+   */
+  later(wake: () => void): void {
+    if (this.draining) this.wakes.push(wake);
+    else wake();
+  }
+
+  private wakeCallers(): void {
+    const wakes = this.wakes;
+    if (wakes.length === 0) return;
+    this.wakes = [];
+    for (const wake of wakes) wake();
   }
 
   /** The grammar for a spec, built once per model and spec. */
@@ -750,10 +768,6 @@ class LlamaCppModel implements LoadedModel {
     // The decode or sampling in flight finishes first (the drain then rejects what is queued):
     // the native context must not be freed under it.
     while (this.draining) await this.draining;
-    clearTimeout(this.freeThreadsTimer);
-    this.freeThreadsTimer = undefined;
-    this.threads?.release.dispose();
-    this.threads = undefined;
     this.addon.freeThreads();
     for (const s of this.sequences) s.endGeneration();
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
@@ -993,7 +1007,7 @@ class LlamaCppSequence implements Sequence {
             step = this.answer(sampled, drawer, want, vocab);
           } catch (e) {
             answers.push({ error: e });
-            wake?.();
+            if (wake) owner.later(wake);
             return;
           }
           all.push(step.token);
@@ -1001,21 +1015,21 @@ class LlamaCppSequence implements Sequence {
           answers.push({ step });
           if (wake) {
             // Ask-ahead: the caller already waits for this token, so the next one is asked for
-            // now, before it is handed over, and goes into the drain's next batch with every
-            // other sequence answered by this one; llama.cpp decodes it while the caller turns
-            // this token into text and writes it to the client. The next token depends only on
+            // now and goes into the drain's next batch with every other sequence answered by
+            // this one; the caller gets this token once that decode is on its way (later()), and
+            // llama.cpp decodes while the caller turns the token into text and writes it out. The next token depends only on
             // the tokens so far, so the results are the same; when the caller stops here, one
             // step was decoded for nothing and the next generate() on this sequence waits for
             // it. The context holds prompt + generated tokens: no step past it.
             if (goOn()) ask([step.token]);
-            wake();
+            owner.later(wake);
           }
         },
         reject: (e) => {
           open = false;
           settle();
           answers.push({ error: e });
-          wake?.();
+          if (wake) owner.later(wake);
         },
       });
     };
