@@ -4,10 +4,11 @@
  * stories260K), a second implementation of the same decode and sampling: greedy tokens equal for
  * 64 steps with one sequence and with four generating at once from prompts of different lengths;
  * seeded sampling (temperature, top-k, top-p, min-p, repeat/presence/frequency penalties over a
- * window, a logit bias and a ban) equal to evaluate()'s with the same seed; a JSON grammar and
- * logprobs equal to evaluateWithMetadata's; a step of four sequences is one decodeBatch (counted,
- * not timed); a failed decode (or batch) is ERR_DECODE for its sequence and the model goes on; dispose()
- * during a step waits for it.
+ * window, a logit bias and a ban) equal to evaluate()'s with the same seed, with and without
+ * logprobs; a JSON grammar and logprobs equal to evaluateWithMetadata's; a prompt longer than the
+ * batch; a step of four sequences is one decodeBatch (counted, not timed); embeddings run
+ * alongside; a failed decode (or batch) is ERR_DECODE for its sequence and the model goes on;
+ * dispose() during a decode waits for it.
  * The reference context is made as the backend makes its own (flash attention off, one thread,
  * 4 sequences of 256 cells), so both run the same llama.cpp kernels.
  */
@@ -255,6 +256,26 @@ describe("llama.cpp backend's decode loop vs node-llama-cpp's evaluate()", () =>
           expect(t.logprob).toBeCloseTo(Math.log(w.top[j]![1]), 6);
         expect(g.logprob).toBeCloseTo(Math.log(w.top[0]![1]), 6);
       }
+    } finally {
+      seq.release();
+    }
+  }, 60_000);
+
+  it("embeddings (a context of their own) run while sequences generate; both give their results", async () => {
+    const prompt = tokenize(PROMPTS[3]!);
+    const want = await viaEvaluate(refSeqs[0]!, prompt, { temperature: 0 });
+    const alone = await model.embed(["a little owl"], { truncate: false });
+    const seq = model.tryAcquireSequence()!;
+    try {
+      const [tokens, together] = await Promise.all([
+        lean(seq, prompt, GREEDY),
+        (async () => {
+          await new Promise((r) => setImmediate(r));
+          return model.embed(["a little owl"], { truncate: false });
+        })(),
+      ]);
+      expect(tokens.map((s) => s.token)).toEqual(want);
+      expect([...together.embeddings[0]!]).toEqual([...alone.embeddings[0]!]);
     } finally {
       seq.release();
     }
