@@ -146,6 +146,57 @@ export function dotQ5_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   return hsum(acc);
 }
 
+/**
+ * dotQ5_0 of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
+ * get exactly what dotQ5_0 gives for each row (same operations in the same order).
+ */
+export function dotQ5_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize): void {
+  const m = i8x16.splat(15);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const sixteen = i8x16.splat(16);
+  const lowByte = i16x8.splat(0xff);
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let o = s;
+  let dp = d;
+  const end = w + <usize>nb * 22;
+  while (p < end) {
+    const a0 = v128.load(a);
+    const a1 = v128.load(a, 16);
+    const a2 = v128.load(a, 32);
+    const a3 = v128.load(a, 48);
+    const off = v128.load(o);
+    const dx = load<f32>(dp);
+    let h = i32x4.splat(load<u32>(p, 2));
+    let v = v128.load(p, 6);
+    let hLo = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bit), bit), sixteen);
+    let hHi = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bit), bit), sixteen);
+    let lo = v128.or(v128.and(v, m), hLo);
+    let hi = v128.or(v128.and(i16x8.shr_u(v, 4), m), hHi);
+    let si = i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, lowByte), a0), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), a1));
+    si = i32x4.add(si, i32x4.add(i32x4.dot_i16x8_s(v128.and(hi, lowByte), a2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 8), a3)));
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(si, off)), f32x4.splat(f16t(load<u16>(p)) * dx)));
+    const q = p + rb;
+    h = i32x4.splat(load<u32>(q, 2));
+    v = v128.load(q, 6);
+    hLo = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bit), bit), sixteen);
+    hHi = v128.and(i8x16.eq(v128.and(i8x16.shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bit), bit), sixteen);
+    lo = v128.or(v128.and(v, m), hLo);
+    hi = v128.or(v128.and(i16x8.shr_u(v, 4), m), hHi);
+    si = i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, lowByte), a0), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), a1));
+    si = i32x4.add(si, i32x4.add(i32x4.dot_i16x8_s(v128.and(hi, lowByte), a2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 8), a3)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(si, off)), f32x4.splat(f16t(load<u16>(q)) * dx)));
+    p += 22;
+    a += 64;
+    o += 16;
+    dp += 4;
+  }
+  store<f32>(y, hsum(acc0));
+  store<f32>(y, hsum(acc1), 4);
+}
+
 /** block_q5_1 (24 B) row . Q8_1; ggml_vec_dot_q5_1_q8_1. */
 export function dotQ5_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
   const m = i16x8.splat(15);

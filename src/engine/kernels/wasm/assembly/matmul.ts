@@ -6,7 +6,7 @@
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
-import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
+import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
 import { isLegacyTileType, matmulFloatTiles, matmulKTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
@@ -147,6 +147,8 @@ export function matmulRows(
   // Two rows at a time share the activation's loads; same results per row.
   if (type == T_Q4_0) {
     for (; r + 2 <= r1; r += 2) dotQ4_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
+  } else if (type == T_Q5_0) {
+    for (; r + 2 <= r1; r += 2) dotQ5_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
   } else if (type == T_Q4_K) {
     for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
   }
