@@ -457,6 +457,8 @@ class LlamaCppModel implements LoadedModel {
   private queue: DecodeRequest[] = [];
   /** The drain running now: the context's lock. */
   private draining: Promise<void> | undefined;
+  /** llama.cpp's state size, read between decodes (memoryBytes). */
+  private stateBytes = 0;
   /** The threads llama.cpp was last told to use (setThreads). */
   private threadsNow: number | undefined;
   /** Callers to wake once the drain's next decode is on its way (later()). */
@@ -475,6 +477,7 @@ class LlamaCppModel implements LoadedModel {
     this.numCtx = options.numCtx;
     this.numParallel = options.numParallel;
     this.batchSize = context.batchSize;
+    this.stateBytes = context.stateSize;
     for (let i = 0; i < options.numParallel; i++) this.sequences.push(new LlamaCppSequence(this, i));
   }
 
@@ -759,7 +762,10 @@ class LlamaCppModel implements LoadedModel {
     // Ollama's size counts all the runner holds.
     const m = this.context.memoryUsage;
     const ctx = m.ram + m.vram;
-    return this.info.weightBytes + (ctx > 0 ? ctx : this.context.stateSize) + this.embeddingBytes;
+    // NOTE: stateSize asks llama.cpp (llama_state_get_size), which reads the KV cache: never while
+    // a decode runs on it; the last size read between decodes then.
+    if (ctx === 0 && !this.draining && !this.disposed) this.stateBytes = this.context.stateSize;
+    return this.info.weightBytes + (ctx > 0 ? ctx : this.stateBytes) + this.embeddingBytes;
   }
 
   async dispose(): Promise<void> {
