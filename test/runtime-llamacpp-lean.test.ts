@@ -393,3 +393,33 @@ describe("llama.cpp backend's decode loop vs node-llama-cpp's evaluate()", () =>
     });
   }, 30_000);
 });
+
+describe("a logit bias on the end-of-generation token (OpenAI's logit_bias on EOS)", () => {
+  // node-llama-cpp's TokenBias leaves end-of-generation tokens out; llama.cpp's logit-bias
+  // sampler does not, and neither does the owl engine: a +100 on EOS makes it the first token on
+  // both backends (without the bias, run.c's greedy text goes on for 200 tokens).
+  it("is applied on both backends", async () => {
+    for (const name of ["llama.cpp", "owl"] as const) {
+      const model = await createBackend(name).load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: 64,
+        numParallel: 1,
+        threads: 1,
+      });
+      try {
+        const eos = model.info.eosToken;
+        expect(eos).toBeDefined();
+        const seq = model.tryAcquireSequence()!;
+        const prompt = model.tokenize("Once upon a time", { addBos: true, parseSpecial: false });
+        const plain = await lean(seq, prompt, GREEDY, 4);
+        expect(plain.map((s) => s.token)).not.toContain(eos);
+        const biased = await lean(seq, prompt, { ...GREEDY, logitBias: new Map([[eos!, 100]]) }, 1);
+        expect(biased[0]?.token).toBe(eos);
+        seq.release();
+      } finally {
+        await model.dispose();
+      }
+    }
+  }, 60_000);
+});

@@ -52,8 +52,9 @@
  * node-llama-cpp makes one per evaluate()), configured with exactly the object node-llama-cpp's
  * LlamaContextSequence._resolveSamplerConfig builds from the same evaluate options (temperature,
  * topK, topP, minP, seed, repeat penalty over the window of recent tokens, token bias from
- * logitBias with TokenBias's rules, grammar state), so the same seed gives the same tokens as
- * before. node-llama-cpp applies it before every token; the addon compares it with its state
+ * logitBias, grammar state), so the same seed gives the same tokens as before; one difference:
+ * a bias on an end-of-generation token is kept (TokenBias drops those; OpenAI's logit_bias on EOS
+ * must work, as it does on the owl engine). node-llama-cpp applies it before every token; the addon compares it with its state
  * and changes nothing unless the token history differs from what its chain accepted itself, so
  * owl applies it once and again only when it fed back a token of its own choosing (below).
  * Grammars: the chain holds the LlamaGrammarEvaluationState, and sampleToken accepts the chosen
@@ -1131,12 +1132,12 @@ class LlamaCppSequence implements Sequence {
       config.repeatPenaltyFrequencyPenalty = s.frequencyPenalty;
     }
     if (s.logitBias.size > 0) {
-      // As node-llama-cpp's TokenBias: "never" (-Infinity) or the logit; end-of-generation tokens
-      // are skipped (TokenBias.set leaves them out).
+      // llama.cpp's logit-bias sampler adds each value to its token's logit (-Infinity bans it).
+      // NOTE: unlike node-llama-cpp's TokenBias, which leaves end-of-generation tokens out, these
+      // are kept: OpenAI's logit_bias on EOS must work, and the owl engine biases them too.
       const keys: number[] = [];
       const values: number[] = [];
       for (const [id, b] of s.logitBias) {
-        if (owner.model.isEogToken(id as Token)) continue;
         keys.push(id);
         values.push(b);
       }
