@@ -5,10 +5,12 @@
  *     The peer of `owl serve`: node-llama-cpp 3.21.1 called directly on the same GGUF, with the
  *     settings owl's llama.cpp backend uses (flash attention off, one context of `sequences`
  *     sequences of `nCtx` cells each, `threads` threads), greedy sampling in llama.cpp's sampler,
- *     and the same step barrier and dispatch schedule as the backend (src/runtime/llama-cpp-backend.ts:
- *     a sequence asks for its next token once no other is still waiting for the current step's, so
- *     that each step is one batch, without which node-llama-cpp 3.21.1 splits the batches; a step
- *     of one sequence is dispatched at once, not on the next event-loop cycle).
+ *     through its public LlamaContextSequence.evaluate, helped by a step barrier (a sequence asks
+ *     for its next token once no other is still waiting for the current step's, so that each step
+ *     is one batch, without which node-llama-cpp 3.21.1 splits the batches; a step of one sequence
+ *     is dispatched at once, not on the next event-loop cycle). That barrier is how owl's llama.cpp
+ *     backend worked before it drove node-llama-cpp's addon itself (src/runtime/llama-cpp-backend.ts):
+ *     the peer is node-llama-cpp used well through its public API.
  *     Prints {"ready":true} once loaded, then answers each command line on stdin (generate after
  *     these prompts at once, each on a sequence of its own; or time decode steps of 1, 2, 4 and 8
  *     sequences at once) with a JSON line of timings, so that serve.ts can alternate its
@@ -95,7 +97,7 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
   const t0 = performance.now();
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: path });
-  // The step barrier (as src/runtime/llama-cpp-backend.ts).
+  // The step barrier (module comment).
   let inFlight = 0;
   let held: (() => void)[] = [];
   let releasing = false;
@@ -132,7 +134,7 @@ async function runDirect(path: string, config: DirectConfig): Promise<void> {
       return typeof v === "function" ? v.bind(target) : v;
     },
   });
-  // The step barrier (as src/runtime/llama-cpp-backend.ts): state declared above.
+  // The step barrier (module comment): state declared above.
   const releaseHeld = () => {
     releasing = false;
     const h = held;

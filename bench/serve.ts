@@ -528,7 +528,7 @@ export async function runServeBench(options: { quick?: boolean } = {}): Promise<
         `(llama.cpp backend, node-llama-cpp 3.21.1) in a child with UV_THREADPOOL_SIZE=1, OWL_NUM_PARALLEL=${Math.max(...STREAMS)}, ` +
         `OWL_CONTEXT_LENGTH=${N_CTX}, OWL_NUM_THREADS=${THREADS}, request log to a file; /api/generate streaming, raw prompts, temperature 0. ` +
         `Peer: node-llama-cpp called directly in a child, the backend's context settings (flash attention off, one context of ` +
-        `${Math.max(...STREAMS)} sequences of ${N_CTX} cells, ${THREADS} thread, the backend's step barrier and dispatch schedule: each decode step is one batch of every ` +
+        `${Math.max(...STREAMS)} sequences of ${N_CTX} cells, ${THREADS} thread, node-llama-cpp's public evaluate() with a step barrier so that each decode step is one batch of every ` +
         `running sequence), greedy, the same GGUF and prompts. Both stay loaded; ` +
         `each figure is ${REPS} pairs (peer, then server, same prompts, no cached prefix on either side) and a ratio is the median of the pairs' ratios. ` +
         `One model thread on both sides: on a shared 2-core machine llama.cpp's spinning threads collapse when a third process wants a core.`,
