@@ -16,10 +16,11 @@
  * its own. The engine is synchronous (the WASM thread pool blocks the caller), so a step blocks
  * the event loop while it runs. Prompts are evaluated per sequence, at once, in generate() (a
  * prompt is a mat-mat already). stepCounts() counts the steps by their number of sequences.
- * What a batch gains is the kernels': on the bench machine a step of 4 sequences of the 15M and
- * 110M Q8_0 models cost 1.0-1.7x less than 4 steps of one, 8 sequences 1.4-1.8x
- * (bench/serve.ts --owl), because today's quantized matmul over a few rows costs about as much
- * per row as over one; F32 weights gain 2.0-2.4x at 4-8 sequences.
+ * What a batch gains is the kernels': on the bench machine (bench/serve.ts --owl, 15M and 110M
+ * Q8_0, 1 and 2 threads) a batched step of 8 sequences ran 1.3-1.8x faster than 8 steps of one
+ * and a step of 4 0.9-1.7x, because the WebAssembly matmul over a handful of rows still costs
+ * nearly as much per row as over one (110M Q8_0: 4 rows about 4x one row); F32 weights gain
+ * 1.9-2.8x at 4-8 sequences.
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
  * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
