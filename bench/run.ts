@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { runEngineBench } from "./engine.ts";
 import { runEngineKernelsBench } from "./engine-kernels.ts";
 import { runQuantBench } from "./quant.ts";
-import { runServeBench } from "./serve.ts";
+import { runOwlServeBench, runServeBench } from "./serve.ts";
 import { runShowBench } from "./show.ts";
 import { runTokenizerBench } from "./tokenizer.ts";
 
@@ -27,6 +27,10 @@ const sections: [string, () => string | Promise<string>][] = [
   [
     "Serving: `owl serve` vs node-llama-cpp called directly; concurrent streams; /api/tags requests/s",
     runServeBench,
+  ],
+  [
+    "Serving on the owl engine: concurrent streams batched by `owl serve` (OWL_BACKEND=owl)",
+    runOwlServeBench,
   ],
 ];
 
