@@ -846,7 +846,7 @@ export async function runOwlServeBench(options: { quick?: boolean } = {}): Promi
     const x2 = (x: number) => `${x.toFixed(2)}x`;
     const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
     return [
-      `Command: \`npx tsx bench/serve.ts --owl\`. Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z. ` +
+      `Command: \`npx tsx bench/run.ts serve --update\` (this section alone: \`npx tsx bench/serve.ts --owl\`). Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 16)}Z. ` +
         `Load average (1, 5, 15 min) at the start: ${fmtLoad(load0)}; at the end: ${fmtLoad(loadavg())}.`,
       "",
       `Server: \`node bin/owl.js serve\` with OWL_BACKEND=owl (the owl engine on its WebAssembly kernels; concurrent sequences decode as one ` +
