@@ -423,3 +423,37 @@ describe("a logit bias on the end-of-generation token (OpenAI's logit_bias on EO
     }
   }, 60_000);
 });
+
+describe("generated control tokens in the text (llama-server streams pieces with special false)", () => {
+  it("a generated BOS adds no text on either backend, as llama.cpp's own detokenize without specials", async () => {
+    const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+    const ref = await llama.loadModel({ modelPath: BUNDLED });
+    try {
+      for (const name of ["llama.cpp", "owl"] as const) {
+        const model = await createBackend(name).load({
+          modelPath: BUNDLED,
+          adapters: [],
+          numCtx: 64,
+          numParallel: 1,
+          threads: 1,
+        });
+        try {
+          const bos = model.info.bosToken!;
+          expect(ref.detokenize([bos as Token], false)).toBe("");
+          expect(new TextDecoder().decode(model.tokenBytes(bos))).toBe("");
+          // (Normal tokens keep their text: the run.c greedy-text tests on both backends.)
+          const seq = model.tryAcquireSequence()!;
+          const prompt = model.tokenize("Once upon a time", { addBos: true, parseSpecial: false });
+          const r = await lean(seq, prompt, { ...GREEDY, logitBias: new Map([[bos, 100]]) }, 2);
+          expect(r.map((s) => s.token)).toEqual([bos, bos]);
+          seq.release();
+        } finally {
+          await model.dispose();
+        }
+      }
+    } finally {
+      await ref.dispose();
+      await llama.dispose();
+    }
+  }, 60_000);
+});

@@ -201,7 +201,7 @@ class OwlRunner implements ModelRunner {
     const it = generate({
       prompt: tokens,
       sampler,
-      decoder: this.tokenizer.streamingDecoder(),
+      decoder: this.tokenizer.streamingDecoder({ renderSpecial: false }),
       stopTokens: (id) => this.tokenizer.isEog(id),
       maxTokens,
       signal,
@@ -316,7 +316,7 @@ class LlamaCppRunner implements ModelRunner {
     const penalize =
       lastN !== 0 && (penalty !== 1 || params.presence_penalty !== 0 || params.frequency_penalty !== 0);
     const window = () => (lastN < 0 ? all : all.slice(-lastN)) as Token[];
-    const decoder = this.tokenizer.streamingDecoder();
+    const decoder = this.tokenizer.streamingDecoder({ renderSpecial: false });
     const matcher = new StopMatcher(params.stop);
     const out: GenerationResult = {
       tokens: [],

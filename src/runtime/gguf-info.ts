@@ -126,3 +126,30 @@ export function normalize(v: Float32Array): Float32Array {
   if (n > 0) for (let i = 0; i < v.length; i++) v[i] = v[i]! / n;
   return v;
 }
+
+/**
+ * Special tokens whose text generated output keeps: the tool-call tags runtime/tool-calls.ts looks
+ * for (Ollama asks llama-server to preserve its parsers' tokens the same way, llm/llama_server.go
+ * llamaServerPreservedTokens).
+ */
+const PRESERVED_SPECIAL = new Set([
+  "<tool_call>",
+  "</tool_call>",
+  "<|python_tag|>",
+  "[TOOL_CALLS]",
+  "[ARGS]",
+  "[CALL_ID]",
+]);
+const utf8Text = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * A generated token's bytes as llama-server streams them (common_token_to_piece with special
+ * false): control tokens such as BOS give nothing, except the preserved tool-call tags; user-defined
+ * and normal tokens their text.
+ */
+export function outputPieceBytes(tokenizer: Tokenizer, token: number): Uint8Array {
+  const plain = tokenizer.pieceBytes(token, false);
+  if (plain.length > 0) return plain;
+  const special = tokenizer.pieceBytes(token, true);
+  return special.length > 0 && PRESERVED_SPECIAL.has(utf8Text.decode(special)) ? special : plain;
+}

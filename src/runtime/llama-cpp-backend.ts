@@ -112,6 +112,7 @@ import {
   contextOverflow,
   disposedError,
   normalize,
+  outputPieceBytes,
   randomSeed32,
   readGgufFacts,
 } from "./gguf-info.ts";
@@ -495,7 +496,7 @@ class LlamaCppModel implements LoadedModel {
   }
 
   tokenBytes(token: number): Uint8Array {
-    if (this.tokenizer) return this.tokenizer.pieceBytes(token, true);
+    if (this.tokenizer) return outputPieceBytes(this.tokenizer, token);
     // NOTE: without owl's tokenizer a byte token of a split character comes back as U+FFFD.
     return utf8.encode(this.model.detokenize([token as Token], true));
   }

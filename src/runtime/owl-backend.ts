@@ -43,6 +43,7 @@ import {
   contextOverflow,
   disposedError,
   normalize,
+  outputPieceBytes,
   readGgufFacts,
 } from "./gguf-info.ts";
 import type {
@@ -237,7 +238,7 @@ class OwlModel implements LoadedModel {
   }
 
   tokenBytes(token: number): Uint8Array {
-    return this.tokenizer.pieceBytes(token, true);
+    return outputPieceBytes(this.tokenizer, token);
   }
 
   tryAcquireSequence(prompt?: readonly number[]): Sequence | undefined {
