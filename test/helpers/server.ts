@@ -18,6 +18,7 @@ import type { ServerSettings } from "../../src/util/env.ts";
 
 export interface TestServer {
   server: RunningServer;
+  ctx: ServerContext;
   scheduler: Scheduler;
   settings: ServerSettings;
   /** The store's temp root (removed by close()). */
@@ -31,7 +32,7 @@ export interface TestServer {
 
 export async function startTestServer(
   overrides: Partial<ServerSettings> = {},
-  options: { prefix?: string; version?: string } = {},
+  options: { prefix?: string; version?: string; keepAliveMs?: number } = {},
 ): Promise<TestServer> {
   const settings: ServerSettings = {
     host: "127.0.0.1",
@@ -54,7 +55,7 @@ export async function startTestServer(
     maxLoadedModels: settings.maxLoadedModels,
     numParallel: settings.numParallel,
     maxQueue: settings.maxQueue,
-    defaultKeepAliveMs: 5 * 60_000,
+    defaultKeepAliveMs: options.keepAliveMs ?? 5 * 60_000,
     defaultNumCtx: settings.contextLength,
     defaultBackend: settings.backend,
     threads: 1,
@@ -76,6 +77,7 @@ export async function startTestServer(
   );
   return {
     server,
+    ctx,
     scheduler,
     settings,
     root,
