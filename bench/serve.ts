@@ -376,16 +376,19 @@ function getText(agent: Agent, port: number, path: string): Promise<string> {
   });
 }
 
+/** The smoke-run sizes of both sections (16 tokens, 2 pairs, 0.5 s of load): not for RESULTS.md. */
+function setQuick(): void {
+  DECODE = 16;
+  LOAD_SECONDS = 0.5;
+  REPS = 2;
+  BIG_DECODE = 8;
+  BIG_REPS = 1;
+  STEP_COUNT = 4;
+}
+
 /** `quick`: a smoke run of the harness (16 tokens, 2 pairs, 0.5 s of load), not for RESULTS.md. */
 export async function runServeBench(options: { quick?: boolean } = {}): Promise<string> {
-  if (options.quick) {
-    DECODE = 16;
-    LOAD_SECONDS = 0.5;
-    REPS = 2;
-    BIG_DECODE = 8;
-    BIG_REPS = 1;
-    STEP_COUNT = 4;
-  }
+  if (options.quick) setQuick();
   const tStart = performance.now();
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), "owl-bench-serve-"));
@@ -757,13 +760,7 @@ async function owlEngineSteps(gguf: string, dir: string): Promise<StepsAnswer> {
  * `npx tsx bench/serve.ts --owl` (add --quick for a smoke run).
  */
 export async function runOwlServeBench(options: { quick?: boolean } = {}): Promise<string> {
-  if (options.quick) {
-    DECODE = 16;
-    REPS = 2;
-    BIG_DECODE = 8;
-    BIG_REPS = 1;
-    STEP_COUNT = 4;
-  }
+  if (options.quick) setQuick();
   const tStart = performance.now();
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), "owl-bench-serve-owl-"));
