@@ -10,6 +10,7 @@ import {
   promptTokens,
   renderChatPrompt,
   renderGeneratePrompt,
+  templateCapabilities,
   truncatePromptTokens,
 } from "../src/runtime/prompt.ts";
 import type { ModelInfo } from "../src/runtime/types.ts";
@@ -220,6 +221,30 @@ describe("tools in real library templates", () => {
       ],
     });
     expect(a.prompt).toContain('{"name": "f", "arguments": {"a":2,"b":1}}'); // Go map: sorted keys
+  });
+});
+
+describe("templateCapabilities: what Ollama's /api/show lists and /api/chat checks", () => {
+  const jinja = (name: string) =>
+    readFileSync(join(import.meta.dirname, "fixtures", "templates", `${name}.jinja`), "utf8");
+  it("library templates: the capabilities ollama.com lists for those models", () => {
+    // ollama.com tags llama3.1, llama3.2 and qwen2.5 "tools"; llama3 and gemma2 have no tools.
+    expect(templateCapabilities(lib("llama3.1:8b"), undefined)).toEqual(["completion", "tools"]);
+    expect(templateCapabilities(lib("llama3.2:3b"), undefined)).toEqual(["completion", "tools"]);
+    expect(templateCapabilities(lib("qwen2.5:0.5b"), undefined)).toEqual(["completion", "tools"]);
+    expect(templateCapabilities(lib("llama3:8b"), undefined)).toEqual(["completion"]);
+    expect(templateCapabilities(lib("gemma2:2b"), undefined)).toEqual(["completion"]);
+    // Fill-in-the-middle templates read .Suffix (server/images.go: "insert").
+    expect(templateCapabilities(lib("qwen2.5-coder:1.5b"), undefined)).toContain("insert");
+  });
+  it("a Modelfile TEMPLATE decides over the GGUF's chat template; without one the Jinja text does", () => {
+    const llama31 = jinja("meta-llama-Llama-3.1-8B-Instruct");
+    expect(templateCapabilities(undefined, llama31)).toEqual(["completion", "tools"]);
+    expect(templateCapabilities(undefined, jinja("google-gemma-2-2b-it"))).toEqual(["completion"]);
+    expect(templateCapabilities("{{ .Prompt }}", llama31)).toEqual(["completion"]);
+    expect(templateCapabilities(undefined, undefined)).toEqual(["completion"]);
+    // A template that does not parse: Ollama logs it and lists no template capability.
+    expect(templateCapabilities("{{ if .Tools }}", undefined)).toEqual(["completion"]);
   });
 });
 

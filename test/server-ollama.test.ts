@@ -283,8 +283,21 @@ describe("chat", () => {
       { role: "system", content: "You call tools." },
       { role: "user", content: "What is the weather in Paris?" },
     ];
+    // Ollama (CheckCapabilities): tools for a model whose template cannot show them is a 400.
+    const refused = await post("/api/chat", { model: MODEL, messages, tools, stream: false });
+    expect(refused).toEqual({ status: 400, body: { error: "stories260k:latest does not support tools" } });
+    // A template that reads .Tools gives the model the "tools" capability.
+    const TOOLS_MODEL = "stories-tools";
+    await client.create({
+      model: TOOLS_MODEL,
+      from: MODEL,
+      template:
+        "{{- if .Tools }}Tools:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}" +
+        "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:",
+    });
+    expect((await client.show({ model: TOOLS_MODEL })).capabilities).toEqual(["completion", "tools"]);
     const r = await client.chat({
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages,
       tools,
       format,
@@ -299,7 +312,7 @@ describe("chat", () => {
 
     // Streamed: the call arrives whole in one chunk.
     const stream = await client.chat({
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages,
       tools,
       format,
@@ -316,7 +329,7 @@ describe("chat", () => {
 
     // Tools offered but no call made: the answer streams as content, chunk by chunk.
     const plain = await client.chat({
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages: [{ role: "user", content: "Once upon a time" }],
       tools,
       stream: true,
@@ -331,7 +344,7 @@ describe("chat", () => {
 
     // The tool's result goes back as a tool message, and the conversation goes on.
     const follow = await client.chat({
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages: [
         ...messages,
         { role: "assistant", content: "", tool_calls: r.message.tool_calls },

@@ -231,6 +231,30 @@ export function parseOllamaTemplate(source: string): GoTemplate {
   return vars.includes("messages") || vars.includes("response") ? t : appendResponse(t);
 }
 
+/**
+ * Ollama's capabilities of a model's template (server/images.go Capabilities): "completion"
+ * always; with a Modelfile TEMPLATE (Go), "tools" when it reads .Tools and "insert" when it reads
+ * .Suffix (template.Vars; a template that does not parse has neither, as Ollama only logs it);
+ * otherwise, from the GGUF's Jinja chat template, "tools" when its text mentions "tools" or
+ * "tool_call" (chatTemplateHasToolSupport).
+ */
+export function templateCapabilities(goTemplate: string | undefined, chatTemplate: string | undefined): string[] {
+  const caps = ["completion"];
+  if (goTemplate !== undefined) {
+    let vars: string[] = [];
+    try {
+      vars = templateVars(parseGoTemplate(goTemplate));
+    } catch {
+      // Ollama: "model template contains errors", no template capabilities.
+    }
+    if (vars.includes("tools")) caps.push("tools");
+    if (vars.includes("suffix")) caps.push("insert");
+  } else if (chatTemplate !== undefined && (chatTemplate.includes("tools") || chatTemplate.includes("tool_call"))) {
+    caps.push("tools");
+  }
+  return caps;
+}
+
 /** Whether a template can fill in the middle (Ollama's "insert" capability). */
 export function templateSupportsSuffix(source: string): boolean {
   return source.includes(".Suffix");

@@ -48,6 +48,7 @@ import {
   type PromptMessage,
   planGeneratePrompt,
   promptTokens,
+  templateCapabilities,
   truncatePromptTokens,
 } from "../../runtime/prompt.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
@@ -425,6 +426,12 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       logprobsOf(body),
       truncation,
       (loaded) => {
+        // Ollama (server/routes.go ChatHandler, CheckCapabilities): tools for a model whose
+        // template cannot show them to it is a 400, "<model> does not support tools".
+        if (tools.length > 0 && !templateCapabilities(model.template, loaded.info.chatTemplate).includes("tools")) {
+          // Ollama's exact text (no hint appended): clients match on it.
+          throw new OwlError("ERR_BAD_REQUEST", `${model.name} does not support tools`);
+        }
         const input: ChatPromptInput = {
           messages,
           ...(tools.length > 0 && { tools }),

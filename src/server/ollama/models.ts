@@ -15,6 +15,7 @@ import type {
   OllamaTensor,
 } from "../../api/ollama.ts";
 import { type GgufValue, openGguf } from "../../formats/gguf/index.ts";
+import { templateCapabilities } from "../../runtime/prompt.ts";
 import { normalizeParameters, parseModelfile } from "../../store/modelfile.ts";
 import type { Modelfile, ResolvedModel, StoredMessage } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
@@ -323,10 +324,7 @@ export function showModel(
     file.close();
   }
   const template = model.template ?? chatTemplate ?? "";
-  // Ollama's Capabilities(): tools when the template takes tools, insert when it takes a suffix.
-  const capabilities = ["completion"];
-  if (/\btools\b|\.Tools\b/.test(template)) capabilities.push("tools");
-  if (/\.Suffix\b/.test(template)) capabilities.push("insert");
+  const capabilities = templateCapabilities(model.template, chatTemplate);
   const resp: OllamaShowResponse = {
     license: model.license.join("\n"),
     modelfile: ctx.store.modelfileText(model),
