@@ -238,7 +238,10 @@ export function parseOllamaTemplate(source: string): GoTemplate {
  * otherwise, from the GGUF's Jinja chat template, "tools" when its text mentions "tools" or
  * "tool_call" (chatTemplateHasToolSupport).
  */
-export function templateCapabilities(goTemplate: string | undefined, chatTemplate: string | undefined): string[] {
+export function templateCapabilities(
+  goTemplate: string | undefined,
+  chatTemplate: string | undefined,
+): string[] {
   const caps = ["completion"];
   if (goTemplate !== undefined) {
     let vars: string[] = [];
@@ -249,7 +252,10 @@ export function templateCapabilities(goTemplate: string | undefined, chatTemplat
     }
     if (vars.includes("tools")) caps.push("tools");
     if (vars.includes("suffix")) caps.push("insert");
-  } else if (chatTemplate !== undefined && (chatTemplate.includes("tools") || chatTemplate.includes("tool_call"))) {
+  } else if (
+    chatTemplate !== undefined &&
+    (chatTemplate.includes("tools") || chatTemplate.includes("tool_call"))
+  ) {
     caps.push("tools");
   }
   return caps;

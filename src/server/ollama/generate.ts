@@ -428,7 +428,10 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       (loaded) => {
         // Ollama (server/routes.go ChatHandler, CheckCapabilities): tools for a model whose
         // template cannot show them to it is a 400, "<model> does not support tools".
-        if (tools.length > 0 && !templateCapabilities(model.template, loaded.info.chatTemplate).includes("tools")) {
+        if (
+          tools.length > 0 &&
+          !templateCapabilities(model.template, loaded.info.chatTemplate).includes("tools")
+        ) {
           // Ollama's exact text (no hint appended): clients match on it.
           throw new OwlError("ERR_BAD_REQUEST", `${model.name} does not support tools`);
         }
