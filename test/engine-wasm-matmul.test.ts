@@ -39,6 +39,16 @@ const LEGACY_EXTRA: [number, number, number][] = [
   [2, 96, 11],
   [9, 64, 6],
 ];
+// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0): one and two groups of 4 tokens,
+// full and partial, odd row counts (C a multiple of 256 for the K-quants).
+const SMALL_T: [number, number, number][] = [
+  [2, 256, 3],
+  [3, 512, 5],
+  [4, 256, 7],
+  [5, 768, 9],
+  [6, 256, 1],
+  [8, 512, 11],
+];
 
 let b1: WasmBackend;
 let b2: WasmBackend;
@@ -91,6 +101,7 @@ describe("WasmBackend.matmul", () => {
       ...COMMON,
       ...(FLOAT_TYPES.includes(type) ? FLOAT_EXTRA : []),
       ...(LEGACY_TYPES.includes(type) ? LEGACY_EXTRA : []),
+      ...(FLOAT_TYPES.includes(type) ? [] : SMALL_T),
     ];
     it(`${type}: matches ggml's scalar dot within ${RTOL} x sum|w a|`, () => {
       let seed = 1000;

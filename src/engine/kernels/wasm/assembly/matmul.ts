@@ -2,11 +2,13 @@
 // one thread takes. x arrives prepared by prepareAct (ops in index.ts): float32 (rounded to f16 /
 // bf16 for those weights) or quantized to Q8_0 / Q8_1 / Q8_K and expanded (quantize.ts). Type
 // codes are ggml's type ids (ggml.h).
-// Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts).
+// Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts), a few
+// tokens (matmul-small.ts), the T > 1 tiles (matmul-tiles.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
+import { matmulSmall, useSmallT } from "./matmul-small";
 import { isLegacyTileType, matmulFloatTiles, matmulKTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
@@ -91,7 +93,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * after row t - 1 (4 OC, or less for a thread's private copy of its rows: y then points r0
  * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
- * scratch two packed rows (matmul-tiles.ts). Legacy types with T > 1: xa the packed activation
+ * scratch two packed rows (matmul-tiles.ts). Q8_0 / Q4_0 with 2 <= T <= SMALL_T_MAX: xa the packed
+ * activation groups, scratch 16 bytes (matmul-small.ts). Other legacy types with T > 1: xa the packed activation
  * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: the same with their
  * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
@@ -130,6 +133,11 @@ export function matmulRows(
               : dotBF16(wr, xa, C);
       store<f32>(y + (<usize>r << 2), v);
     }
+    return;
+  }
+  if (useSmallT(type, T)) {
+    // A few tokens: the weight blocks decoded once in registers for every token (matmul-small.ts).
+    matmulSmall(type, w, rb, xa, y, ys, T, C, r0, r1, scratch);
     return;
   }
   if (T > 1 && isLegacyTileType(type)) {

@@ -1,0 +1,214 @@
+// Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
+// for the legacy block types Q8_0 and Q4_0: each weight block is decoded once into registers and
+// dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with the decode
+// shared, so that a 4-token product reads and decodes the weights once where T one-token products
+// did it T times, with no decoded-row scratch (the register tiles of matmul-tiles.ts, built for
+// prompt eval, pay a decode to memory per 4 rows and call, and cost 3-4x a one-token product at
+// T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass reading it from L1.
+//
+// Per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over the EO slots,
+// as the one-token dots); the lane sums of 2 or 4 tokens are reduced with unpacks to one vector,
+// lane t token t's block sum, and sum_t += float(isum_t) * (d_w * d_x,t) in block order: the
+// order of ggml_vec_dot_q8_0_q8_0's scalar loop and of the register tiles (tileLegacy), so a
+// token's result does not depend on T, on the other tokens, or on this path versus the tiles.
+//
+// Packed activation (prepareAct in index.ts), per group of 4 tokens, SMALL_BLOCK bytes per block:
+// 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32) at
+// +256; tokens past T are zero. One pointer walks a group with every operand at a constant offset
+// (the NOTE of matmul-tiles.ts).
+// Not here: T = 1 (matmul-legacy.ts), larger T and the other types (matmul-tiles.ts).
+import { F16_TABLE, f16t } from "./common";
+import { T_Q4_0, T_Q8_0 } from "./types";
+
+/** Largest T that takes this path. */
+export const SMALL_T_MAX: i32 = 8;
+
+/** Bytes of one block of a packed group of 4 tokens. */
+export const SMALL_BLOCK: usize = 272;
+
+/** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
+@inline
+export function useSmallT(type: i32, T: i32): bool {
+  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0);
+}
+
+/** Bytes of the packed activation of one group of 4 tokens of C values. */
+@inline
+export function smallGroupBytes(C: i32): usize {
+  return <usize>(C >> 5) * SMALL_BLOCK;
+}
+
+/**
+ * n (<= 4) rows of block_q8_0 at q + i rowBytes -> one packed group at g (layout above); tokens
+ * past n are zero.
+ */
+export function packSmallGroup(q: usize, rowBytes: usize, n: i32, C: i32, g: usize): void {
+  const nb = C >> 5;
+  const z = i32x4.splat(0);
+  for (let i = 0; i < 4; i++) {
+    const tq = g + (<usize>i << 6);
+    const td = g + 256 + (<usize>i << 2);
+    for (let b = 0; b < nb; b++) {
+      const o = tq + <usize>b * SMALL_BLOCK;
+      const f = td + <usize>b * SMALL_BLOCK;
+      if (i >= n) {
+        v128.store(o, z);
+        v128.store(o, z, 16);
+        v128.store(o, z, 32);
+        v128.store(o, z, 48);
+        store<f32>(f, 0);
+        continue;
+      }
+      const src = q + <usize>i * rowBytes + <usize>b * 34;
+      const v0 = v128.load(src, 2);
+      const v1 = v128.load(src, 18);
+      const s0 = i8x16.shuffle(v0, v0, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+      const s1 = i8x16.shuffle(v1, v1, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+      v128.store(o, i16x8.extend_low_i8x16_s(s0));
+      v128.store(o, i16x8.extend_high_i8x16_s(s0), 16);
+      v128.store(o, i16x8.extend_low_i8x16_s(s1), 32);
+      v128.store(o, i16x8.extend_high_i8x16_s(s1), 48);
+      store<f32>(f, f16t(load<u16>(src)));
+    }
+  }
+}
+
+/** The 4 i32 lane sums of EO slots qA..qD with a token's 4 EO vectors a0..a3. */
+@inline
+function dot4(qA: v128, qB: v128, qC: v128, qD: v128, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(qA, a0), i32x4.dot_i16x8_s(qB, a1)),
+    i32x4.add(i32x4.dot_i16x8_s(qC, a2), i32x4.dot_i16x8_s(qD, a3)),
+  );
+}
+
+/**
+ * Two tokens' lane sums s0, s1 folded to (s0.0 + s0.2, s1.0 + s1.2, s0.1 + s0.3, s1.1 + s1.3):
+ * one unpack each (punpckldq / punpckhdq) and an add. Integer adds, exact in any order.
+ */
+@inline
+function fold2(s0: v128, s1: v128): v128 {
+  return i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+}
+
+/**
+ * One weight row of nb blocks (`type`, at w) . NT (2 or 4, a constant after inlining) tokens of
+ * a packed group at g: lane t = token t's result (lanes past NT: garbage).
+ */
+@inline
+function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize): v128 {
+  // spill: 16 bytes of scratch (NT = 4).
+  const bw: usize = type == T_Q8_0 ? 34 : 18;
+  let acc = f32x4.splat(0);
+  let p = w;
+  let a = g;
+  const end = w + <usize>nb * bw;
+  const m8 = i16x8.splat(<i16>0x8888);
+  const tab = F16_TABLE; // a local: V8 reloads a global every iteration
+  while (p < end) {
+    let qA: v128;
+    let qB: v128;
+    let qC: v128;
+    let qD: v128;
+    if (type == T_Q8_0) {
+      const v0 = v128.load(p, 2);
+      const v1 = v128.load(p, 18);
+      // i8 pairs as i16 lanes: the even byte sign-extended from the low half, the odd from the high.
+      qA = i16x8.shr_s(i16x8.shl(v0, 8), 8);
+      qB = i16x8.shr_s(v0, 8);
+      qC = i16x8.shr_s(i16x8.shl(v1, 8), 8);
+      qD = i16x8.shr_s(v1, 8);
+    } else {
+      // Q4_0: nibble n stands for n - 8, whose 4-bit two's complement is n ^ 8: flip bit 3 of
+      // every nibble, then sign-extend each nibble (slots as in dotQ4_0).
+      const u = v128.xor(v128.load(p, 2), m8);
+      qA = i16x8.shr_s(i16x8.shl(u, 12), 12);
+      qB = i16x8.shr_s(i16x8.shl(u, 4), 12);
+      qC = i16x8.shr_s(i16x8.shl(u, 8), 12);
+      qD = i16x8.shr_s(u, 12);
+    }
+    const s0 = dot4(qA, qB, qC, qD, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48));
+    const s1 = dot4(qA, qB, qC, qD, v128.load(a, 64), v128.load(a, 80), v128.load(a, 96), v128.load(a, 112));
+    let p01 = fold2(s0, s1);
+    let si: v128;
+    if (NT == 2) {
+      si = i32x4.add(p01, i32x4.shuffle(p01, p01, 2, 3, 0, 1));
+    } else {
+      // NOTE: tokens 0, 1's partial sums through memory: V8 hoists every load of a loop body to
+      // its top, and the 16 activation loads then spill 8 registers to the stack in every
+      // iteration (1.15-1.2x slower at T = 3, 4); the loads below cannot move above this store.
+      v128.store(spill, p01);
+      const s2 = dot4(qA, qB, qC, qD, v128.load(a, 128), v128.load(a, 144), v128.load(a, 160), v128.load(a, 176));
+      const s3 = dot4(qA, qB, qC, qD, v128.load(a, 192), v128.load(a, 208), v128.load(a, 224), v128.load(a, 240));
+      const p23 = fold2(s2, s3);
+      p01 = v128.load(spill);
+      si = i32x4.add(i32x4.shuffle(p01, p23, 0, 1, 4, 5), i32x4.shuffle(p01, p23, 2, 3, 6, 7));
+    }
+    const sc = f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p) << 2)), v128.load(a, 256));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), sc));
+    p += bw;
+    a += SMALL_BLOCK;
+  }
+  return acc;
+}
+
+function rowQ8_0x2(w: usize, g: usize, nb: i32): v128 {
+  return rowGroup(T_Q8_0, w, g, nb, 2, 0);
+}
+function rowQ8_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q8_0, w, g, nb, 4, spill);
+}
+function rowQ4_0x2(w: usize, g: usize, nb: i32): v128 {
+  return rowGroup(T_Q4_0, w, g, nb, 2, 0);
+}
+function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q4_0, w, g, nb, 4, spill);
+}
+
+/** One row . the nt (1..4) tokens of the packed group at g. */
+@inline
+function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
+  if (type == T_Q8_0) return nt > 2 ? rowQ8_0x4(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
+  return nt > 2 ? rowQ4_0x4(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
+}
+
+/** Token results of one row (lanes of v) to y + t ys, t < nt. */
+@inline
+function storeTokens(v: v128, y: usize, ys: usize, nt: i32): void {
+  store<f32>(y, f32x4.extract_lane(v, 0));
+  if (nt > 1) store<f32>(y + ys, f32x4.extract_lane(v, 1));
+  if (nt > 2) store<f32>(y + 2 * ys, f32x4.extract_lane(v, 2));
+  if (nt > 3) store<f32>(y + 3 * ys, f32x4.extract_lane(v, 3));
+}
+
+/**
+ * Rows [r0, r1) of y (T,OC) = x . w^T for `type` with useSmallT(type, T) (row t of y ys bytes
+ * after row t - 1): xp the packed activation groups (smallGroupBytes(C) each); scratch 16 bytes.
+ */
+export function matmulSmall(
+  type: i32,
+  w: usize,
+  rb: usize,
+  xp: usize,
+  y: usize,
+  ys: usize,
+  T: i32,
+  C: i32,
+  r0: i32,
+  r1: i32,
+  scratch: usize,
+): void {
+  const nb = C >> 5;
+  const g1 = xp + smallGroupBytes(C);
+  const y1 = y + 4 * ys;
+  const n0 = min(4, T);
+  // NOTE: two groups at most (SMALL_T_MAX = 8), as two calls: each row kernel then has two
+  // callers, which keeps binaryen from inlining it into matmulRows (one function holding every
+  // kernel's loop spilled SIMD values to the stack in all of them).
+  for (let r = r0; r < r1; r++) {
+    const wr = w + <usize>r * rb;
+    const o = <usize>r << 2;
+    storeTokens(rowOf(type, wr, xp, nb, n0, scratch), y + o, ys, n0);
+    if (T > 4) storeTokens(rowOf(type, wr, g1, nb, T - 4, scratch), y1 + o, ys, T - 4);
+  }
+}
