@@ -92,7 +92,7 @@ function fold2(s0: v128, s1: v128): v128 {
 }
 
 /**
- * One weight row of nb blocks (`type`, at w) . NT (2 or 4, a constant after inlining) tokens of
+ * One weight row of nb blocks (`type`, at w) . NT (2..4, a constant after inlining) tokens of
  * a packed group at g: lane t = token t's result (lanes past NT: garbage).
  */
 @inline
@@ -139,7 +139,9 @@ function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize)
       // iteration (1.15-1.2x slower at T = 3, 4); the loads below cannot move above this store.
       v128.store(spill, p01);
       const s2 = dot4(qA, qB, qC, qD, v128.load(a, 128), v128.load(a, 144), v128.load(a, 160), v128.load(a, 176));
-      const s3 = dot4(qA, qB, qC, qD, v128.load(a, 192), v128.load(a, 208), v128.load(a, 224), v128.load(a, 240));
+      // NT = 3: lane 2 of the fold of s2 with itself is token 2's sum (lane 3 is not stored).
+      const s3 =
+        NT == 4 ? dot4(qA, qB, qC, qD, v128.load(a, 192), v128.load(a, 208), v128.load(a, 224), v128.load(a, 240)) : s2;
       const p23 = fold2(s2, s3);
       p01 = v128.load(spill);
       si = i32x4.add(i32x4.shuffle(p01, p23, 0, 1, 4, 5), i32x4.shuffle(p01, p23, 2, 3, 6, 7));
@@ -155,11 +157,17 @@ function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize)
 function rowQ8_0x2(w: usize, g: usize, nb: i32): v128 {
   return rowGroup(T_Q8_0, w, g, nb, 2, 0);
 }
+function rowQ8_0x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q8_0, w, g, nb, 3, spill);
+}
 function rowQ8_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
   return rowGroup(T_Q8_0, w, g, nb, 4, spill);
 }
 function rowQ4_0x2(w: usize, g: usize, nb: i32): v128 {
   return rowGroup(T_Q4_0, w, g, nb, 2, 0);
+}
+function rowQ4_0x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q4_0, w, g, nb, 3, spill);
 }
 function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
   return rowGroup(T_Q4_0, w, g, nb, 4, spill);
@@ -168,8 +176,8 @@ function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
 /** One row . the nt (1..4) tokens of the packed group at g. */
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
-  if (type == T_Q8_0) return nt > 2 ? rowQ8_0x4(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
-  return nt > 2 ? rowQ4_0x4(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
+  if (type == T_Q8_0) return nt == 4 ? rowQ8_0x4(w, g, nb, spill) : nt == 3 ? rowQ8_0x3(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
+  return nt == 4 ? rowQ4_0x4(w, g, nb, spill) : nt == 3 ? rowQ4_0x3(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
 }
 
 /** Token results of one row (lanes of v) to y + t ys, t < nt. */
