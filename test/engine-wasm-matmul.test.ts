@@ -39,7 +39,7 @@ const LEGACY_EXTRA: [number, number, number][] = [
   [2, 96, 11],
   [9, 64, 6],
 ];
-// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0): one and two groups of 4 tokens,
+// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0 / Q4_K): one and two groups of 4 tokens,
 // full and partial, odd row counts (C a multiple of 256 for the K-quants).
 const SMALL_T: [number, number, number][] = [
   [2, 256, 3],
@@ -111,12 +111,16 @@ describe("WasmBackend.matmul", () => {
 
   it("T > 1: a token's outputs do not depend on the other tokens of the call", () => {
     // Tokens go 4 to a tile with one lane or accumulator each: token t's row of y must be the same
-    // bits whether it shares its tile with 3 other tokens, with padding, or with different tokens.
+    // bits whether it shares its tile with 3 other tokens, with padding, or with different tokens,
+    // and whether a few tokens (matmul-small.ts) or many (the tiles) are multiplied.
     const [C, OC] = [256, 9];
     for (const type of [...FLOAT_TYPES, ...LEGACY_TYPES, ...K_TYPES]) {
       const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
-      const x = randomFloats(8 * C, 502, 1);
-      const all = run(b2, type, w, x, 8, C, OC);
+      const x = randomFloats(9 * C, 502, 1);
+      const all = run(b2, type, w, x.subarray(0, 8 * C), 8, C, OC);
+      // T = 9 takes the tiles where T = 8 takes the small-T path (Q8_0, Q4_0, Q4_K): same bits.
+      const nine = run(b1, type, w, x, 9, C, OC);
+      expect(Array.from(nine.subarray(0, 8 * OC)), type).toEqual(Array.from(all));
       const first5 = run(b2, type, w, x.subarray(0, 5 * C), 5, C, OC);
       const last3 = run(b1, type, w, x.subarray(5 * C), 3, C, OC);
       expect(Array.from(first5), type).toEqual(Array.from(all.subarray(0, 5 * OC)));

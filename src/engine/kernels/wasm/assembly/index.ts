@@ -5,7 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
-import { packSmallGroup, smallGroupBytes, useSmallT } from "./matmul-small";
+import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
@@ -41,12 +41,13 @@ export function heapBase(): usize {
 /**
  * Prepares the activation x (T,C) for matmulRows with weights of `type`. One token: F16/BF16 round
  * it into xa (C) f32, F32 needs nothing (xa = x). T > 1 with a float type: packed in groups of 4
- * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. useSmallT (Q8_0 / Q4_0, T = 2..8): groups
- * of 4 rows quantized through tmp and packed into xa (matmul-small.ts). T > 1 with a legacy type: each group of
- * 4 rows quantized through tmp (4 rows of ggml blocks) and packed into xa (matmul-tiles.ts).
- * Otherwise each row is quantized through tmp (one row of ggml blocks) and expanded into xa (T,C)
- * i16 EO, ad and ax (see matmulRows); K-quants with T > 1 then pack groups of 4 tokens into xp. x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes
- * them (quantize.ts).
+ * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. useSmallT with Q8_0 / Q4_0 (T = 2..8):
+ * groups of 4 rows quantized through tmp and packed into xa (matmul-small.ts). T > 1 with another
+ * legacy type: each group of 4 rows quantized through tmp (4 rows of ggml blocks) and packed into
+ * xa (matmul-tiles.ts). Otherwise each row is quantized through tmp (one row of ggml blocks) and
+ * expanded into xa (T,C) i16 EO, ad and ax (see matmulRows); K-quants with T > 1 then pack groups
+ * of 4 tokens into xp (for the tiles, or for matmul-small.ts with useSmallT). x86 != 0: Q8_0 /
+ * Q8_1 as ggml-cpu's x86 build quantizes them (quantize.ts).
  */
 export function prepareAct(
   type: i32,
@@ -82,7 +83,7 @@ export function prepareAct(
     roundBf16Row(x, xa, T * C);
     return;
   }
-  if (useSmallT(type, T)) {
+  if (useSmallT(type, T) && !isKQuant(type)) {
     // A few tokens (Q8_0 activations): groups of 4 quantized through tmp and packed for matmul-small.ts.
     const rowBytes = <usize>(C >> 5) * 34;
     const gb = smallGroupBytes(C);
@@ -129,9 +130,15 @@ export function prepareAct(
     }
   }
   if (k && T > 1) {
-    // Groups of 4 tokens packed for the K tiles (matmul-tiles.ts) into xp.
-    const gb = kGroupBytes(C);
-    for (let t0 = 0; t0 < T; t0 += 4) packK8Group(xa, ad, ax, t0, min(4, T - t0), C, xp + <usize>(t0 >> 2) * gb);
+    // Groups of 4 tokens packed into xp for the K tiles (matmul-tiles.ts) or, for a few tokens,
+    // for matmul-small.ts.
+    const small = useSmallT(type, T);
+    const gb = small ? smallKGroupBytes(C) : kGroupBytes(C);
+    for (let t0 = 0; t0 < T; t0 += 4) {
+      const g = xp + <usize>(t0 >> 2) * gb;
+      if (small) packSmallKGroup(xa, ad, ax, t0, min(4, T - t0), C, g);
+      else packK8Group(xa, ad, ax, t0, min(4, T - t0), C, g);
+    }
   }
 }
 

@@ -1,10 +1,11 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for the legacy block types Q8_0 and Q4_0: each weight block is decoded once into registers and
+// for Q8_0, Q4_0 and Q4_K (below): each weight block is decoded once into registers and
 // dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with the decode
 // shared, so that a 4-token product reads and decodes the weights once where T one-token products
 // did it T times, with no decoded-row scratch (the register tiles of matmul-tiles.ts, built for
 // prompt eval, pay a decode to memory per 4 rows and call, and cost 3-4x a one-token product at
-// T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass reading it from L1.
+// T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass reading it from L1. Kernels of
+// 2, 3 and 4 tokens, each a function of its own (see matmulSmall's NOTE).
 //
 // Per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over the EO slots,
 // as the one-token dots); the lane sums of 2 or 4 tokens are reduced with unpacks to one vector,
@@ -16,9 +17,10 @@
 // 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32) at
 // +256; tokens past T are zero. One pointer walks a group with every operand at a constant offset
 // (the NOTE of matmul-tiles.ts).
-// Not here: T = 1 (matmul-legacy.ts), larger T and the other types (matmul-tiles.ts).
+// Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
+// (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_Q4_0, T_Q8_0 } from "./types";
+import { T_Q4_0, T_Q4_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
@@ -29,7 +31,7 @@ export const SMALL_BLOCK: usize = 272;
 /** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
 @inline
 export function useSmallT(type: i32, T: i32): bool {
-  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0);
+  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_K);
 }
 
 /** Bytes of the packed activation of one group of 4 tokens of C values. */
@@ -176,6 +178,7 @@ function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
 /** One row . the nt (1..4) tokens of the packed group at g. */
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
+  if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
   if (type == T_Q8_0) return nt == 4 ? rowQ8_0x4(w, g, nb, spill) : nt == 3 ? rowQ8_0x3(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
   return nt == 4 ? rowQ4_0x4(w, g, nb, spill) : nt == 3 ? rowQ4_0x3(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
 }
@@ -206,8 +209,9 @@ export function matmulSmall(
   r1: i32,
   scratch: usize,
 ): void {
-  const nb = C >> 5;
-  const g1 = xp + smallGroupBytes(C);
+  const k = type == T_Q4_K;
+  const nb = k ? C >> 8 : C >> 5;
+  const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C));
   const y1 = y + 4 * ys;
   const n0 = min(4, T);
   // NOTE: two groups at most (SMALL_T_MAX = 8), as two calls: each row kernel then has two
@@ -219,4 +223,163 @@ export function matmulSmall(
     storeTokens(rowOf(type, wr, xp, nb, n0, scratch), y + o, ys, n0);
     if (T > 4) storeTokens(rowOf(type, wr, g1, nb, T - 4, scratch), y1 + o, ys, T - 4);
   }
+}
+
+// ---------------------------------------------------------------------------------- Q4_K
+//
+// Q4_K (256-value blocks of 8 sub-blocks of 32, 6-bit scales and mins; ggml_vec_dot_q4_K_q8_K)
+// against Q8_K activations. Per sub-block the 4-bit quants are multiplied by their scale in i16
+// (at most 15 * 63) before the dots, once for every token; per block and token the integer sum
+// of scale * q * a is exact (as the one-token dotQ4K's, which scales the i32 sums instead), and the
+// mins term sum_g min_g * (bsum_2g + bsum_2g+1) is one i16 dot with the activation's 8 bsum
+// pairs. Per block and token: sum += float(isum) * (d_w * d_x), then sum -= float(summ) *
+// (dmin_w * d_x): the order of the register tiles (tileK), so a token's result is the same bits
+// here and there.
+//
+// Packed activation per group of 4 tokens, SMALL_K_BLOCK bytes per block: for each pair j of
+// sub-blocks (64 values, 512 bytes) 4 tokens x 64 EO i16 (quantize.ts's expansion of values 64 j
+// ..64 j + 63: token t at +512 j + 128 t), then d (4 f32) at +2048, then per token the 8 sums
+// bsum_2g + bsum_2g+1 as i16 (token t at +2064 + 16 t); tokens past T are zero.
+
+/** Bytes of one 256-value block of a packed group of 4 tokens (Q8_K). */
+export const SMALL_K_BLOCK: usize = 2128;
+
+/** Bytes of the packed Q8_K activation of one group of 4 tokens of C values. */
+@inline
+export function smallKGroupBytes(C: i32): usize {
+  return <usize>(C >> 8) * SMALL_K_BLOCK;
+}
+
+/**
+ * Tokens t0..t0+n-1 (n <= 4) of the EO-expanded Q8_K activation (qs (T,C) i16, d (T, C/256) f32,
+ * bsums (T, C/16) i32; quantize.ts expandQ8K) -> one packed group at g (layout above).
+ */
+export function packSmallKGroup(qs: usize, d: usize, bsums: usize, t0: i32, n: i32, C: i32, g: usize): void {
+  const nb = C >> 8;
+  const z = i32x4.splat(0);
+  for (let i = 0; i < 4; i++) {
+    const t = t0 + i;
+    for (let b = 0; b < nb; b++) {
+      const o = g + <usize>b * SMALL_K_BLOCK;
+      if (i >= n) {
+        for (let j = 0; j < 4; j++) {
+          const q = o + (<usize>j << 9) + (<usize>i << 7);
+          for (let v = 0; v < 8; v++) v128.store(q + (<usize>v << 4), z);
+        }
+        store<f32>(o + 2048 + (<usize>i << 2), 0);
+        v128.store(o + 2064 + (<usize>i << 4), z);
+        continue;
+      }
+      const src = qs + ((<usize>t * <usize>C) << 1) + (<usize>b << 9);
+      for (let j = 0; j < 4; j++) {
+        const q = o + (<usize>j << 9) + (<usize>i << 7);
+        const sj = src + (<usize>j << 7);
+        for (let v = 0; v < 8; v++) v128.store(q + (<usize>v << 4), v128.load(sj + (<usize>v << 4)));
+      }
+      store<f32>(o + 2048 + (<usize>i << 2), load<f32>(d + (<usize>(t * nb + b) << 2)));
+      const bs = bsums + (<usize>(t * (C >> 4) + 16 * b) << 2);
+      const bp = o + 2064 + (<usize>i << 4);
+      for (let k = 0; k < 8; k++) store<i16>(bp + (<usize>k << 1), <i16>(load<i32>(bs + (<usize>k << 3)) + load<i32>(bs + (<usize>k << 3), 4)));
+    }
+  }
+}
+
+/**
+ * One Q4_K row of nb blocks at w . NT (2..4) tokens of a packed group at g: lane t = token t's
+ * result. sp: 32 bytes of scratch (the block's scales as i16, and the barrier stores).
+ */
+@inline
+function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
+  const m = i16x8.splat(15);
+  const tab = F16_TABLE;
+  let acc = f32x4.splat(0);
+  let p = w;
+  let a = g;
+  const end = w + <usize>nb * 144;
+  while (p < end) {
+    // get_scale_min_k4 for all 8 sub-blocks at once: bytes 0..3 / 4..7 of the 12 scale bytes
+    // hold scales / mins 0..3 in their low 6 bits, bytes 8..11 the low 4 bits of scales / mins
+    // 4..7 and bytes 0..3 / 4..7 their top 2 bits.
+    const u0 = load<u32>(p, 4);
+    const u1 = load<u32>(p, 8);
+    const u2 = load<u32>(p, 12);
+    const scLo = u0 & 0x3f3f3f3f;
+    const scHi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+    const mnLo = u1 & 0x3f3f3f3f;
+    const mnHi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+    v128.store(sp, i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(scLo), 1, scHi)));
+    let i01 = i32x4.splat(0);
+    let i23 = i32x4.splat(0);
+    let q = p + 16;
+    let x = a;
+    let s = sp;
+    const qEnd = q + 128;
+    while (q < qEnd) {
+      const c0 = v128.load(q);
+      const c1 = v128.load(q, 16);
+      // Sub-block 2 j: the low nibbles; 2 j + 1: the high ones (slots as in dotQ4K).
+      let sv = v128.load16_splat(s);
+      let wA = i16x8.mul(v128.and(c0, m), sv);
+      let wB = i16x8.mul(v128.and(i16x8.shr_u(c0, 8), m), sv);
+      let wC = i16x8.mul(v128.and(c1, m), sv);
+      let wD = i16x8.mul(v128.and(i16x8.shr_u(c1, 8), m), sv);
+      let s0 = dot4(wA, wB, wC, wD, v128.load(x), v128.load(x, 16), v128.load(x, 32), v128.load(x, 48));
+      let s1 = dot4(wA, wB, wC, wD, v128.load(x, 128), v128.load(x, 144), v128.load(x, 160), v128.load(x, 176));
+      let f = fold2(s0, s1);
+      i01 = i32x4.add(i01, f);
+      if (NT > 2) {
+        // NOTE: barrier stores as in rowGroup: V8 would hoist every load of the body to its top.
+        v128.store(sp, f, 16);
+        s0 = dot4(wA, wB, wC, wD, v128.load(x, 256), v128.load(x, 272), v128.load(x, 288), v128.load(x, 304));
+        s1 = NT == 4 ? dot4(wA, wB, wC, wD, v128.load(x, 384), v128.load(x, 400), v128.load(x, 416), v128.load(x, 432)) : s0;
+        f = fold2(s0, s1);
+        i23 = i32x4.add(i23, f);
+      }
+      v128.store(sp, f, 16);
+      sv = v128.load16_splat(s, 2);
+      wA = i16x8.mul(v128.and(i16x8.shr_u(c0, 4), m), sv);
+      wB = i16x8.mul(i16x8.shr_u(c0, 12), sv);
+      wC = i16x8.mul(v128.and(i16x8.shr_u(c1, 4), m), sv);
+      wD = i16x8.mul(i16x8.shr_u(c1, 12), sv);
+      s0 = dot4(wA, wB, wC, wD, v128.load(x, 64), v128.load(x, 80), v128.load(x, 96), v128.load(x, 112));
+      s1 = dot4(wA, wB, wC, wD, v128.load(x, 192), v128.load(x, 208), v128.load(x, 224), v128.load(x, 240));
+      f = fold2(s0, s1);
+      i01 = i32x4.add(i01, f);
+      if (NT > 2) {
+        v128.store(sp, f, 16);
+        s0 = dot4(wA, wB, wC, wD, v128.load(x, 320), v128.load(x, 336), v128.load(x, 352), v128.load(x, 368));
+        s1 = NT == 4 ? dot4(wA, wB, wC, wD, v128.load(x, 448), v128.load(x, 464), v128.load(x, 480), v128.load(x, 496)) : s0;
+        i23 = i32x4.add(i23, fold2(s0, s1));
+      }
+      q += 32;
+      x += 512;
+      s += 4;
+    }
+    // Lane t: token t's sum of scale * q * a, then of min * bsum pair.
+    const isum = i32x4.add(i32x4.shuffle(i01, i23, 0, 1, 4, 5), i32x4.shuffle(i01, i23, 2, 3, 6, 7));
+    const mn = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(mnLo), 1, mnHi));
+    const m0 = i32x4.dot_i16x8_s(mn, v128.load(a, 2064));
+    const m1 = i32x4.dot_i16x8_s(mn, v128.load(a, 2080));
+    const m2 = NT > 2 ? i32x4.dot_i16x8_s(mn, v128.load(a, 2096)) : m0;
+    const m3 = NT == 4 ? i32x4.dot_i16x8_s(mn, v128.load(a, 2112)) : m2;
+    const f01 = fold2(m0, m1);
+    const f23 = fold2(m2, m3);
+    const summ = i32x4.add(i32x4.shuffle(f01, f23, 0, 1, 4, 5), i32x4.shuffle(f01, f23, 2, 3, 6, 7));
+    const dx = v128.load(a, 2048);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p) << 2)), dx)));
+    acc = f32x4.sub(acc, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p, 2) << 2)), dx)));
+    p += 144;
+    a += SMALL_K_BLOCK;
+  }
+  return acc;
+}
+
+function rowQ4Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 2, sp);
+}
+function rowQ4Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 3, sp);
+}
+function rowQ4Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 4, sp);
 }

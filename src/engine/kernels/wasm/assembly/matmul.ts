@@ -93,8 +93,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * after row t - 1 (4 OC, or less for a thread's private copy of its rows: y then points r0
  * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
- * scratch two packed rows (matmul-tiles.ts). Q8_0 / Q4_0 with 2 <= T <= SMALL_T_MAX: xa the packed
- * activation groups, scratch 16 bytes (matmul-small.ts). Other legacy types with T > 1: xa the packed activation
+ * scratch two packed rows (matmul-tiles.ts). Q8_0 / Q4_0 / Q4_K with 2 <= T <= SMALL_T_MAX: xa
+ * the packed activation groups, scratch 32 bytes (matmul-small.ts). Other legacy types with T > 1: xa the packed activation
  * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: the same with their
  * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
