@@ -1,8 +1,8 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0 and Q4_K (below): each weight block is decoded once into registers and
-// dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with the decode
-// shared, so that a 4-token product reads and decodes the weights once where T one-token products
-// did it T times, with no decoded-row scratch (the register tiles of matmul-tiles.ts, built for
+// for Q8_0, Q4_0, Q4_K and (T <= 4) F16 / BF16 (below): each weight block is decoded once into
+// registers and dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with
+// the decode shared, so that a 4-token product reads and decodes the weights once where T
+// one-token products did it T times, with no decoded-row scratch (the register tiles of matmul-tiles.ts, built for
 // prompt eval, pay a decode to memory per 4 rows and call, and cost 3-4x a one-token product at
 // T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass reading it from L1. Kernels of
 // 2, 3 and 4 tokens, each a function of its own (see matmulSmall's NOTE).
@@ -20,7 +20,7 @@
 // Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
 // (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_Q4_0, T_Q4_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
@@ -382,4 +382,144 @@ function rowQ4Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
 }
 function rowQ4Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ4K(w, g, nb, 4, sp);
+}
+
+// ----------------------------------------------------------------------------- F16, BF16
+//
+// F16 weights without inf / NaN (T_F16S: each half read in float32 position, times 2^-112, against
+// an activation prepared times 2^112, as dotF16S) and BF16, against the float activation packed
+// by prepareAct in groups of 4 tokens (matmul-tiles.ts packTokensF32: per 4 values, 4 tokens x 4
+// f32). Each 8 weights are widened once for every token; per token the lanes accumulate every
+// 4th product in order and are summed ((l0 + l1) + (l2 + l3)) at the end: tileF32's order, so the
+// same bits as the tiles. C a multiple of 4 (the tiles take the rest).
+
+/**
+ * True where matmulRows takes matmulSmallFloat: F16S / BF16 weights, 2 <= T <= 4, C % 4 == 0.
+ * NOTE: from 5 tokens the tiles (2 rows x 4 tokens) win (110M-sized F16, 1 thread: T = 8 4.0x a
+ * one-token product, this path 4.8x); here the products are float multiply-adds, two operations
+ * per 4 lanes, so T = 4 costs 2.4x T = 1 either way (the tiles 2.6x) and T = 2, 3 gain most (1.5x,
+ * 1.8x; the tiles 2.65x).
+ */
+@inline
+export function useSmallFloat(type: i32, T: i32, C: i32): bool {
+  return T > 1 && T <= 4 && (type == T_F16S || type == T_BF16) && (C & 3) == 0;
+}
+
+/** Sum of the 4 float lanes ((l0 + l1) + (l2 + l3)). */
+@inline
+function hsum4(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/**
+ * One row of C halves (`type`, at w) . NT (2..4) tokens of a packed float group at g; token t's
+ * result to y + t ys.
+ */
+@inline
+function rowHalf(type: i32, w: usize, g: usize, C: i32, NT: i32, y: usize, ys: usize): void {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  const keep = i16x8.splat(<i16>0x8fff);
+  const z = i32x4.splat(0);
+  let p = w;
+  let a = g;
+  const end = w + (<usize>(C & ~7) << 1);
+  while (p < end) {
+    const v = v128.load(p);
+    let lo: v128;
+    let hi: v128;
+    if (type == T_F16S) {
+      // As dotF16S: float32 high halves sign | 3 zero bits | exponent | 7 mantissa bits, low halves
+      // the last 3 mantissa bits at the top.
+      const vh = v128.and(i16x8.shr_s(v, 3), keep);
+      const vl = i16x8.shl(v, 13);
+      lo = i16x8.shuffle(vl, vh, 0, 8, 1, 9, 2, 10, 3, 11);
+      hi = i16x8.shuffle(vl, vh, 4, 12, 5, 13, 6, 14, 7, 15);
+    } else {
+      lo = i16x8.shuffle(z, v, 0, 8, 1, 9, 2, 10, 3, 11);
+      hi = i16x8.shuffle(z, v, 4, 12, 5, 13, 6, 14, 7, 15);
+    }
+    a0 = f32x4.add(f32x4.add(a0, f32x4.mul(lo, v128.load(a))), f32x4.mul(hi, v128.load(a, 64)));
+    a1 = f32x4.add(f32x4.add(a1, f32x4.mul(lo, v128.load(a, 16))), f32x4.mul(hi, v128.load(a, 80)));
+    if (NT > 2) a2 = f32x4.add(f32x4.add(a2, f32x4.mul(lo, v128.load(a, 32))), f32x4.mul(hi, v128.load(a, 96)));
+    if (NT > 3) a3 = f32x4.add(f32x4.add(a3, f32x4.mul(lo, v128.load(a, 48))), f32x4.mul(hi, v128.load(a, 112)));
+    p += 16;
+    a += 128;
+  }
+  if (C & 4) {
+    const v = v128.load64_zero(p);
+    const lo =
+      type == T_F16S
+        ? i16x8.shuffle(i16x8.shl(v, 13), v128.and(i16x8.shr_s(v, 3), keep), 0, 8, 1, 9, 2, 10, 3, 11)
+        : i16x8.shuffle(z, v, 0, 8, 1, 9, 2, 10, 3, 11);
+    a0 = f32x4.add(a0, f32x4.mul(lo, v128.load(a)));
+    a1 = f32x4.add(a1, f32x4.mul(lo, v128.load(a, 16)));
+    if (NT > 2) a2 = f32x4.add(a2, f32x4.mul(lo, v128.load(a, 32)));
+    if (NT > 3) a3 = f32x4.add(a3, f32x4.mul(lo, v128.load(a, 48)));
+  }
+  store<f32>(y, hsum4(a0));
+  store<f32>(y + ys, hsum4(a1));
+  if (NT > 2) store<f32>(y + 2 * ys, hsum4(a2));
+  if (NT > 3) store<f32>(y + 3 * ys, hsum4(a3));
+}
+
+function rowF16x2(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_F16S, w, g, C, 2, y, ys);
+}
+function rowF16x3(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_F16S, w, g, C, 3, y, ys);
+}
+function rowF16x4(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_F16S, w, g, C, 4, y, ys);
+}
+function rowBF16x2(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_BF16, w, g, C, 2, y, ys);
+}
+function rowBF16x3(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_BF16, w, g, C, 3, y, ys);
+}
+function rowBF16x4(w: usize, g: usize, C: i32, y: usize, ys: usize): void {
+  rowHalf(T_BF16, w, g, C, 4, y, ys);
+}
+
+/** One row . the nt (2..4) tokens of a packed float group. */
+@inline
+function rowHalfOf(type: i32, w: usize, g: usize, C: i32, nt: i32, y: usize, ys: usize): void {
+  if (type == T_F16S) {
+    if (nt == 4) rowF16x4(w, g, C, y, ys);
+    else if (nt == 3) rowF16x3(w, g, C, y, ys);
+    else rowF16x2(w, g, C, y, ys);
+  } else if (nt == 4) rowBF16x4(w, g, C, y, ys);
+  else if (nt == 3) rowBF16x3(w, g, C, y, ys);
+  else rowBF16x2(w, g, C, y, ys);
+}
+
+/**
+ * Rows [r0, r1) of y (T,OC) = x . w^T for `type` with useSmallFloat(type, T, C) (row t of y ys
+ * bytes after row t - 1): xp the packed float activation (packTokensF32, one group).
+ */
+export function matmulSmallFloat(
+  type: i32,
+  w: usize,
+  rb: usize,
+  xp: usize,
+  y: usize,
+  ys: usize,
+  T: i32,
+  C: i32,
+  r0: i32,
+  r1: i32,
+): void {
+  // Two rows per iteration and the odd one after: each row kernel has callers in two places,
+  // which keeps binaryen from inlining it here (as matmulSmall's NOTE).
+  let r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const wr = w + <usize>r * rb;
+    const yr = y + (<usize>r << 2);
+    rowHalfOf(type, wr, xp, C, T, yr, ys);
+    rowHalfOf(type, wr + rb, xp, C, T, yr + 4, ys);
+  }
+  if (r < r1) rowHalfOf(type, w + <usize>r * rb, xp, C, T, y + (<usize>r << 2), ys);
 }

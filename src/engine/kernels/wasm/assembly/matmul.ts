@@ -8,7 +8,7 @@ import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
-import { matmulSmall, useSmallT } from "./matmul-small";
+import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
 import { isLegacyTileType, matmulFloatTiles, matmulKTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
@@ -93,7 +93,7 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * after row t - 1 (4 OC, or less for a thread's private copy of its rows: y then points r0
  * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
- * scratch two packed rows (matmul-tiles.ts). Q8_0 / Q4_0 / Q4_K with 2 <= T <= SMALL_T_MAX: xa
+ * scratch two packed rows (matmul-tiles.ts; F16 / BF16 with T <= 4: matmul-small.ts, no scratch). Q8_0 / Q4_0 / Q4_K with 2 <= T <= SMALL_T_MAX: xa
  * the packed activation groups, scratch 32 bytes (matmul-small.ts). Other legacy types with T > 1: xa the packed activation
  * groups, scratch 4 decoded rows (matmul-tiles.ts). K-quants with T > 1: the same with their
  * packing (matmul-tiles.ts matmulKTiles).
@@ -117,6 +117,10 @@ export function matmulRows(
 ): void {
   const rb = <usize>rowBytes(type, C);
   if (isFloat(type)) {
+    if (useSmallFloat(type, T, C)) {
+      matmulSmallFloat(type, w, rb, xa, y, ys, T, C, r0, r1);
+      return;
+    }
     if (T > 1) {
       matmulFloatTiles(type, w, rb, xa, y, ys, T, C, r0, r1, scratch);
       return;
