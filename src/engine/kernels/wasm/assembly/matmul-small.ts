@@ -2,16 +2,18 @@
 // for Q8_0, Q4_0, Q4_K and (T <= 4) F16 / BF16 (below): each weight block is decoded once into
 // registers and dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with
 // the decode shared, so that a 4-token product reads and decodes the weights once where T
-// one-token products did it T times, with no decoded-row scratch (the register tiles of matmul-tiles.ts, built for
-// prompt eval, pay a decode to memory per 4 rows and call, and cost 3-4x a one-token product at
-// T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass reading it from L1. Kernels of
-// 2, 3 and 4 tokens, each a function of its own (see matmulSmall's NOTE).
+// one-token products did it T times, with no decoded-row scratch (the register tiles of
+// matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows and call, and cost
+// 3-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass
+// reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own (see matmulSmall's
+// NOTE).
 //
-// Per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over the EO slots,
-// as the one-token dots); the lane sums of 2 or 4 tokens are reduced with unpacks to one vector,
-// lane t token t's block sum, and sum_t += float(isum_t) * (d_w * d_x,t) in block order: the
-// order of ggml_vec_dot_q8_0_q8_0's scalar loop and of the register tiles (tileLegacy), so a
-// token's result does not depend on T, on the other tokens, or on this path versus the tiles.
+// Q8_0 / Q4_0: per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over
+// the EO slots, as the one-token dots); the lane sums of 2 to 4 tokens are reduced with unpacks
+// to one vector, lane t token t's block sum, and sum_t += float(isum_t) * (d_w * d_x,t) in block
+// order: the order of ggml_vec_dot_q8_0_q8_0's scalar loop and of the register tiles
+// (tileLegacy), so a token's result does not depend on T, on the other tokens, or on this path
+// versus the tiles.
 //
 // Packed activation (prepareAct in index.ts), per group of 4 tokens, SMALL_BLOCK bytes per block:
 // 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32) at
