@@ -1,7 +1,7 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0, Q4_K and (T <= 4) F16 / BF16 (below): each weight block is decoded once into
-// registers and dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts) with
-// the decode shared, so that a 4-token product reads and decodes the weights once where T
+// for Q8_0, Q4_0, Q4_K, Q6_K and (T <= 4) F16 / BF16 (below): each weight block is decoded once
+// into registers and dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts)
+// with the decode shared, so that a 4-token product reads and decodes the weights once where T
 // one-token products did it T times, with no decoded-row scratch (the register tiles of
 // matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows and call, and cost
 // 3-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass
@@ -22,7 +22,7 @@
 // Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
 // (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
@@ -33,7 +33,7 @@ export const SMALL_BLOCK: usize = 272;
 /** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
 @inline
 export function useSmallT(type: i32, T: i32): bool {
-  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_K);
+  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_K || type == T_Q6_K);
 }
 
 /** Bytes of the packed activation of one group of 4 tokens of C values. */
@@ -180,6 +180,7 @@ function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
 /** One row . the nt (1..4) tokens of the packed group at g. */
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
+  if (type == T_Q6_K) return nt == 4 ? rowQ6Kx4(w, g, nb, spill) : nt == 3 ? rowQ6Kx3(w, g, nb, spill) : rowQ6Kx2(w, g, nb, spill);
   if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
   if (type == T_Q8_0) return nt == 4 ? rowQ8_0x4(w, g, nb, spill) : nt == 3 ? rowQ8_0x3(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
   return nt == 4 ? rowQ4_0x4(w, g, nb, spill) : nt == 3 ? rowQ4_0x3(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
@@ -196,7 +197,8 @@ function storeTokens(v: v128, y: usize, ys: usize, nt: i32): void {
 
 /**
  * Rows [r0, r1) of y (T,OC) = x . w^T for `type` with useSmallT(type, T) (row t of y ys bytes
- * after row t - 1): xp the packed activation groups (smallGroupBytes(C) each); scratch 16 bytes.
+ * after row t - 1): xp the packed activation groups (smallGroupBytes(C) or smallKGroupBytes(C)
+ * each); scratch 48 bytes.
  */
 export function matmulSmall(
   type: i32,
@@ -211,7 +213,7 @@ export function matmulSmall(
   r1: i32,
   scratch: usize,
 ): void {
-  const k = type == T_Q4_K;
+  const k = type == T_Q4_K || type == T_Q6_K;
   const nb = k ? C >> 8 : C >> 5;
   const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C));
   const y1 = y + 4 * ys;
@@ -384,6 +386,104 @@ function rowQ4Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
 }
 function rowQ4Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ4K(w, g, nb, 4, sp);
+}
+
+// ---------------------------------------------------------------------------------- Q6_K
+//
+// Q6_K (256-value blocks of 16 sub-blocks of 16 with i8 scales, values (6 bits) - 32;
+// ggml_vec_dot_q6_K_q8_K) against the Q4_K section's packed Q8_K activation (its bsums unused).
+// Per sub-block the values are multiplied by their scale in i16 (at most 32 * 128) once for every
+// token; per block and token the integer sum of scale * q * a is exact, then sum += float(isum) *
+// (d_w * d_x): tileK's order.
+
+/**
+ * The 4 EO slots of group 4 c + k (32 values) of the Q6_K block at p, times their scales: slots
+ * A, B (values 0..15 of the group) scale 8 c + 2 k, C, D scale 8 c + 2 k + 1 (dotQ6K's layout).
+ * Returns slot `slot` (a constant after inlining).
+ */
+@inline
+function q6Slot(p: usize, c: i32, k: i32, slot: i32): v128 {
+  const m = i16x8.splat(15);
+  const m48 = i16x8.splat(0x30);
+  const e32 = i16x8.splat(32);
+  const ns = 4 * (k >> 1);
+  const hs = 2 * k;
+  const ql = v128.load(p + 64 * c + 32 * (k & 1) + (slot >> 1) * 16);
+  const qh = v128.load(p + 128 + 32 * c + (slot >> 1) * 16);
+  let v: v128;
+  if ((slot & 1) == 0) v = v128.or(v128.and(i16x8.shr_u(ql, ns), m), v128.and(i16x8.shr_u(i16x8.shl(qh, 4), hs), m48));
+  else v = v128.or(v128.and(i16x8.shr_u(ql, 8 + ns), m), v128.and(i16x8.shr_u(qh, 4 + hs), m48));
+  const sc = i16x8.extend_low_i8x16_s(v128.load8_splat(p + 192 + 8 * c + 2 * k + (slot >> 1)));
+  return i16x8.mul(i16x8.sub(v, e32), sc);
+}
+
+/**
+ * Group 4 c + k of the Q6_K block at p (weights) . NT tokens of the packed block at x (the
+ * group's 32 values of token t at x + (k >> 1) 512 + (k & 1) 64 + 128 t, c's half of the block
+ * included in x): the folded partial sums of tokens 0, 1 added to i01 (returned) and of tokens 2,
+ * 3 stored added at sp + 32 .. (the barrier stores of rowGroup's NOTE).
+ */
+@inline
+function q6Group(p: usize, c: i32, k: i32, x: usize, NT: i32, sp: usize, i01: v128): v128 {
+  const wA = q6Slot(p, c, k, 0);
+  const wB = q6Slot(p, c, k, 1);
+  const wC = q6Slot(p, c, k, 2);
+  const wD = q6Slot(p, c, k, 3);
+  const o: usize = <usize>((k >> 1) * 512 + (k & 1) * 64);
+  const xo = x + o;
+  const s0 = dot4(wA, wB, wC, wD, v128.load(xo), v128.load(xo, 16), v128.load(xo, 32), v128.load(xo, 48));
+  const s1 = dot4(wA, wB, wC, wD, v128.load(xo, 128), v128.load(xo, 144), v128.load(xo, 160), v128.load(xo, 176));
+  const r = i32x4.add(i01, fold2(s0, s1));
+  if (NT > 2) {
+    v128.store(sp, r, 16);
+    const s2 = dot4(wA, wB, wC, wD, v128.load(xo, 256), v128.load(xo, 272), v128.load(xo, 288), v128.load(xo, 304));
+    const s3 =
+      NT == 4 ? dot4(wA, wB, wC, wD, v128.load(xo, 384), v128.load(xo, 400), v128.load(xo, 416), v128.load(xo, 432)) : s2;
+    v128.store(sp, i32x4.add(v128.load(sp, 32), fold2(s2, s3)), 32);
+  } else {
+    v128.store(sp, r, 16);
+  }
+  return r;
+}
+
+/** One Q6_K row of nb blocks at w . NT (2..4) tokens of a packed group at g; sp 48 bytes of scratch. */
+@inline
+function rowQ6K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
+  const tab = F16_TABLE;
+  let acc = f32x4.splat(0);
+  let p = w;
+  let a = g;
+  const end = w + <usize>nb * 210;
+  while (p < end) {
+    let i01 = i32x4.splat(0);
+    v128.store(sp, i01, 32);
+    // The 8 groups unrolled (constant offsets); the barrier stores keep each group's loads in it.
+    i01 = q6Group(p, 0, 0, a, NT, sp, i01);
+    i01 = q6Group(p, 0, 1, a, NT, sp, i01);
+    i01 = q6Group(p, 0, 2, a, NT, sp, i01);
+    i01 = q6Group(p, 0, 3, a, NT, sp, i01);
+    i01 = q6Group(p, 1, 0, a + 1024, NT, sp, i01);
+    i01 = q6Group(p, 1, 1, a + 1024, NT, sp, i01);
+    i01 = q6Group(p, 1, 2, a + 1024, NT, sp, i01);
+    i01 = q6Group(p, 1, 3, a + 1024, NT, sp, i01);
+    const i23 = v128.load(sp, 32);
+    const isum = i32x4.add(i32x4.shuffle(i01, i23, 0, 1, 4, 5), i32x4.shuffle(i01, i23, 2, 3, 6, 7));
+    const dx = v128.load(a, 2048);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p, 208) << 2)), dx)));
+    p += 210;
+    a += SMALL_K_BLOCK;
+  }
+  return acc;
+}
+
+function rowQ6Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ6K(w, g, nb, 2, sp);
+}
+function rowQ6Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ6K(w, g, nb, 3, sp);
+}
+function rowQ6Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ6K(w, g, nb, 4, sp);
 }
 
 // ----------------------------------------------------------------------------- F16, BF16
