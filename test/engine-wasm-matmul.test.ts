@@ -39,7 +39,7 @@ const LEGACY_EXTRA: [number, number, number][] = [
   [2, 96, 11],
   [9, 64, 6],
 ];
-// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0 / Q4_K / Q6_K / F16 / BF16): one and two groups of 4 tokens,
+// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / F16 / BF16): one and two groups of 4 tokens,
 // full and partial, odd row counts (C a multiple of 256 for the K-quants).
 const SMALL_T: [number, number, number][] = [
   [2, 256, 3],
@@ -118,7 +118,7 @@ describe("WasmBackend.matmul", () => {
       const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
       const x = randomFloats(9 * C, 502, 1);
       const all = run(b2, type, w, x.subarray(0, 8 * C), 8, C, OC);
-      // T = 9 takes the tiles where T = 8 takes the small-T path (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16): same bits.
+      // T = 9 takes the tiles where T = 8 takes the small-T path (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, F16, BF16): same bits.
       const nine = run(b1, type, w, x, 9, C, OC);
       expect(Array.from(nine.subarray(0, 8 * OC)), type).toEqual(Array.from(all));
       const first5 = run(b2, type, w, x.subarray(0, 5 * C), 5, C, OC);

@@ -22,8 +22,8 @@
  * sequence); RoPE takes each row's position, K and V go to each row's cache at its position, and
  * each run of consecutive rows of one cache attends to that cache alone (the same attention kernel
  * as a one-sequence step). Hooks are not called in a batched step. A batched step of 2 or 3 rows
- * multiplies weights of other types than F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K a row at a time
- * (BATCH_ROWWISE_BELOW: faster on today's kernels).
+ * multiplies weights of other types than F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K a row at a
+ * time (BATCH_ROWWISE_BELOW: faster on today's kernels).
  * Not here: loading and binding weights (weights.ts), sessions, prefix reuse (model.ts).
  */
 import { rowBytes } from "../quant/index.ts";
@@ -171,8 +171,9 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
  * cheaper; from 4 rows the tiles pay. F32's 2-row product beats two one-row ones, and so do
  * those of the types with small-T kernels (kernels/wasm/assembly/matmul-small.ts; 110M-sized
  * weights, 1 thread, 2 / 3 / 4 rows vs one: Q8_0 1.2x / 1.8x / 2.1x, Q4_K 1.1x / 1.3x / 1.7x,
- * Q6_K 0.9x / 1.1x / 1.2x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf or NaN take the tiles, 2.6x at 2
- * rows). Once every type's small-T path beats T one-row products, drop this.
+ * Q5_K / Q6_K 0.9x / 1.1x / 1.2x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf
+ * or NaN take the tiles, 2.6x at 2 rows). Once every type's small-T path beats T one-row
+ * products, drop this.
  */
 const BATCH_ROWWISE_BELOW = 4;
 

@@ -1,12 +1,12 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0, Q4_K, Q6_K and (T <= 4) F16 / BF16 (below): each weight block is decoded once
-// into registers and dotted with up to 4 tokens, the one-token dots' structure (matmul-legacy.ts)
-// with the decode shared, so that a 4-token product reads and decodes the weights once where T
-// one-token products did it T times, with no decoded-row scratch (the register tiles of
-// matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows and call, and cost
-// 3-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a row's second pass
-// reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own (see matmulSmall's
-// NOTE).
+// for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight block is decoded
+// once into registers and dotted with up to 4 tokens, the one-token dots' structure
+// (matmul-legacy.ts) with the decode shared, so that a 4-token product reads and decodes the
+// weights once where T one-token products did it T times, with no decoded-row scratch (the
+// register tiles of matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows and
+// call, and cost 3-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a row's
+// second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own (see
+// matmulSmall's NOTE).
 //
 // Q8_0 / Q4_0: per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over
 // the EO slots, as the one-token dots); the lane sums of 2 to 4 tokens are reduced with unpacks
@@ -22,7 +22,7 @@
 // Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
 // (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q6_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
@@ -33,7 +33,13 @@ export const SMALL_BLOCK: usize = 272;
 /** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
 @inline
 export function useSmallT(type: i32, T: i32): bool {
-  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_K || type == T_Q6_K);
+  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || isSmallK(type));
+}
+
+/** The K-quants with a small-T kernel. */
+@inline
+function isSmallK(type: i32): bool {
+  return type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
 }
 
 /** Bytes of the packed activation of one group of 4 tokens of C values. */
@@ -181,6 +187,7 @@ function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
   if (type == T_Q6_K) return nt == 4 ? rowQ6Kx4(w, g, nb, spill) : nt == 3 ? rowQ6Kx3(w, g, nb, spill) : rowQ6Kx2(w, g, nb, spill);
+  if (type == T_Q5_K) return nt == 4 ? rowQ5Kx4(w, g, nb, spill) : nt == 3 ? rowQ5Kx3(w, g, nb, spill) : rowQ5Kx2(w, g, nb, spill);
   if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
   if (type == T_Q8_0) return nt == 4 ? rowQ8_0x4(w, g, nb, spill) : nt == 3 ? rowQ8_0x3(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
   return nt == 4 ? rowQ4_0x4(w, g, nb, spill) : nt == 3 ? rowQ4_0x3(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
@@ -213,7 +220,7 @@ export function matmulSmall(
   r1: i32,
   scratch: usize,
 ): void {
-  const k = type == T_Q4_K || type == T_Q6_K;
+  const k = isSmallK(type);
   const nb = k ? C >> 8 : C >> 5;
   const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C));
   const y1 = y + 4 * ys;
@@ -229,16 +236,16 @@ export function matmulSmall(
   }
 }
 
-// ---------------------------------------------------------------------------------- Q4_K
+// ---------------------------------------------------------------------------- Q4_K, Q5_K
 //
-// Q4_K (256-value blocks of 8 sub-blocks of 32, 6-bit scales and mins; ggml_vec_dot_q4_K_q8_K)
-// against Q8_K activations. Per sub-block the 4-bit quants are multiplied by their scale in i16
-// (at most 15 * 63) before the dots, once for every token; per block and token the integer sum
-// of scale * q * a is exact (as the one-token dotQ4K's, which scales the i32 sums instead), and the
-// mins term sum_g min_g * (bsum_2g + bsum_2g+1) is one i16 dot with the activation's 8 bsum
-// pairs. Per block and token: sum += float(isum) * (d_w * d_x), then sum -= float(summ) *
-// (dmin_w * d_x): the order of the register tiles (tileK), so a token's result is the same bits
-// here and there.
+// Q4_K and Q5_K (256-value blocks of 8 sub-blocks of 32, 6-bit scales and mins, Q5_K a fifth bit
+// per value; ggml_vec_dot_q4_K_q8_K, _q5_K_q8_K) against Q8_K activations. Per sub-block the
+// quants are multiplied by their scale in i16 (at most 31 * 63) before the dots, once for every
+// token; per block and token the integer sum of scale * q * a is exact (as the one-token dots',
+// which scale the i32 sums instead), and the mins term sum_g min_g * (bsum_2g + bsum_2g+1) is one
+// i16 dot with the activation's 8 bsum pairs. Per block and token: sum += float(isum) * (d_w *
+// d_x), then sum -= float(summ) * (dmin_w * d_x): the order of the register tiles (tileK), so a
+// token's result is the same bits here and there.
 //
 // Packed activation per group of 4 tokens, SMALL_K_BLOCK bytes per block: for each pair j of
 // sub-blocks (64 values, 512 bytes) 4 tokens x 64 EO i16 (quantize.ts's expansion of values 64 j
@@ -289,17 +296,19 @@ export function packSmallKGroup(qs: usize, d: usize, bsums: usize, t0: i32, n: i
 }
 
 /**
- * One Q4_K row of nb blocks at w . NT (2..4) tokens of a packed group at g: lane t = token t's
- * result. sp: 32 bytes of scratch (the block's scales as i16, and the barrier stores).
+ * One Q4_K (five: Q5_K) row of nb blocks at w . NT (2..4) tokens of a packed group at g: lane t =
+ * token t's result. sp: 32 bytes of scratch (the block's scales as i16, and the barrier stores).
  */
 @inline
-function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
+function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize, five: bool): v128 {
   const m = i16x8.splat(15);
+  const m16 = i16x8.splat(16);
+  const bw: usize = five ? 176 : 144;
   const tab = F16_TABLE;
   let acc = f32x4.splat(0);
   let p = w;
   let a = g;
-  const end = w + <usize>nb * 144;
+  const end = w + <usize>nb * bw;
   while (p < end) {
     // get_scale_min_k4 for all 8 sub-blocks at once: bytes 0..3 / 4..7 of the 12 scale bytes
     // hold scales / mins 0..3 in their low 6 bits, bytes 8..11 the low 4 bits of scales / mins
@@ -314,19 +323,33 @@ function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
     v128.store(sp, i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(scLo), 1, scHi)));
     let i01 = i32x4.splat(0);
     let i23 = i32x4.splat(0);
-    let q = p + 16;
+    let q = p + (five ? 48 : 16);
     let x = a;
     let s = sp;
+    let hs = 0; // Q5_K: sub-block 2 j's fifth bits are bit 2 j of each qh byte
     const qEnd = q + 128;
     while (q < qEnd) {
       const c0 = v128.load(q);
       const c1 = v128.load(q, 16);
-      // Sub-block 2 j: the low nibbles; 2 j + 1: the high ones (slots as in dotQ4K).
+      // Sub-block 2 j: the low nibbles; 2 j + 1: the high ones (slots as in dotQ4K; Q5_K's fifth
+      // bits as matmul-decoded.ts decodeRow).
       let sv = v128.load16_splat(s);
-      let wA = i16x8.mul(v128.and(c0, m), sv);
-      let wB = i16x8.mul(v128.and(i16x8.shr_u(c0, 8), m), sv);
-      let wC = i16x8.mul(v128.and(c1, m), sv);
-      let wD = i16x8.mul(v128.and(i16x8.shr_u(c1, 8), m), sv);
+      let qA = v128.and(c0, m);
+      let qB = v128.and(i16x8.shr_u(c0, 8), m);
+      let qC = v128.and(c1, m);
+      let qD = v128.and(i16x8.shr_u(c1, 8), m);
+      if (five) {
+        const h0 = v128.load(p, 16);
+        const h1 = v128.load(p, 32);
+        qA = v128.or(qA, v128.and(i16x8.shr_u(i16x8.shl(h0, 4), hs), m16));
+        qB = v128.or(qB, v128.and(i16x8.shr_u(h0, hs + 4), m16));
+        qC = v128.or(qC, v128.and(i16x8.shr_u(i16x8.shl(h1, 4), hs), m16));
+        qD = v128.or(qD, v128.and(i16x8.shr_u(h1, hs + 4), m16));
+      }
+      let wA = i16x8.mul(qA, sv);
+      let wB = i16x8.mul(qB, sv);
+      let wC = i16x8.mul(qC, sv);
+      let wD = i16x8.mul(qD, sv);
       let s0 = dot4(wA, wB, wC, wD, v128.load(x), v128.load(x, 16), v128.load(x, 32), v128.load(x, 48));
       let s1 = dot4(wA, wB, wC, wD, v128.load(x, 128), v128.load(x, 144), v128.load(x, 160), v128.load(x, 176));
       let f = fold2(s0, s1);
@@ -341,10 +364,22 @@ function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
       }
       v128.store(sp, f, 16);
       sv = v128.load16_splat(s, 2);
-      wA = i16x8.mul(v128.and(i16x8.shr_u(c0, 4), m), sv);
-      wB = i16x8.mul(i16x8.shr_u(c0, 12), sv);
-      wC = i16x8.mul(v128.and(i16x8.shr_u(c1, 4), m), sv);
-      wD = i16x8.mul(i16x8.shr_u(c1, 12), sv);
+      qA = v128.and(i16x8.shr_u(c0, 4), m);
+      qB = i16x8.shr_u(c0, 12);
+      qC = v128.and(i16x8.shr_u(c1, 4), m);
+      qD = i16x8.shr_u(c1, 12);
+      if (five) {
+        const h0 = v128.load(p, 16);
+        const h1 = v128.load(p, 32);
+        qA = v128.or(qA, v128.and(i16x8.shr_u(i16x8.shl(h0, 4), hs + 1), m16));
+        qB = v128.or(qB, v128.and(i16x8.shr_u(h0, hs + 5), m16));
+        qC = v128.or(qC, v128.and(i16x8.shr_u(i16x8.shl(h1, 4), hs + 1), m16));
+        qD = v128.or(qD, v128.and(i16x8.shr_u(h1, hs + 5), m16));
+      }
+      wA = i16x8.mul(qA, sv);
+      wB = i16x8.mul(qB, sv);
+      wC = i16x8.mul(qC, sv);
+      wD = i16x8.mul(qD, sv);
       s0 = dot4(wA, wB, wC, wD, v128.load(x, 64), v128.load(x, 80), v128.load(x, 96), v128.load(x, 112));
       s1 = dot4(wA, wB, wC, wD, v128.load(x, 192), v128.load(x, 208), v128.load(x, 224), v128.load(x, 240));
       f = fold2(s0, s1);
@@ -358,6 +393,7 @@ function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
       q += 32;
       x += 512;
       s += 4;
+      hs += 2;
     }
     // Lane t: token t's sum of scale * q * a, then of min * bsum pair.
     const isum = i32x4.add(i32x4.shuffle(i01, i23, 0, 1, 4, 5), i32x4.shuffle(i01, i23, 2, 3, 6, 7));
@@ -372,20 +408,29 @@ function rowQ4K(w: usize, g: usize, nb: i32, NT: i32, sp: usize): v128 {
     const dx = v128.load(a, 2048);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p) << 2)), dx)));
     acc = f32x4.sub(acc, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p, 2) << 2)), dx)));
-    p += 144;
+    p += bw;
     a += SMALL_K_BLOCK;
   }
   return acc;
 }
 
 function rowQ4Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
-  return rowQ4K(w, g, nb, 2, sp);
+  return rowQ4K(w, g, nb, 2, sp, false);
 }
 function rowQ4Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
-  return rowQ4K(w, g, nb, 3, sp);
+  return rowQ4K(w, g, nb, 3, sp, false);
 }
 function rowQ4Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
-  return rowQ4K(w, g, nb, 4, sp);
+  return rowQ4K(w, g, nb, 4, sp, false);
+}
+function rowQ5Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 2, sp, true);
+}
+function rowQ5Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 3, sp, true);
+}
+function rowQ5Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ4K(w, g, nb, 4, sp, true);
 }
 
 // ---------------------------------------------------------------------------------- Q6_K
