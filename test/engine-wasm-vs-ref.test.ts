@@ -1,7 +1,7 @@
 /**
  * WasmBackend against RefBackend (src/engine/kernels/ref, the oracle the forward pass runs on)
- * through the KernelBackend interface, on the same inputs: every matmul weight type (T = 1 and
- * T = 5), getRow, rmsNorm, rope (NEOX with frequency factors, normal), GQA attention, softmax,
+ * through the KernelBackend interface, on the same inputs: every matmul weight type (T = 1, 2, 3,
+ * 4, 5, 8: one token, the small-T kernels, the tiles), getRow, rmsNorm, rope (NEOX with frequency factors, normal), GQA attention, softmax,
  * swiglu. Tolerances as in the twin tests: matmul 4e-7 * sum|w a|, rmsNorm 4e-7 relative, rope
  * and attention 2e-6 absolute (values ~1), swiglu 1e-6 relative, softmax 2e-6 relative (see
  * there); getRow exact.
@@ -64,7 +64,8 @@ describe("WasmBackend vs RefBackend", () => {
   ];
   for (const type of types) {
     it(`matmul and getRow ${type}`, () => {
-      for (const T of [1, 5]) {
+      // T = 2..8: the small-T kernels where a type has them (matmul-small.ts), else the tiles.
+      for (const T of [1, 2, 3, 4, 5, 8]) {
         const [C, OC] = [512, 19];
         const w = quantizeMatrix(type, randomFloats(OC * C, 5 + T, 1), OC, C);
         const x = randomFloats(T * C, 6 + T, 1);
