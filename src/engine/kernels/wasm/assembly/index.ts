@@ -7,7 +7,8 @@ import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
 import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
-import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1 } from "./types";
+import { pairBsums } from "./matmul-kquants";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1 } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
   expandQ8_0,
@@ -118,7 +119,12 @@ export function prepareAct(
     const d = ad + ((<usize>t * <usize>nb) << 2);
     if (k) {
       quantizeQ8K(xt, tmp, C);
-      expandQ8K(tmp, C, qs, d, ax + ((<usize>t * <usize>(C >> 4)) << 2));
+      const bs = ax + ((<usize>t * <usize>(C >> 4)) << 2);
+      // One token with Q4_K: the halves layout and the bsums' pair sums, written over the bsums
+      // (matmul-kquants.ts dotQ4K).
+      const halves = T == 1 && type == T_Q4_K;
+      expandQ8K(tmp, C, qs, d, bs, halves);
+      if (halves) pairBsums(bs, nb, bs);
     } else if (type == T_Q4_1 || type == T_Q5_1) {
       quantizeQ8_1(xt, tmp, C, x86);
       expandQ8_1(tmp, C, qs, d, ax + ((<usize>t * <usize>nb) << 2));

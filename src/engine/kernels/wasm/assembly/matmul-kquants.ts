@@ -8,7 +8,8 @@
 //
 // Every 32 consecutive values of these layouts sit at the same bit position of 32 consecutive
 // bytes, so 2 x 16 bytes read as i16 lanes give the four EO slots with shifts and masks (see
-// matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32.
+// matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32;
+// Q4_K's differs (its own activation layout, the bsums' pair sums, a scratch: see dotQ4K).
 import { f16t, hsum } from "./common";
 
 /** Lane sums of slots A, B (the first 16 values of a group of 32) with the activation at a. */
@@ -114,99 +115,171 @@ export function dotQ3K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f3
   return hsum(acc);
 }
 
-/** block_q4_K (144 B) row . Q8_K; ggml_vec_dot_q4_K_q8_K. */
-export function dotQ4K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
+/**
+ * The 12 packed scale bytes of a Q4_K / Q5_K block at p (its bytes 4..15) -> bytes [sc0..sc7,
+ * m0..m7] (get_scale_min_k4 for j = 0..7): with u0, u1, u2 the three little-endian words, sc0..3
+ * = u0 & 0x3f.., m0..3 = u1 & 0x3f.., sc4..7 = (u2 & 0x0f..) | ((u0 >> 2) & 0x30..), m4..7 =
+ * ((u2 >> 4) & 0x0f..) | ((u1 >> 2) & 0x30..) (ggml's kmask decoding, in the lanes).
+ */
+@inline
+function scalesK4(p: usize): v128 {
+  const v = v128.load(p, 4); // [u0, u1, u2, (4 quant bytes)]
+  const x = i32x4.shuffle(v, v, 0, 2, 1, 2); // [u0, u2, u1, u2]
+  const lo = i32x4.shuffle(x, i32x4.shr_u(x, 4), 0, 1, 2, 7); // [u0, u2, u1, u2 >> 4]
+  const hi = i32x4.shr_u(i32x4.shuffle(v, v, 0, 0, 1, 1), 2); // [., u0 >> 2, ., u1 >> 2]
+  return v128.or(
+    v128.and(lo, i32x4(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f)),
+    v128.and(hi, i32x4(0, 0x30303030, 0, 0x30303030)),
+  );
+}
+
+/**
+ * Per block of n/256 the i16x8 of its pair sums of bsums (bsums[2g] + bsums[2g + 1], g = 0..7:
+ * the activation sums of the 32-value sub-blocks; |sum| <= 32 * 127, exact in i16) at out + 16 b,
+ * for the Q4_K / Q5_K mins (dotQ4K).
+ */
+export function pairBsums(bsums: usize, nb: i32, out: usize): void {
+  for (let b = 0; b < nb; b++) {
+    const s = bsums + (<usize>b << 6);
+    const l0 = v128.load(s);
+    const l1 = v128.load(s, 16);
+    const l2 = v128.load(s, 32);
+    const l3 = v128.load(s, 48);
+    const e0 = i32x4.add(i32x4.shuffle(l0, l1, 0, 2, 4, 6), i32x4.shuffle(l0, l1, 1, 3, 5, 7));
+    const e1 = i32x4.add(i32x4.shuffle(l2, l3, 0, 2, 4, 6), i32x4.shuffle(l2, l3, 1, 3, 5, 7));
+    v128.store(out + (<usize>b << 4), i16x8.narrow_i32x4_s(e0, e1));
+  }
+}
+
+/**
+ * The scales of a Q4_K / Q5_K block (bytes sc0..sc7 of scalesK4) as the i16x8 vectors [sc[2j] x 4,
+ * sc[2j + 1] x 4], j = 0..3, each stored twice (once per 16 quant bytes): 128 bytes at out.
+ */
+@inline
+function storeScales(sm: v128, out: usize): void {
+  const s16 = i16x8.extend_low_i8x16_u(sm); // sc0..sc7
+  const lo = i16x8.shuffle(s16, s16, 0, 0, 1, 1, 2, 2, 3, 3);
+  const hi = i16x8.shuffle(s16, s16, 4, 4, 5, 5, 6, 6, 7, 7);
+  const v0 = i32x4.shuffle(lo, lo, 0, 0, 1, 1);
+  const v1 = i32x4.shuffle(lo, lo, 2, 2, 3, 3);
+  const v2 = i32x4.shuffle(hi, hi, 0, 0, 1, 1);
+  const v3 = i32x4.shuffle(hi, hi, 2, 2, 3, 3);
+  v128.store(out, v0);
+  v128.store(out, v0, 16);
+  v128.store(out, v1, 32);
+  v128.store(out, v1, 48);
+  v128.store(out, v2, 64);
+  v128.store(out, v2, 80);
+  v128.store(out, v3, 96);
+  v128.store(out, v3, 112);
+}
+
+/**
+ * The integer sum of 16 quant bytes v of a Q4_K row (low nibbles: 16 values of sub-block 2j, high
+ * nibbles: the same 16 of sub-block 2j + 1) with the activation at a (halves layout, see dotQ4K),
+ * times their scales sc ([sc[2j] x 4, sc[2j + 1] x 4]): the two i32x4 sub-block sums, |lane| <=
+ * 4 * 31 * 127, narrowed to i16 (exact) and dotted with sc.
+ */
+@inline
+function q4Half(v: v128, m: v128, x0: v128, x1: v128, x2: v128, x3: v128, sc: v128): v128 {
+  const h0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m), x1));
+  const h1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m), x2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), x3));
+  return i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(h0, h1), sc);
+}
+
+/**
+ * block_q4_K (144 B) row . Q8_K; ggml_vec_dot_q4_K_q8_K. The activation comes in the halves
+ * layout (quantize.ts expandQ8K): per 64 values the EO slots A, B of sub-block 2j, A, B of 2j + 1,
+ * then C, D of 2j, C, D of 2j + 1, so each 16 quant bytes meet 64 consecutive activation bytes;
+ * bp: per block the i16x8 pair sums of its bsums (pairBsums); scr: 128 bytes of scratch. Per
+ * block: float(isum) * (d * d8) and float(sum of min * bsum pair) * (dmin * d8) into two f32x4
+ * accumulators (lanes); result hsum(acc) - hsum(accm).
+ */
+export function dotQ4K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: usize): f32 {
   const m = i16x8.splat(15);
   let acc = f32x4.splat(0);
-  let accm: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 144;
-    const ab = qs + (<usize>b << 9);
-    const bs = bsums + (<usize>b << 6);
+  let accm = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bpp = bp;
+  const end = w + <usize>nb * 144;
+  while (p < end) {
+    const sm = scalesK4(p);
+    storeScales(sm, scr);
+    const d8 = load<f32>(dp);
+    const summ = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(bpp));
+    accm = f32x4.add(accm, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.splat(f16t(load<u16>(p, 2)) * d8)));
     let isum = i32x4.splat(0);
-    let summ = 0;
-    for (let j = 0; j < 4; j++) {
-      const c0 = v128.load(p + 16 + 32 * j);
-      const c1 = v128.load(p + 32 + 32 * j);
-      const a = ab + (<usize>j << 7);
-      // Group 2j: low nibbles; group 2j + 1: high nibbles.
-      let s0 = dotAB(v128.and(c0, m), v128.and(i16x8.shr_u(c0, 8), m), a);
-      s0 = i32x4.add(s0, dotCD(v128.and(c1, m), v128.and(i16x8.shr_u(c1, 8), m), a));
-      let s1 = dotAB(v128.and(i16x8.shr_u(c0, 4), m), i16x8.shr_u(c0, 12), a + 64);
-      s1 = i32x4.add(s1, dotCD(v128.and(i16x8.shr_u(c1, 4), m), i16x8.shr_u(c1, 12), a + 64));
-      isum = i32x4.add(isum, i32x4.mul(s0, i32x4.splat(scaleK4(p + 4, 2 * j))));
-      isum = i32x4.add(isum, i32x4.mul(s1, i32x4.splat(scaleK4(p + 4, 2 * j + 1))));
-      const bo = bs + (<usize>j << 4);
-      summ +=
-        minK4(p + 4, 2 * j) * (load<i32>(bo) + load<i32>(bo, 4)) +
-        minK4(p + 4, 2 * j + 1) * (load<i32>(bo, 8) + load<i32>(bo, 12));
+    let c = p + 16;
+    let sp = scr;
+    const ce = p + 144;
+    while (c < ce) {
+      const s = q4Half(v128.load(c), m, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48), v128.load(sp));
+      isum = i32x4.add(isum, s);
+      c += 16;
+      a += 64;
+      sp += 16;
     }
-    const d8 = load<f32>(d + (<usize>b << 2));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8)));
-    accm += f16t(load<u16>(p, 2)) * d8 * <f32>summ;
+    p += 144;
+    dp += 4;
+    bpp += 16;
   }
-  return hsum(acc) - accm;
+  return hsum(acc) - hsum(accm);
 }
 
 /**
  * dotQ4K of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
- * get exactly what dotQ4K gives for each row (same operations in the same order).
+ * get exactly what dotQ4K gives for each row (same operations in the same order). scr: 256 bytes.
  */
-export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bsums: usize, nb: i32, y: usize): void {
+export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, scr: usize): void {
   const m = i16x8.splat(15);
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
-  let accm0: f32 = 0;
-  let accm1: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 144;
+  let accm0 = f32x4.splat(0);
+  let accm1 = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bpp = bp;
+  const end = w + <usize>nb * 144;
+  while (p < end) {
     const q = p + rb;
-    const ab = qs + (<usize>b << 9);
-    const bs = bsums + (<usize>b << 6);
+    const sm0 = scalesK4(p);
+    const sm1 = scalesK4(q);
+    storeScales(sm0, scr);
+    storeScales(sm1, scr + 128);
+    const bpv = v128.load(bpp);
+    const d8 = load<f32>(dp);
+    const summ0 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm0), bpv);
+    accm0 = f32x4.add(accm0, f32x4.mul(f32x4.convert_i32x4_s(summ0), f32x4.splat(f16t(load<u16>(p, 2)) * d8)));
+    const summ1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm1), bpv);
+    accm1 = f32x4.add(accm1, f32x4.mul(f32x4.convert_i32x4_s(summ1), f32x4.splat(f16t(load<u16>(q, 2)) * d8)));
     let isum0 = i32x4.splat(0);
     let isum1 = i32x4.splat(0);
-    let summ0 = 0;
-    let summ1 = 0;
-    for (let j = 0; j < 4; j++) {
-      const a = ab + (<usize>j << 7);
-      const a0 = v128.load(a);
-      const a1 = v128.load(a, 16);
-      const a2 = v128.load(a, 32);
-      const a3 = v128.load(a, 48);
-      const a4 = v128.load(a, 64);
-      const a5 = v128.load(a, 80);
-      const a6 = v128.load(a, 96);
-      const a7 = v128.load(a, 112);
-      const bo = bs + (<usize>j << 4);
-      const bsA = load<i32>(bo) + load<i32>(bo, 4);
-      const bsB = load<i32>(bo, 8) + load<i32>(bo, 12);
-      let c0 = v128.load(p + 16 + 32 * j);
-      let c1 = v128.load(p + 32 + 32 * j);
-      let s0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(c0, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 8), m), a1));
-      s0 = i32x4.add(s0, i32x4.add(i32x4.dot_i16x8_s(v128.and(c1, m), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 8), m), a3)));
-      let s1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 4), m), a4), i32x4.dot_i16x8_s(i16x8.shr_u(c0, 12), a5));
-      s1 = i32x4.add(s1, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 4), m), a6), i32x4.dot_i16x8_s(i16x8.shr_u(c1, 12), a7)));
-      isum0 = i32x4.add(isum0, i32x4.mul(s0, i32x4.splat(scaleK4(p + 4, 2 * j))));
-      isum0 = i32x4.add(isum0, i32x4.mul(s1, i32x4.splat(scaleK4(p + 4, 2 * j + 1))));
-      summ0 += minK4(p + 4, 2 * j) * bsA + minK4(p + 4, 2 * j + 1) * bsB;
-      c0 = v128.load(q + 16 + 32 * j);
-      c1 = v128.load(q + 32 + 32 * j);
-      s0 = i32x4.add(i32x4.dot_i16x8_s(v128.and(c0, m), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 8), m), a1));
-      s0 = i32x4.add(s0, i32x4.add(i32x4.dot_i16x8_s(v128.and(c1, m), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 8), m), a3)));
-      s1 = i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c0, 4), m), a4), i32x4.dot_i16x8_s(i16x8.shr_u(c0, 12), a5));
-      s1 = i32x4.add(s1, i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(c1, 4), m), a6), i32x4.dot_i16x8_s(i16x8.shr_u(c1, 12), a7)));
-      isum1 = i32x4.add(isum1, i32x4.mul(s0, i32x4.splat(scaleK4(q + 4, 2 * j))));
-      isum1 = i32x4.add(isum1, i32x4.mul(s1, i32x4.splat(scaleK4(q + 4, 2 * j + 1))));
-      summ1 += minK4(q + 4, 2 * j) * bsA + minK4(q + 4, 2 * j + 1) * bsB;
+    let c = p + 16;
+    let sp = scr;
+    const ce = p + 144;
+    while (c < ce) {
+      const x0 = v128.load(a);
+      const x1 = v128.load(a, 16);
+      const x2 = v128.load(a, 32);
+      const x3 = v128.load(a, 48);
+      isum0 = i32x4.add(isum0, q4Half(v128.load(c), m, x0, x1, x2, x3, v128.load(sp)));
+      isum1 = i32x4.add(isum1, q4Half(v128.load(c + rb), m, x0, x1, x2, x3, v128.load(sp, 128)));
+      c += 16;
+      a += 64;
+      sp += 16;
     }
-    const d8 = load<f32>(d + (<usize>b << 2));
     acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.splat(f16t(load<u16>(p)) * d8)));
-    accm0 += f16t(load<u16>(p, 2)) * d8 * <f32>summ0;
     acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.splat(f16t(load<u16>(q)) * d8)));
-    accm1 += f16t(load<u16>(q, 2)) * d8 * <f32>summ1;
+    p += 144;
+    dp += 4;
+    bpp += 16;
   }
-  store<f32>(y, hsum(acc0) - accm0);
-  store<f32>(y, hsum(acc1) - accm1, 4);
+  store<f32>(y, hsum(acc0) - hsum(accm0));
+  store<f32>(y, hsum(acc1) - hsum(accm1), 4);
 }
 
 /** block_q5_K (176 B) row . Q8_K; ggml_vec_dot_q5_K_q8_K. */

@@ -77,8 +77,6 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
       return dotQ2K(w, qs, d, s, nb);
     case T_Q3_K:
       return dotQ3K(w, qs, d, s, nb);
-    case T_Q4_K:
-      return dotQ4K(w, qs, d, s, nb);
     case T_Q5_K:
       return dotQ5K(w, qs, d, s, nb);
     case T_Q6_K:
@@ -99,7 +97,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * groups, scratch 4 decoded rows (matmul-tiles.ts). Other K-quants with T > 1: the same with their
  * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
- * Q8_K's bsums (T, C/16) i32.
+ * Q8_K's bsums (T, C/16) i32 (Q4_K with T = 1: xa in the halves layout and ax per block the i16x8
+ * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for its scales).
  */
 export function matmulRows(
   type: i32,
@@ -163,7 +162,11 @@ export function matmulRows(
   } else if (type == T_Q5_0) {
     for (; r + 2 <= r1; r += 2) dotQ5_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
   } else if (type == T_Q4_K) {
-    for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
+    // One token: xa in the halves layout, ax the pair sums of bsums (prepareAct); scratch: the
+    // dots' scale vectors.
+    for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2), scratch);
+    if (r < r1) store<f32>(y + (<usize>r << 2), dotQ4K(w + <usize>r * rb, xa, ad, ax, nb, scratch));
+    return;
   }
   for (; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
 }

@@ -143,14 +143,20 @@ export function roundBf16Row(x: usize, y: usize, n: i32): void {
 /** 32 i8 quants at q -> 64 bytes of EO-ordered i16 at out. */
 @inline
 function expand32(q: usize, out: usize): void {
+  expand32To(q, out, out + 32);
+}
+
+/** 32 i8 quants at q -> EO slots A, B (32 bytes) at ab and C, D at cd. */
+@inline
+function expand32To(q: usize, ab: usize, cd: usize): void {
   const v0 = v128.load(q);
   const v1 = v128.load(q, 16);
   const s0 = i8x16.shuffle(v0, v0, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   const s1 = i8x16.shuffle(v1, v1, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  v128.store(out, i16x8.extend_low_i8x16_s(s0));
-  v128.store(out, i16x8.extend_high_i8x16_s(s0), 16);
-  v128.store(out, i16x8.extend_low_i8x16_s(s1), 32);
-  v128.store(out, i16x8.extend_high_i8x16_s(s1), 48);
+  v128.store(ab, i16x8.extend_low_i8x16_s(s0));
+  v128.store(ab, i16x8.extend_high_i8x16_s(s0), 16);
+  v128.store(cd, i16x8.extend_low_i8x16_s(s1));
+  v128.store(cd, i16x8.extend_high_i8x16_s(s1), 16);
 }
 
 /** n/32 block_q8_0 -> qs (n i16, EO), d (n/32 f32). */
@@ -172,12 +178,22 @@ export function expandQ8_1(src: usize, n: i32, qs: usize, d: usize, s: usize): v
   }
 }
 
-/** n/256 block_q8_K -> qs (n i16, EO), d (n/256 f32), bsums (n/16 i32). */
-export function expandQ8K(src: usize, n: i32, qs: usize, d: usize, bsums: usize): void {
+/**
+ * n/256 block_q8_K -> qs (n i16, EO), d (n/256 f32), bsums (n/16 i32). halves: qs in the halves
+ * layout of the one-token Q4_K / Q5_K dots instead (matmul-kquants.ts dotQ4K): per 64 values
+ * (sub-blocks 2j, 2j + 1) the EO slots A B of 2j, A B of 2j + 1, C D of 2j, C D of 2j + 1.
+ */
+export function expandQ8K(src: usize, n: i32, qs: usize, d: usize, bsums: usize, halves: bool): void {
   for (let b = 0; b < n >> 8; b++) {
     const o = src + <usize>b * 292;
     store<f32>(d + (<usize>b << 2), load<f32>(o));
-    for (let g = 0; g < 8; g++) expand32(o + 4 + (<usize>g << 5), qs + (<usize>b << 9) + (<usize>g << 6));
+    for (let g = 0; g < 8; g++) {
+      const q = o + 4 + (<usize>g << 5);
+      if (halves) {
+        const out = qs + (<usize>b << 9) + (<usize>(g >> 1) << 7) + (<usize>(g & 1) << 5);
+        expand32To(q, out, out + 64);
+      } else expand32(q, qs + (<usize>b << 9) + (<usize>g << 6));
+    }
     for (let g = 0; g < 16; g++) store<i32>(bsums + (<usize>(16 * b + g) << 2), <i32>load<i16>(o + 260 + 2 * g));
   }
 }
