@@ -188,17 +188,25 @@ function q4Half(v: v128, m: v128, x0: v128, x1: v128, x2: v128, x3: v128, sc: v1
 }
 
 /**
+ * One Q4_K / Q5_K block's float terms, lanes: float(isum) * (d * d8) - float(summ) * (dmin * d8),
+ * as ggml's per-block sumf += d * isum; sumf -= dmin * summ (the lanes are summed at the end).
+ */
+@inline
+function blockK4(isum: v128, summ: v128, p: usize, d8: f32): v128 {
+  const t = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8));
+  return f32x4.sub(t, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.splat(f16t(load<u16>(p, 2)) * d8)));
+}
+
+/**
  * block_q4_K (144 B) row . Q8_K; ggml_vec_dot_q4_K_q8_K. The activation comes in the halves
  * layout (quantize.ts expandQ8K): per 64 values the EO slots A, B of sub-block 2j, A, B of 2j + 1,
  * then C, D of 2j, C, D of 2j + 1, so each 16 quant bytes meet 64 consecutive activation bytes;
  * bp: per block the i16x8 pair sums of its bsums (pairBsums); scr: 128 bytes of scratch. Per
- * block: float(isum) * (d * d8) and float(sum of min * bsum pair) * (dmin * d8) into two f32x4
- * accumulators (lanes); result hsum(acc) - hsum(accm).
+ * block blockK4 (lanes), summed at the end.
  */
 export function dotQ4K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: usize): f32 {
   const m = i16x8.splat(15);
   let acc = f32x4.splat(0);
-  let accm = f32x4.splat(0);
   let p = w;
   let a = qs;
   let dp = d;
@@ -207,9 +215,7 @@ export function dotQ4K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: u
   while (p < end) {
     const sm = scalesK4(p);
     storeScales(sm, scr);
-    const d8 = load<f32>(dp);
     const summ = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(bpp));
-    accm = f32x4.add(accm, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.splat(f16t(load<u16>(p, 2)) * d8)));
     let isum = i32x4.splat(0);
     let c = p + 16;
     let sp = scr;
@@ -221,12 +227,12 @@ export function dotQ4K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: u
       a += 64;
       sp += 16;
     }
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8)));
+    acc = f32x4.add(acc, blockK4(isum, summ, p, load<f32>(dp)));
     p += 144;
     dp += 4;
     bpp += 16;
   }
-  return hsum(acc) - hsum(accm);
+  return hsum(acc);
 }
 
 /**
@@ -237,8 +243,6 @@ export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
   const m = i16x8.splat(15);
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
-  let accm0 = f32x4.splat(0);
-  let accm1 = f32x4.splat(0);
   let p = w;
   let a = qs;
   let dp = d;
@@ -251,11 +255,8 @@ export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
     storeScales(sm0, scr);
     storeScales(sm1, scr + 128);
     const bpv = v128.load(bpp);
-    const d8 = load<f32>(dp);
     const summ0 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm0), bpv);
-    accm0 = f32x4.add(accm0, f32x4.mul(f32x4.convert_i32x4_s(summ0), f32x4.splat(f16t(load<u16>(p, 2)) * d8)));
     const summ1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm1), bpv);
-    accm1 = f32x4.add(accm1, f32x4.mul(f32x4.convert_i32x4_s(summ1), f32x4.splat(f16t(load<u16>(q, 2)) * d8)));
     let isum0 = i32x4.splat(0);
     let isum1 = i32x4.splat(0);
     let c = p + 16;
@@ -272,14 +273,15 @@ export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
       a += 64;
       sp += 16;
     }
-    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.splat(f16t(load<u16>(p)) * d8)));
-    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.splat(f16t(load<u16>(q)) * d8)));
+    const d8 = load<f32>(dp);
+    acc0 = f32x4.add(acc0, blockK4(isum0, summ0, p, d8));
+    acc1 = f32x4.add(acc1, blockK4(isum1, summ1, q, d8));
     p += 144;
     dp += 4;
     bpp += 16;
   }
-  store<f32>(y, hsum(acc0) - hsum(accm0));
-  store<f32>(y, hsum(acc1) - hsum(accm1), 4);
+  store<f32>(y, hsum(acc0));
+  store<f32>(y, hsum(acc1), 4);
 }
 
 /** block_q5_K (176 B) row . Q8_K; ggml_vec_dot_q5_K_q8_K. */
