@@ -128,6 +128,39 @@ describe("WasmBackend.matmul", () => {
     }
   });
 
+  it("Q4_K / Q5_K, one token: nibbles, fifth bits and 6-bit scales at their largest, and random bytes", () => {
+    // The one-token dots narrow each 16-value sub-block sum to i16 before scaling it (exact while
+    // |sum| <= 4 * 31 * 127): rows of all-ones bits with activations at +-127 reach that bound.
+    const C = 512;
+    const OC = 5; // two pairs of rows and one alone
+    for (const type of ["Q4_K", "Q5_K"] as GgmlTypeName[]) {
+      const bb = type === "Q4_K" ? 144 : 176;
+      const w = new Uint8Array(OC * (C / 256) * bb);
+      let s = 12345;
+      for (let i = 0; i < w.length; i++) {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        w[i] = s >>> 24;
+      }
+      for (let blk = 0; blk < w.length / bb; blk++) {
+        const o = blk * bb;
+        if (blk < 2 * (C / 256)) w.fill(0xff, o + 4, o + bb); // rows 0 and 1: every bit set
+        // d and dmin: small positive halves.
+        w[o] = 0x00;
+        w[o + 1] = 0x20 + (blk % 3);
+        w[o + 2] = 0x00;
+        w[o + 3] = 0x1c + (blk % 2);
+      }
+      for (const sign of [1, -1, 0]) {
+        const x = new Float32Array(C);
+        for (let i = 0; i < C; i++) x[i] = sign === 0 ? (i % 3) - 1 : sign * (1 + (i % 7) / 1000);
+        const want = refMatmul(type, w, x, 1, C, OC);
+        const got = run(b1, type, w, x, 1, C, OC);
+        expectClose(`${type} extremes sign ${sign}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+        expect(Array.from(run(b2, type, w, x, 1, C, OC))).toEqual(Array.from(got));
+      }
+    }
+  });
+
   it('activations: "ref" quantizes Q8_0 / Q8_1 activations with the reference quantizers', async () => {
     const b = await createWasmBackend({ threads: 1, activations: "ref" });
     try {

@@ -8,7 +8,7 @@ import { isKQuant, matmulRows } from "./matmul";
 import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { pairBsums } from "./matmul-kquants";
-import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1 } from "./types";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
   expandQ8_0,
@@ -120,9 +120,9 @@ export function prepareAct(
     if (k) {
       quantizeQ8K(xt, tmp, C);
       const bs = ax + ((<usize>t * <usize>(C >> 4)) << 2);
-      // One token with Q4_K: the halves layout and the bsums' pair sums, written over the bsums
-      // (matmul-kquants.ts dotQ4K).
-      const halves = T == 1 && type == T_Q4_K;
+      // One token with Q4_K / Q5_K: the halves layout and the bsums' pair sums, written over the
+      // bsums (matmul-kquants.ts dotQ4K).
+      const halves = T == 1 && (type == T_Q4_K || type == T_Q5_K);
       expandQ8K(tmp, C, qs, d, bs, halves);
       if (halves) pairBsums(bs, nb, bs);
     } else if (type == T_Q4_1 || type == T_Q5_1) {

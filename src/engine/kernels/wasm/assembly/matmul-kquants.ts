@@ -9,7 +9,7 @@
 // Every 32 consecutive values of these layouts sit at the same bit position of 32 consecutive
 // bytes, so 2 x 16 bytes read as i16 lanes give the four EO slots with shifts and masks (see
 // matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32;
-// Q4_K's differs (its own activation layout, the bsums' pair sums, a scratch: see dotQ4K).
+// Q4_K's and Q5_K's differ (their own activation layout, the bsums' pair sums, a scratch: see dotQ4K).
 import { f16t, hsum } from "./common";
 
 /** Lane sums of slots A, B (the first 16 values of a group of 32) with the activation at a. */
@@ -284,67 +284,115 @@ export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
   store<f32>(y, hsum(acc1), 4);
 }
 
-/** block_q5_K (176 B) row . Q8_K; ggml_vec_dot_q5_K_q8_K. */
-export function dotQ5K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
+/**
+ * The integer sum of 16 quant bytes v of a Q5_K row (as q4Half) with their fifth bits: t = the 16
+ * qh bytes read as i16 lanes and shifted right by 2j (bits 0, 1: even values, 8, 9: odd values).
+ */
+@inline
+function q5Half(v: v128, t: v128, m: v128, m16: v128, x0: v128, x1: v128, x2: v128, x3: v128, sc: v128): v128 {
+  const q0 = v128.or(v128.and(v, m), v128.and(i16x8.shl(t, 4), m16));
+  const q2 = v128.or(v128.and(i16x8.shr_u(v, 8), m), v128.and(i16x8.shr_u(t, 4), m16));
+  const q1 = v128.or(v128.and(i16x8.shr_u(v, 4), m), v128.and(i16x8.shl(t, 3), m16));
+  const q3 = v128.or(i16x8.shr_u(v, 12), v128.and(i16x8.shr_u(t, 5), m16));
+  const h0 = i32x4.add(i32x4.dot_i16x8_s(q0, x0), i32x4.dot_i16x8_s(q2, x1));
+  const h1 = i32x4.add(i32x4.dot_i16x8_s(q1, x2), i32x4.dot_i16x8_s(q3, x3));
+  return i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(h0, h1), sc);
+}
+
+/**
+ * block_q5_K (176 B) row . Q8_K; ggml_vec_dot_q5_K_q8_K, as dotQ4K (halves layout, pair sums, 128
+ * bytes of scratch). Per 16 quant bytes k = 2j + e (values 64 j + 16 e + l and 64 j + 32 + 16 e +
+ * l) the fifth bits are bits 2j and 2j + 1 of qh[16 e + l].
+ */
+export function dotQ5K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: usize): f32 {
   const m = i16x8.splat(15);
   const m16 = i16x8.splat(16);
   let acc = f32x4.splat(0);
-  let accm: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 176;
-    const ab = qs + (<usize>b << 9);
-    const bs = bsums + (<usize>b << 6);
-    const h0 = v128.load(p, 16);
-    const h1 = v128.load(p, 32);
-    const h0lo = i16x8.shl(h0, 4);
-    const h1lo = i16x8.shl(h1, 4);
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bpp = bp;
+  const end = w + <usize>nb * 176;
+  while (p < end) {
+    const sm = scalesK4(p);
+    storeScales(sm, scr);
+    const summ = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(bpp));
     let isum = i32x4.splat(0);
-    let summ = 0;
-    for (let j = 0; j < 4; j++) {
-      const c0 = v128.load(p + 48 + 32 * j);
-      const c1 = v128.load(p + 64 + 32 * j);
-      const a = ab + (<usize>j << 7);
-      // qh bit g of byte l is bit 4 of value 32g + l: low bytes after << 4, high bytes as they are.
-      const g0 = 2 * j;
-      const g1 = 2 * j + 1;
-      let s0 = dotAB(
-        v128.or(v128.and(c0, m), v128.and(i16x8.shr_u(h0lo, g0), m16)),
-        v128.or(v128.and(i16x8.shr_u(c0, 8), m), v128.and(i16x8.shr_u(h0, g0 + 4), m16)),
-        a,
-      );
-      s0 = i32x4.add(
-        s0,
-        dotCD(
-          v128.or(v128.and(c1, m), v128.and(i16x8.shr_u(h1lo, g0), m16)),
-          v128.or(v128.and(i16x8.shr_u(c1, 8), m), v128.and(i16x8.shr_u(h1, g0 + 4), m16)),
-          a,
-        ),
-      );
-      let s1 = dotAB(
-        v128.or(v128.and(i16x8.shr_u(c0, 4), m), v128.and(i16x8.shr_u(h0lo, g1), m16)),
-        v128.or(i16x8.shr_u(c0, 12), v128.and(i16x8.shr_u(h0, g1 + 4), m16)),
-        a + 64,
-      );
-      s1 = i32x4.add(
-        s1,
-        dotCD(
-          v128.or(v128.and(i16x8.shr_u(c1, 4), m), v128.and(i16x8.shr_u(h1lo, g1), m16)),
-          v128.or(i16x8.shr_u(c1, 12), v128.and(i16x8.shr_u(h1, g1 + 4), m16)),
-          a + 64,
-        ),
-      );
-      isum = i32x4.add(isum, i32x4.mul(s0, i32x4.splat(scaleK4(p + 4, g0))));
-      isum = i32x4.add(isum, i32x4.mul(s1, i32x4.splat(scaleK4(p + 4, g1))));
-      const bo = bs + (<usize>j << 4);
-      summ +=
-        minK4(p + 4, g0) * (load<i32>(bo) + load<i32>(bo, 4)) +
-        minK4(p + 4, g1) * (load<i32>(bo, 8) + load<i32>(bo, 12));
+    let k: u32 = 0;
+    let c = p + 48;
+    let sp = scr;
+    const ce = p + 176;
+    while (c < ce) {
+      const t = i16x8.shr_u(v128.load(p + 16 + ((<usize>k & 1) << 4)), k & ~1);
+      const s = q5Half(v128.load(c), t, m, m16, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48), v128.load(sp));
+      isum = i32x4.add(isum, s);
+      k++;
+      c += 16;
+      a += 64;
+      sp += 16;
     }
-    const d8 = load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(f16t(load<u16>(p)) * d8)));
-    accm += f16t(load<u16>(p, 2)) * d8 * <f32>summ;
+    acc = f32x4.add(acc, blockK4(isum, summ, p, load<f32>(dp)));
+    p += 176;
+    dp += 4;
+    bpp += 16;
   }
-  return hsum(acc) - accm;
+  return hsum(acc);
+}
+
+/**
+ * dotQ5K of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
+ * get exactly what dotQ5K gives for each row. scr: 256 bytes.
+ */
+export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, scr: usize): void {
+  const m = i16x8.splat(15);
+  const m16 = i16x8.splat(16);
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bpp = bp;
+  const end = w + <usize>nb * 176;
+  while (p < end) {
+    const q = p + rb;
+    const sm0 = scalesK4(p);
+    const sm1 = scalesK4(q);
+    storeScales(sm0, scr);
+    storeScales(sm1, scr + 128);
+    const bpv = v128.load(bpp);
+    const summ0 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm0), bpv);
+    const summ1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm1), bpv);
+    let isum0 = i32x4.splat(0);
+    let isum1 = i32x4.splat(0);
+    let k: u32 = 0;
+    let c = p + 48;
+    let sp = scr;
+    const ce = p + 176;
+    while (c < ce) {
+      const x0 = v128.load(a);
+      const x1 = v128.load(a, 16);
+      const x2 = v128.load(a, 32);
+      const x3 = v128.load(a, 48);
+      const hp = p + 16 + ((<usize>k & 1) << 4);
+      const sh = k & ~1;
+      const t0 = i16x8.shr_u(v128.load(hp), sh);
+      isum0 = i32x4.add(isum0, q5Half(v128.load(c), t0, m, m16, x0, x1, x2, x3, v128.load(sp)));
+      const t1 = i16x8.shr_u(v128.load(hp + rb), sh);
+      isum1 = i32x4.add(isum1, q5Half(v128.load(c + rb), t1, m, m16, x0, x1, x2, x3, v128.load(sp, 128)));
+      k++;
+      c += 16;
+      a += 64;
+      sp += 16;
+    }
+    const d8 = load<f32>(dp);
+    acc0 = f32x4.add(acc0, blockK4(isum0, summ0, p, d8));
+    acc1 = f32x4.add(acc1, blockK4(isum1, summ1, q, d8));
+    p += 176;
+    dp += 4;
+    bpp += 16;
+  }
+  store<f32>(y, hsum(acc0));
+  store<f32>(y, hsum(acc1), 4);
 }
 
 /** block_q6_K (210 B) row . Q8_K; ggml_vec_dot_q6_K_q8_K. */

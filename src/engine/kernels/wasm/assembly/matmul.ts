@@ -5,7 +5,7 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts), a few
 // tokens (matmul-small.ts), the T > 1 tiles (matmul-tiles.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
-import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ6K } from "./matmul-kquants";
+import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
 import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
@@ -77,8 +77,6 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
       return dotQ2K(w, qs, d, s, nb);
     case T_Q3_K:
       return dotQ3K(w, qs, d, s, nb);
-    case T_Q5_K:
-      return dotQ5K(w, qs, d, s, nb);
     case T_Q6_K:
       return dotQ6K(w, qs, d, s, nb);
     default:
@@ -97,8 +95,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * groups, scratch 4 decoded rows (matmul-tiles.ts). Other K-quants with T > 1: the same with their
  * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
- * Q8_K's bsums (T, C/16) i32 (Q4_K with T = 1: xa in the halves layout and ax per block the i16x8
- * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for its scales).
+ * Q8_K's bsums (T, C/16) i32 (Q4_K and Q5_K with T = 1: xa in the halves layout and ax per block the i16x8
+ * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for the scales).
  */
 export function matmulRows(
   type: i32,
@@ -166,6 +164,10 @@ export function matmulRows(
     // dots' scale vectors.
     for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2), scratch);
     if (r < r1) store<f32>(y + (<usize>r << 2), dotQ4K(w + <usize>r * rb, xa, ad, ax, nb, scratch));
+    return;
+  } else if (type == T_Q5_K) {
+    for (; r + 2 <= r1; r += 2) dotQ5Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2), scratch);
+    if (r < r1) store<f32>(y + (<usize>r << 2), dotQ5K(w + <usize>r * rb, xa, ad, ax, nb, scratch));
     return;
   }
   for (; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
