@@ -236,10 +236,11 @@ export function dotQ4K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: u
 }
 
 /**
- * dotQ4K of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
- * get exactly what dotQ4K gives for each row (same operations in the same order). scr: 256 bytes.
+ * dotQ4K of two rows at w and w + rb (any distance) with the same activation, whose loads they
+ * share: y and y1 get exactly what dotQ4K gives for each row (same operations in the same order).
+ * scr: 256 bytes.
  */
-export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, scr: usize): void {
+export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, y1: usize, scr: usize): void {
   const m = i16x8.splat(15);
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
@@ -281,7 +282,7 @@ export function dotQ4Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
     bpp += 16;
   }
   store<f32>(y, hsum(acc0));
-  store<f32>(y, hsum(acc1), 4);
+  store<f32>(y1, hsum(acc1));
 }
 
 /**
@@ -340,10 +341,10 @@ export function dotQ5K(w: usize, qs: usize, d: usize, bp: usize, nb: i32, scr: u
 }
 
 /**
- * dotQ5K of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
- * get exactly what dotQ5K gives for each row. scr: 256 bytes.
+ * dotQ5K of two rows at w and w + rb (any distance) with the same activation, whose loads they
+ * share: y and y1 get exactly what dotQ5K gives for each row. scr: 256 bytes.
  */
-export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, scr: usize): void {
+export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb: i32, y: usize, y1: usize, scr: usize): void {
   const m = i16x8.splat(15);
   const m16 = i16x8.splat(16);
   let acc0 = f32x4.splat(0);
@@ -392,7 +393,7 @@ export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
     bpp += 16;
   }
   store<f32>(y, hsum(acc0));
-  store<f32>(y, hsum(acc1), 4);
+  store<f32>(y1, hsum(acc1));
 }
 
 /** block_q6_K (210 B) row . Q8_K; ggml_vec_dot_q6_K_q8_K. */

@@ -159,15 +159,25 @@ export function matmulRows(
     for (; r + 2 <= r1; r += 2) dotQ4_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
   } else if (type == T_Q5_0) {
     for (; r + 2 <= r1; r += 2) dotQ5_0x2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2));
-  } else if (type == T_Q4_K) {
+  } else if (type == T_Q4_K || type == T_Q5_K) {
     // One token: xa in the halves layout, ax the pair sums of bsums (prepareAct); scratch: the
-    // dots' scale vectors.
-    for (; r + 2 <= r1; r += 2) dotQ4Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2), scratch);
-    if (r < r1) store<f32>(y + (<usize>r << 2), dotQ4K(w + <usize>r * rb, xa, ad, ax, nb, scratch));
-    return;
-  } else if (type == T_Q5_K) {
-    for (; r + 2 <= r1; r += 2) dotQ5Kx2(w + <usize>r * rb, rb, xa, ad, ax, nb, y + (<usize>r << 2), scratch);
-    if (r < r1) store<f32>(y + (<usize>r << 2), dotQ5K(w + <usize>r * rb, xa, ad, ax, nb, scratch));
+    // dots' scale vectors. Row r goes with row r + h, h = half the range: two long sequential
+    // weight streams, not one pair of short ones after another (rows 1-4 KiB long: 1.1x-2x out
+    // of cache, the same in cache).
+    const h = (r1 - r0) >> 1;
+    const hb = <usize>h * rb;
+    const q4 = type == T_Q4_K;
+    for (; r < r0 + h; r++) {
+      const wr = w + <usize>r * rb;
+      const yr = y + (<usize>r << 2);
+      const yh = y + (<usize>(r + h) << 2);
+      if (q4) dotQ4Kx2(wr, hb, xa, ad, ax, nb, yr, yh, scratch);
+      else dotQ5Kx2(wr, hb, xa, ad, ax, nb, yr, yh, scratch);
+    }
+    if (r0 + 2 * h < r1) {
+      const wr = w + <usize>(r1 - 1) * rb;
+      store<f32>(y + (<usize>(r1 - 1) << 2), q4 ? dotQ4K(wr, xa, ad, ax, nb, scratch) : dotQ5K(wr, xa, ad, ax, nb, scratch));
+    }
     return;
   }
   for (; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
