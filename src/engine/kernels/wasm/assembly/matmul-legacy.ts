@@ -57,10 +57,10 @@ export function dotQ4_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
 }
 
 /**
- * dotQ4_0 of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
- * get exactly what dotQ4_0 gives for each row (same operations in the same order).
+ * dotQ4_0 of two rows at w and w + rb (any distance) with the same activation, whose loads they
+ * share: y and y1 get exactly what dotQ4_0 gives for each row (same operations in the same order).
  */
-export function dotQ4_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize): void {
+export function dotQ4_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize, y1: usize): void {
   const m = i16x8.splat(15);
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
@@ -91,7 +91,7 @@ export function dotQ4_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb
     dp += 4;
   }
   store<f32>(y, hsum(acc0));
-  store<f32>(y, hsum(acc1), 4);
+  store<f32>(y1, hsum(acc1));
 }
 
 /** block_q4_1 (20 B) row . Q8_1; ggml_vec_dot_q4_1_q8_1 (d*q + m: the m part uses Q8_1's s). */
@@ -147,10 +147,10 @@ export function dotQ5_0(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
 }
 
 /**
- * dotQ5_0 of two rows at w and w + rb with the same activation, whose loads they share: y[0], y[1]
- * get exactly what dotQ5_0 gives for each row (same operations in the same order).
+ * dotQ5_0 of two rows at w and w + rb (any distance) with the same activation, whose loads they
+ * share: y and y1 get exactly what dotQ5_0 gives for each row (same operations in the same order).
  */
-export function dotQ5_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize): void {
+export function dotQ5_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize, y1: usize): void {
   const m = i8x16.splat(15);
   const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const sixteen = i8x16.splat(16);
@@ -194,7 +194,7 @@ export function dotQ5_0x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb
     dp += 4;
   }
   store<f32>(y, hsum(acc0));
-  store<f32>(y, hsum(acc1), 4);
+  store<f32>(y1, hsum(acc1));
 }
 
 /** block_q5_1 (24 B) row . Q8_1; ggml_vec_dot_q5_1_q8_1. */
