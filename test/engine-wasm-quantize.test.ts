@@ -22,7 +22,7 @@ afterAll(async () => {
   await b?.dispose();
 });
 
-function rows(): Float32Array[] {
+function rows(withSpecial = false): Float32Array[] {
   const n = 1024;
   const out = [randomFloats(n, 1, 1), randomFloats(n, 2, 1e-3), randomFloats(n, 3, 3e4)];
   const edge = new Float32Array(n);
@@ -32,6 +32,18 @@ function rows(): Float32Array[] {
   for (let i = 256; i < 512; i++) edge[i] = i === 300 ? -7 : Math.sin(i);
   for (let i = 512; i < 768; i++) edge[i] = (i % 7) - 3;
   out.push(edge);
+  if (!withSpecial) return out;
+  // Q8_K's largest magnitude: NaN skipped, the first of two equal magnitudes (the negative one),
+  // infinities.
+  const special = randomFloats(n, 4, 1);
+  special[0] = Number.NaN;
+  special[7] = -5;
+  special[9] = 5;
+  special[300] = Number.NEGATIVE_INFINITY;
+  special[600] = Number.POSITIVE_INFINITY;
+  special[601] = Number.NaN;
+  special[900] = Number.NaN;
+  out.push(special);
   return out;
 }
 
@@ -57,7 +69,7 @@ const CASES: [
 describe("activation quantizers", () => {
   for (const [label, type, fn, x86, twin] of CASES) {
     it(`${label}: byte-identical to its TypeScript twin`, () => {
-      for (const x of rows()) {
+      for (const x of rows(type === "Q8_K")) {
         const n = x.length;
         const bytes = rowBytes(ggmlTypeByName(type)!, n);
         const want = new Uint8Array(bytes);

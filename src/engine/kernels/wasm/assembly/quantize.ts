@@ -9,7 +9,7 @@
 // shuffle. The block scales go to separate float arrays (d; Q8_1's s), the K-quants' bsums to an
 // i32 array (one per 16 quants).
 // Not here: the dots (matmul-*.ts).
-import { f16, nearestInt, roundF16x4, roundf, toBf16Bits, toF16Bits, truncI32 } from "./common";
+import { f16, roundF16x4, roundf, toBf16Bits, toF16Bits, truncI32 } from "./common";
 
 // ------------------------------------------------------------------------ ggml block quantizers
 
@@ -55,37 +55,47 @@ function quantizeQ8(x: usize, dst: usize, n: i32, x86: i32, withSum: bool): void
   }
 }
 
-/** x (n) -> n/256 block_q8_K (292 B: f32 d, i8 qs[256], i16 bsums[16]); quantize_row_q8_K_ref. */
+/**
+ * x (n) -> n/256 block_q8_K (292 B: f32 d, i8 qs[256], i16 bsums[16]); quantize_row_q8_K_ref, in
+ * SIMD with its exact operations: the first value of largest magnitude (NaN skipped, as C's `>`
+ * skips it: f32x4.pmax keeps its first operand then), nearest_int's float trick (add 1.5 * 2^23,
+ * the low 23 bits minus 2^22), the clamp at 127, and the i8 store of the low byte.
+ */
 export function quantizeQ8K(x: usize, dst: usize, n: i32): void {
+  const absMask = i32x4.splat(0x7fffffff);
   for (let b = 0; b < n >> 8; b++) {
     const xp = x + (<usize>b << 10);
     const o = dst + <usize>b * 292;
-    // The value of largest magnitude, first one on ties, with its sign.
-    let max: f32 = 0;
-    let amax: f32 = 0;
-    for (let j = 0; j < 256; j++) {
-      const v = load<f32>(xp + (<usize>j << 2));
-      const a = Mathf.abs(v);
-      if (a > amax) {
-        amax = a;
-        max = v;
-      }
-    }
-    if (max == 0) {
+    let am = f32x4.splat(0);
+    for (let j = 0; j < 1024; j += 16) am = f32x4.pmax(am, v128.and(v128.load(xp + j), absMask));
+    const amax = Mathf.max(Mathf.max(f32x4.extract_lane(am, 0), f32x4.extract_lane(am, 1)), Mathf.max(f32x4.extract_lane(am, 2), f32x4.extract_lane(am, 3)));
+    if (amax == 0) {
       // NOTE: ggml leaves bsums unwritten here; ours are zero, like the reference vectors'.
       memory.fill(o, 0, 292);
       continue;
     }
+    // The first value whose magnitude is amax, with its sign.
+    let j = 0;
+    while (Mathf.abs(load<f32>(xp + (<usize>j << 2))) != amax) j++;
+    const max = load<f32>(xp + (<usize>j << 2));
     const iscale: f32 = <f32>-127 / max;
+    const sv = f32x4.splat(iscale);
+    const magic = f32x4.splat(12582912.0);
+    const low = i32x4.splat(0x007fffff);
+    const bias = i32x4.splat(0x00400000);
+    const top = i32x4.splat(127);
+    const byte = i32x4.splat(0xff);
     for (let g = 0; g < 16; g++) {
-      let sum = 0;
-      for (let i = 0; i < 16; i++) {
-        const j = 16 * g + i;
-        let v = nearestInt(iscale * load<f32>(xp + (<usize>j << 2)));
-        if (v > 127) v = 127;
-        store<i8>(o + 4 + j, <i8>v);
-        sum += <i32><i8>v;
-      }
+      const p = xp + (<usize>g << 6);
+      // nearest_int(iscale * x), at most 127, then its low byte (C's (int8_t) store).
+      const q0 = v128.and(i32x4.min_s(i32x4.sub(v128.and(f32x4.add(f32x4.mul(v128.load(p), sv), magic), low), bias), top), byte);
+      const q1 = v128.and(i32x4.min_s(i32x4.sub(v128.and(f32x4.add(f32x4.mul(v128.load(p, 16), sv), magic), low), bias), top), byte);
+      const q2 = v128.and(i32x4.min_s(i32x4.sub(v128.and(f32x4.add(f32x4.mul(v128.load(p, 32), sv), magic), low), bias), top), byte);
+      const q3 = v128.and(i32x4.min_s(i32x4.sub(v128.and(f32x4.add(f32x4.mul(v128.load(p, 48), sv), magic), low), bias), top), byte);
+      const q = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(q0, q1), i16x8.narrow_i32x4_u(q2, q3));
+      v128.store(o + 4 + (<usize>g << 4), q);
+      const s = i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(q));
+      const sum = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + (i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
       store<i16>(o + 260 + 2 * g, <i16>sum);
     }
     store<f32>(o, <f32>1 / iscale);
