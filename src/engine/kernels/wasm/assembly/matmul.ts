@@ -6,6 +6,7 @@
 // tokens (matmul-small.ts), the T > 1 tiles (matmul-tiles.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K } from "./matmul-kquants";
+import { dotQ8_0x2 } from "./matmul-legacy";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0 } from "./matmul-legacy";
 import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
@@ -168,6 +169,9 @@ export function matmulRows(
       if (q4) dotQ4_0x2(wr, hb, xa, ad, ax, nb, yr, yh);
       else dotQ5_0x2(wr, hb, xa, ad, ax, nb, yr, yh);
     }
+    r = r0 + 2 * h;
+  } else if (type == T_Q8_0) {
+    for (; r < r0 + h; r++) dotQ8_0x2(w + <usize>r * rb, hb, xa, ad, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2));
     r = r0 + 2 * h;
   } else if (type == T_Q4_K || type == T_Q5_K) {
     // One token: xa in the halves layout, ax the pair sums of bsums (prepareAct); scratch: the
