@@ -22,8 +22,8 @@
  * sequence); RoPE takes each row's position, K and V go to each row's cache at its position, and
  * each run of consecutive rows of one cache attends to that cache alone (the same attention kernel
  * as a one-sequence step). Hooks are not called in a batched step. A batched step of 2 or 3 rows
- * multiplies weights of other types than F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K a row at a
- * time (BATCH_ROWWISE_BELOW: faster on today's kernels).
+ * multiplies weights of types outside BATCH_SMALL_T_TYPES a row at a time (BATCH_ROWWISE_BELOW:
+ * faster on today's kernels).
  * Not here: loading and binding weights (weights.ts), sessions, prefix reuse (model.ts).
  */
 import { rowBytes } from "../quant/index.ts";
