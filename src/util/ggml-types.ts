@@ -140,6 +140,10 @@ export function requireGgmlType(id: number, where = ""): GgmlTypeInfo {
 
 /** Type info by name (case-insensitive: "q4_k" and "Q4_K" both work). */
 export function ggmlTypeByName(name: string): GgmlTypeInfo | undefined {
+  // The exact name first: the engine looks its weight types up on every matrix product, and the
+  // case-insensitive scan below allocates a string per entry.
+  const exact = BY_NAME.get(name);
+  if (exact) return exact;
   const upper = name.toUpperCase();
   for (const [k, v] of BY_NAME) if (k.toUpperCase() === upper) return v;
   return undefined;
