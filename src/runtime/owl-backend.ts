@@ -17,10 +17,12 @@
  * the event loop while it runs. Prompts are evaluated per sequence, at once, in generate() (a
  * prompt is a mat-mat already). stepCounts() counts the steps by their number of sequences.
  * What a batch gains is the kernels': on the bench machine (bench/serve.ts --owl, 15M and 110M
- * Q8_0, 1 and 2 threads) a batched step of 8 sequences ran 1.3-1.8x faster than 8 steps of one
- * and a step of 4 0.9-1.7x, because the WebAssembly matmul over a handful of rows still costs
- * nearly as much per row as over one (110M Q8_0: 4 rows about 4x one row); F32 weights gain
- * 1.9-2.8x at 4-8 sequences.
+ * Q8_0, 2 threads, bench/RESULTS.md) a batched step of 4 sequences gives 1.8-2.0x the tokens/s
+ * of a step of one and runs 1.5-1.7x faster than 4 steps of one (the small-T matmuls decode each
+ * weight block once for up to 4 tokens; a 4-token Q8_0 product still costs about 2x a one-token
+ * one, the WebAssembly SIMD bound without an 8-bit dot product). Through HTTP less of it shows:
+ * the engine runs on the event loop, so the server's per-token work (JSON, socket writes, GC)
+ * adds to each step rather than overlapping it as it does with llama.cpp's native threads.
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
  * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
