@@ -261,11 +261,6 @@ export function templateCapabilities(
   return caps;
 }
 
-/** Whether a template can fill in the middle (Ollama's "insert" capability). */
-export function templateSupportsSuffix(source: string): boolean {
-  return source.includes(".Suffix");
-}
-
 const jsonString = <T extends object>(v: T): T => withGoString(v, goJson);
 
 /** Ollama's PropertyType: a []string that prints and marshals as its only entry when it has one. */
@@ -648,7 +643,11 @@ export function planGeneratePrompt(input: GeneratePromptInput): RenderedPrompt |
       ? input.requestTemplate
       : input.template;
   if (input.suffix !== undefined && input.suffix !== "") {
-    if (template === undefined || template === "" || !templateSupportsSuffix(template)) {
+    if (
+      template === undefined ||
+      template === "" ||
+      !templateCapabilities(template, undefined).includes("insert")
+    ) {
       throw new OwlError("ERR_UNSUPPORTED", `${name} does not support insert (its template has no .Suffix)`, {
         hint: "use a code model whose template fills in the middle, or leave out suffix",
       });
