@@ -15,12 +15,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { gu32, writeGguf } from "../src/formats/gguf/index.ts";
 import { createBackend } from "../src/runtime/backends.ts";
 import { Scheduler } from "../src/runtime/scheduler.ts";
 import { type RunningServer, startServer } from "../src/server/serve.ts";
 import { ModelStore } from "../src/store/store.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import type { ServerSettings } from "../src/util/env.ts";
+import { tinyModel } from "./helpers/engine-tiny-model.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 import { writeTinyLora } from "./helpers/runtime.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
@@ -558,6 +560,43 @@ describe("bad input", () => {
     }
     const show = await post("/api/show", { model: "nope" });
     expect(show).toEqual({ status: 404, body: { error: "model 'nope' not found" } });
+  });
+
+  it("capabilities are checked before loading: an embedding model neither generates nor chats, tools need a template for them", async () => {
+    // Ollama (server/images.go): a GGUF with <arch>.pooling_type is an embedding model, which has
+    // no "completion" capability; scheduleRunner checks capabilities before it loads anything.
+    const input = tinyModel({ arch: "llama", type: "F32", seed: 3, C: 64, nFf: 128, nHead: 4, nHeadKv: 4 });
+    input.metadata.set("llama.pooling_type", gu32(1));
+    const gguf = join(root, "tiny-embed.gguf");
+    await writeGguf(gguf, input);
+    const store = new ModelStore(root);
+    const EMBED = "tiny-embed";
+    await store.create(EMBED, { from: gguf, params: {}, adapters: [], license: [], messages: [] });
+    expect((await client.show({ model: EMBED })).capabilities).toEqual(["embedding"]);
+    const gen = await post("/api/generate", { model: EMBED, prompt: "x" });
+    expect(gen).toEqual({ status: 400, body: { error: `"${EMBED}" does not support generate` } });
+    const chat = await post("/api/chat", { model: EMBED, messages: [{ role: "user", content: "x" }] });
+    expect(chat).toEqual({ status: 400, body: { error: `"${EMBED}" does not support chat` } });
+    // Loading it (an empty prompt or no messages) is refused the same way.
+    expect((await post("/api/chat", { model: EMBED, messages: [] })).status).toBe(400);
+    expect((await post("/api/generate", { model: EMBED })).status).toBe(400);
+    // Tools for a model whose template cannot show them: refused, and nothing was loaded for it.
+    const COPY = "stories-no-tools";
+    await client.copy({ source: MODEL, destination: COPY });
+    const tools = [
+      { type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } },
+    ];
+    const refused = await post("/api/chat", {
+      model: COPY,
+      messages: [{ role: "user", content: "x" }],
+      tools,
+    });
+    expect(refused).toEqual({ status: 400, body: { error: `${COPY}:latest does not support tools` } });
+    const ps = (await client.ps()).models.map((m) => m.name);
+    expect(ps).not.toContain(`${COPY}:latest`);
+    expect(ps).not.toContain(`${EMBED}:latest`);
+    await client.delete({ model: COPY });
+    await client.delete({ model: EMBED });
   });
 
   it("negative or absurd options are 400s naming the option", async () => {

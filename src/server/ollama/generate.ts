@@ -48,7 +48,6 @@ import {
   type PromptMessage,
   planGeneratePrompt,
   promptTokens,
-  templateCapabilities,
   truncatePromptTokens,
 } from "../../runtime/prompt.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
@@ -60,6 +59,7 @@ import type { ServerContext } from "../context.ts";
 import { type RequestAbort, requestAbort } from "../stream.ts";
 import { readJson } from "../validate.ts";
 import { logWarnings, requestWarn, type Warn } from "../warn.ts";
+import { checkCapabilities } from "./capabilities.ts";
 import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
 import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
 
@@ -259,6 +259,11 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
     const prompt = body.prompt ?? "";
+    const unloadOnly = prompt === "" && !body.suffix && keepAliveMs === 0;
+    // Ollama (scheduleRunner, before loading): an embedding model does not generate; a suffix
+    // needs a template with .Suffix.
+    if (!unloadOnly)
+      checkCapabilities(model, name, "generate", body.suffix ? ["completion", "insert"] : ["completion"]);
 
     // Ollama: an empty prompt with keep_alive 0 unloads; an empty prompt loads.
     if (prompt === "" && !body.suffix) {
@@ -400,6 +405,10 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       }),
     );
 
+    // Ollama (scheduleRunner, before loading): an embedding model does not chat; tools need a
+    // template that shows them to the model.
+    checkCapabilities(model, name, "chat", tools.length > 0 ? ["completion", "tools"] : ["completion"]);
+
     // Ollama: no messages loads the model (keep_alive 0: unloads it).
     if (messages.length === 0) {
       if (keepAliveMs === 0) await ctx.scheduler.unload(name);
@@ -426,15 +435,6 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       logprobsOf(body),
       truncation,
       (loaded) => {
-        // Ollama (server/routes.go ChatHandler, CheckCapabilities): tools for a model whose
-        // template cannot show them to it is a 400, "<model> does not support tools".
-        if (
-          tools.length > 0 &&
-          !templateCapabilities(model.template, loaded.info.chatTemplate).includes("tools")
-        ) {
-          // Ollama's exact text (no hint appended): clients match on it.
-          throw new OwlError("ERR_BAD_REQUEST", `${model.name} does not support tools`);
-        }
         const input: ChatPromptInput = {
           messages,
           ...(tools.length > 0 && { tools }),

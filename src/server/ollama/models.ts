@@ -15,13 +15,13 @@ import type {
   OllamaTensor,
 } from "../../api/ollama.ts";
 import { type GgufValue, openGguf } from "../../formats/gguf/index.ts";
-import { templateCapabilities } from "../../runtime/prompt.ts";
 import { normalizeParameters, parseModelfile } from "../../store/modelfile.ts";
 import type { Modelfile, ResolvedModel, StoredMessage } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
 import { channel } from "../stream.ts";
 import { readJson } from "../validate.ts";
+import { modelCapabilities } from "./capabilities.ts";
 import { ollamaDetails, requireModelName, streamOrLast, timestamp } from "./common.ts";
 import {
   type CreateBody,
@@ -324,7 +324,7 @@ export function showModel(
     file.close();
   }
   const template = model.template ?? chatTemplate ?? "";
-  const capabilities = templateCapabilities(model.template, chatTemplate);
+  const capabilities = modelCapabilities(model);
   const resp: OllamaShowResponse = {
     license: model.license.join("\n"),
     modelfile: ctx.store.modelfileText(model),
