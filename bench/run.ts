@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { runBatchBoundBench } from "./batch-bound.ts";
 import { runEngineBench } from "./engine.ts";
 import { runEngineKernelsBench } from "./engine-kernels.ts";
 import { runQuantBench } from "./quant.ts";
@@ -31,6 +32,10 @@ const sections: [string, () => string | Promise<string>][] = [
   [
     "Serving on the owl engine: concurrent streams batched by `owl serve` (OWL_BACKEND=owl)",
     runOwlServeBench,
+  ],
+  [
+    "Batching bound: a decode step of 4 sequences against a step of one, llama.cpp and the owl engine, by weight type",
+    runBatchBoundBench,
   ],
 ];
 
