@@ -13,9 +13,11 @@ import type { RunIO } from "../src/cli/commands/run.ts";
 import { captureIO } from "../src/cli/io.ts";
 import { runCli } from "../src/cli/main.ts";
 import { defaultRunParams, effectiveRepeatPenalty } from "../src/cli/run-params.ts";
+import { createBackend } from "../src/runtime/backends.ts";
 import { resolveOllamaOptions } from "../src/runtime/options.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
+import { run } from "./helpers/runtime.ts";
 
 const BUNDLED = join(REPO_ROOT, "models", "stories260k.gguf");
 const REF = "llama2c/reference/greedy_once_upon_a_time_n200.json";
@@ -222,26 +224,34 @@ describe("owl run", () => {
     expect(r.out).not.toContain("never read");
   });
 
-  it("in process, an answer cut by a full context says so on stderr (the server would shift instead)", async () => {
-    for (const backend of ["owl", "llama.cpp"]) {
-      const r = await owl([
-        "run",
-        PROMPT,
-        "--backend",
-        backend,
-        "--num-ctx",
-        "256",
-        "--num-predict",
-        "400",
-        "--temperature",
-        "0",
-        // One thread: llama.cpp's two spinning threads crawl on a loaded 2-core machine.
-        "--threads",
-        "1",
-      ]);
+  it("in process, a full context shifts as the server's does (num_keep, then half of the rest dropped) and generation goes on", async () => {
+    // The oracle: runtime/complete.ts's context shift (the server's, itself checked against a
+    // hand-built shifted context in runtime-complete-shift.test.ts) over the same backend.
+    const N_CTX = 64;
+    for (const backend of ["owl", "llama.cpp"] as const) {
+      const args = ["run", PROMPT, "--backend", backend, "--num-ctx", String(N_CTX), "--num-predict", "150"];
+      // One thread: llama.cpp's two spinning threads crawl on a loaded 2-core machine.
+      const r = await owl([...args, "--temperature", "0", "--threads", "1", "--verbose"]);
       expect(r.code).toBe(0);
-      expect(r.out.length).toBeGreaterThan(0);
-      expect(r.err).toMatch(/the context is full \(256 tokens\); raise --num-ctx/);
+      expect(r.err).not.toMatch(/context is full/);
+      expect(r.err).toMatch(/eval count:\s+150 token/);
+      const model = await createBackend(backend).load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: N_CTX,
+        numParallel: 1,
+        threads: 1,
+      });
+      try {
+        const seq = model.tryAcquireSequence()!;
+        const prompt = model.tokenize(PROMPT, { addBos: true, parseSpecial: false });
+        const ref = await run(model, seq, { prompt, maxTokens: 150, shift: { numKeep: 4 } });
+        seq.release();
+        expect(ref.done.shifts).toBeGreaterThanOrEqual(2);
+        expect(r.out).toBe(ref.text.endsWith("\n") ? ref.text : `${ref.text}\n`);
+      } finally {
+        await model.dispose();
+      }
     }
-  });
+  }, 60_000);
 });

@@ -39,6 +39,8 @@ export interface GenerationResult {
   text: string;
   stopReason: "eog" | "stop" | "length" | "context" | "aborted";
   stats: GenerationStats;
+  /** Times a full context shifted (Ollama's context shift, ContextShift) to go on generating. */
+  shifts?: number;
 }
 
 export interface ModelRunner {
@@ -90,6 +92,45 @@ function isAbort(e: unknown): boolean {
   return (
     (e instanceof OwlError && e.code === "ERR_ABORTED") || (e instanceof Error && e.name === "AbortError")
   );
+}
+
+/** Thrown by ContextShift when a full context cannot shift (num_keep leaves nothing to drop). */
+const CONTEXT_FULL = new Error("the context is full");
+
+/**
+ * Ollama's context shift over a growing token list (runtime/complete.ts does the same over a
+ * backend's sequence): the tokens in the context are a window of prompt + generated; when it
+ * reaches nCtx it keeps the first num_keep tokens (+ BOS; -1: the whole prompt), drops half of
+ * the rest, and the session evaluates the window again (its cached prefix, the kept tokens, is
+ * reused), so generation goes on past the context length.
+ */
+export class ContextShift {
+  private win: number[] = [];
+  private consumed = 0;
+  shifts = 0;
+
+  constructor(
+    private readonly prompt: readonly number[],
+    private readonly nCtx: number,
+    private readonly numKeep: number,
+    private readonly bosToken: number | undefined,
+  ) {}
+
+  /** The tokens to hold in the context for the sequence `seq` (prompt + every token so far). */
+  window(seq: readonly number[]): readonly number[] {
+    for (let i = this.consumed; i < seq.length; i++) this.win.push(seq[i]!);
+    this.consumed = seq.length;
+    if (this.win.length >= this.nCtx) {
+      const bos = this.bosToken !== undefined && this.win[0] === this.bosToken ? 1 : 0;
+      const numKeep = this.numKeep < 0 ? this.prompt.length - bos : this.numKeep;
+      const keep = Math.max(0, Math.min(numKeep + bos, this.win.length - 2));
+      const discard = Math.floor((this.win.length - keep) / 2);
+      if (discard < 1) throw CONTEXT_FULL;
+      this.win = [...this.win.slice(0, keep), ...this.win.slice(keep + discard)];
+      this.shifts++;
+    }
+    return this.win;
+  }
 }
 
 /** Yield to the event loop so that Ctrl-C (readline's SIGINT) is seen between tokens. */
@@ -175,7 +216,10 @@ class OwlRunner implements ModelRunner {
     signal?: AbortSignal,
   ): Promise<GenerationResult> {
     const session = this.sessionFor(params.num_ctx);
-    const maxTokens = budget(tokens.length, session.nCtx, params.num_predict);
+    budget(tokens.length, session.nCtx, params.num_predict);
+    const maxTokens = params.num_predict < 0 ? -1 : params.num_predict;
+    const v = this.tokenizer.vocab;
+    const shift = new ContextShift(tokens, session.nCtx, params.num_keep, v.addBos ? v.bos : undefined);
     const sampler = new Sampler({
       temperature: params.temperature,
       top_k: params.top_k,
@@ -206,7 +250,7 @@ class OwlRunner implements ModelRunner {
       maxTokens,
       signal,
       evaluate: (seq, sig) => {
-        const r = session.evaluate(seq, { signal: sig });
+        const r = session.evaluate(shift.window(seq), { signal: sig });
         if (promptMs < 0) promptTokens = r.evaluated;
         return r.logits;
       },
@@ -217,11 +261,6 @@ class OwlRunner implements ModelRunner {
         if (promptMs < 0 && (step.done || step.value.token !== null)) promptMs = performance.now() - t0;
         if (step.done) {
           out.stopReason = step.value.stopReason;
-          if (
-            step.value.stopReason === "length" &&
-            (params.num_predict < 0 || maxTokens < params.num_predict)
-          )
-            out.stopReason = "context";
           break;
         }
         if (step.value.token !== null) out.tokens.push(step.value.token);
@@ -232,9 +271,11 @@ class OwlRunner implements ModelRunner {
         await tick();
       }
     } catch (e) {
-      if (!isAbort(e)) throw e;
-      out.stopReason = "aborted";
+      if (e === CONTEXT_FULL) out.stopReason = "context";
+      else if (isAbort(e)) out.stopReason = "aborted";
+      else throw e;
     }
+    out.shifts = shift.shifts;
     const totalMs = performance.now() - t0;
     if (promptMs < 0) promptMs = totalMs;
     out.stats = {
@@ -300,15 +341,24 @@ class LlamaCppRunner implements ModelRunner {
       );
     }
     const seq = await this.sequenceFor(params.num_ctx);
-    const nCtx = this.context!.contextSize;
-    const maxTokens = budget(tokens.length, nCtx, params.num_predict);
-    // Reuse the common prefix of what the sequence holds; always evaluate at least one token.
-    const held = seq.contextTokens;
-    let keep = 0;
-    while (keep < held.length && keep < tokens.length && held[keep] === tokens[keep]) keep++;
-    if (keep === tokens.length) keep--;
-    if (keep < seq.nextTokenIndex)
-      await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    // The context asked for (llama.cpp may pad the one it makes): where it shifts, as the server.
+    const nCtx = Math.min(params.num_ctx, this.nCtxTrain, this.context!.contextSize);
+    budget(tokens.length, nCtx, params.num_predict);
+    const maxTokens = params.num_predict < 0 ? Number.POSITIVE_INFINITY : params.num_predict;
+    const v = this.tokenizer.vocab;
+    const shift = new ContextShift(tokens, nCtx, params.num_keep, v.addBos ? v.bos : undefined);
+    /** Evaluates `input` reusing the common prefix of what the sequence holds (at least one token is new). */
+    const reuse = async (input: readonly number[]): Promise<number> => {
+      const held = seq.contextTokens;
+      let keep = 0;
+      while (keep < held.length && keep < input.length && held[keep] === input[keep]) keep++;
+      if (keep === input.length) keep--;
+      if (keep < seq.nextTokenIndex)
+        await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+      return keep;
+    };
+    let input: readonly number[] = tokens;
+    let keep = await reuse(input);
 
     const all = [...tokens];
     const penalty = effectiveRepeatPenalty(params);
@@ -333,8 +383,12 @@ class LlamaCppRunner implements ModelRunner {
     let promptMs = -1;
     let stopped = false;
     try {
-      if (maxTokens > 0) {
-        for await (const token of seq.evaluate(tokens.slice(keep) as Token[], {
+      // Each pass evaluates the context's tokens and generates until the context is full; then
+      // it shifts (ContextShift: the same window the owl backend evaluates) and goes on.
+      while (maxTokens > 0 && !stopped) {
+        let full = false;
+        const sinceInput: number[] = [];
+        for await (const token of seq.evaluate(input.slice(keep) as Token[], {
           temperature: params.temperature,
           topK: params.top_k,
           topP: params.top_p,
@@ -362,6 +416,7 @@ class LlamaCppRunner implements ModelRunner {
           }
           all.push(token);
           out.tokens.push(token);
+          sinceInput.push(token);
           const r = matcher.push(decoder.push(token));
           emit(r.text);
           if (r.stopped) {
@@ -369,18 +424,26 @@ class LlamaCppRunner implements ModelRunner {
             stopped = true;
             break;
           }
-          if (out.tokens.length >= maxTokens) {
-            if (maxTokens < params.num_predict || params.num_predict < 0) out.stopReason = "context";
+          if (out.tokens.length >= maxTokens) break;
+          // The context holds the input and the tokens since: the next one would not fit.
+          if (input.length + sinceInput.length >= nCtx) {
+            full = true;
             break;
           }
           await tick();
         }
+        if (!full) break;
+        input = shift.window(all);
+        keep = await reuse(input);
       }
     } catch (e) {
-      if (!isAbort(e)) throw e;
-      out.stopReason = "aborted";
-      stopped = true;
+      if (e === CONTEXT_FULL) out.stopReason = "context";
+      else if (isAbort(e)) {
+        out.stopReason = "aborted";
+        stopped = true;
+      } else throw e;
     }
+    out.shifts = shift.shifts;
     if (!stopped) {
       const r = matcher.push(decoder.flush());
       emit(r.stopped ? r.text : r.text + matcher.flush());

@@ -12,7 +12,7 @@ import { OwlError } from "../util/errors.ts";
 
 export interface RunParams {
   temperature: number;
-  /** -1: until an end-of-generation token or a full context. */
+  /** -1: until an end-of-generation token (a full context shifts: num_keep). */
   num_predict: number;
   /** undefined: a random seed per generation. */
   seed: number | undefined;
@@ -29,6 +29,8 @@ export interface RunParams {
   frequency_penalty: number;
   /** Context length asked for; the backends cap it at the model's training context. */
   num_ctx: number;
+  /** Tokens of the prompt's start kept when a full context shifts (-1: the whole prompt). */
+  num_keep: number;
   stop: string[];
 }
 
@@ -48,6 +50,7 @@ export function defaultRunParams(): RunParams {
     presence_penalty: d.presence_penalty,
     frequency_penalty: d.frequency_penalty,
     num_ctx: defaultContextLength(),
+    num_keep: d.num_keep,
     stop: [],
   };
 }
@@ -82,8 +85,8 @@ export const NUMERIC_PARAMS: readonly ParamSpec[] = [
     name: "num_predict",
     integer: true,
     ok: (x) => x >= -1 && x <= Number.MAX_SAFE_INTEGER,
-    expected: "an integer >= -1 (-1 = until the end of text or a full context)",
-    description: "most tokens to generate; -1 = until the model ends the text or the context is full",
+    expected: "an integer >= -1 (-1 = until the end of text)",
+    description: "most tokens to generate; -1 = until the model ends the text (a full context shifts)",
   },
   {
     name: "seed",
@@ -154,6 +157,13 @@ export const NUMERIC_PARAMS: readonly ParamSpec[] = [
     ok: (x) => x >= 1 && x <= 0x7fffffff,
     expected: "an integer >= 1",
     description: "context length (capped at the model's)",
+  },
+  {
+    name: "num_keep",
+    integer: true,
+    ok: (x) => x >= -1 && x <= 0x7fffffff,
+    expected: "an integer >= -1 (-1 = the whole prompt)",
+    description: "when the context is full: tokens of the prompt's start kept, then half of the rest dropped",
   },
 ];
 

@@ -314,10 +314,11 @@ export function registerRun(program: Command, io: CliIO): void {
           : runner.tokenizer.encode(prompt);
       const result = await runner.generate(tokens, params, (t) => io.out(t));
       if (result.text.length > 0 && !result.text.endsWith("\n")) io.out("\n");
-      // NOTE: in process the answer ends at a full context (an owl server shifts it and goes on).
+      // A full context shifts (ContextShift) as the server's does; it ends the answer only when
+      // nothing could be dropped.
       if (result.stopReason === "context")
         io.err(
-          `owl: stopped: the context is full (${tokens.length + result.tokens.length} tokens); raise --num-ctx (up to the model's context length) or run through \`owl serve\`, which shifts the context\n`,
+          `owl: stopped: the context is full (${tokens.length + result.tokens.length} tokens); raise --num-ctx (up to the model's context length) or lower --num-keep\n`,
         );
       if (verbose) io.err(`\n${formatStats(runner, result)}`);
     } finally {
