@@ -224,7 +224,27 @@ describe("owl run", () => {
     expect(r.out).not.toContain("never read");
   });
 
-  it("in process, a full context shifts as the server's does (num_keep, then half of the rest dropped) and generation goes on", async () => {
+  it("in process with no --num-predict, an answer cut by a full context says so on stderr", async () => {
+    for (const backend of ["owl", "llama.cpp"]) {
+      const r = await owl([
+        "run",
+        PROMPT,
+        "--backend",
+        backend,
+        "--num-ctx",
+        "64",
+        "--temperature",
+        "0",
+        "--threads",
+        "1",
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.out.length).toBeGreaterThan(0);
+      expect(r.err).toMatch(/the context is full \(64 tokens\); raise --num-ctx .* give --num-predict/);
+    }
+  });
+
+  it("in process, --num-predict past the context shifts it as the server does (num_keep, then half of the rest dropped)", async () => {
     // The oracle: runtime/complete.ts's context shift (the server's, itself checked against a
     // hand-built shifted context in runtime-complete-shift.test.ts) over the same backend.
     const N_CTX = 64;

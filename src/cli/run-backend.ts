@@ -73,7 +73,7 @@ export interface OpenRunnerOptions {
 }
 
 /** Tokens the context can still take for generation, or an error when the prompt fills it. */
-function budget(promptLength: number, nCtx: number, numPredict: number): number {
+function budget(promptLength: number, nCtx: number): number {
   if (promptLength >= nCtx) {
     throw new OwlError(
       "ERR_CONTEXT_OVERFLOW",
@@ -84,8 +84,7 @@ function budget(promptLength: number, nCtx: number, numPredict: number): number 
       },
     );
   }
-  const room = nCtx - promptLength;
-  return numPredict < 0 ? room : Math.min(numPredict, room);
+  return nCtx - promptLength;
 }
 
 function isAbort(e: unknown): boolean {
@@ -216,8 +215,9 @@ class OwlRunner implements ModelRunner {
     signal?: AbortSignal,
   ): Promise<GenerationResult> {
     const session = this.sessionFor(params.num_ctx);
-    budget(tokens.length, session.nCtx, params.num_predict);
-    const maxTokens = params.num_predict < 0 ? -1 : params.num_predict;
+    // No --num-predict: up to a full context; a given count may go past it (the context shifts).
+    const room = budget(tokens.length, session.nCtx);
+    const maxTokens = params.num_predict < 0 ? room : params.num_predict;
     const v = this.tokenizer.vocab;
     const shift = new ContextShift(tokens, session.nCtx, params.num_keep, v.addBos ? v.bos : undefined);
     const sampler = new Sampler({
@@ -261,6 +261,7 @@ class OwlRunner implements ModelRunner {
         if (promptMs < 0 && (step.done || step.value.token !== null)) promptMs = performance.now() - t0;
         if (step.done) {
           out.stopReason = step.value.stopReason;
+          if (step.value.stopReason === "length" && params.num_predict < 0) out.stopReason = "context";
           break;
         }
         if (step.value.token !== null) out.tokens.push(step.value.token);
@@ -343,8 +344,9 @@ class LlamaCppRunner implements ModelRunner {
     const seq = await this.sequenceFor(params.num_ctx);
     // The context asked for (llama.cpp may pad the one it makes): where it shifts, as the server.
     const nCtx = Math.min(params.num_ctx, this.nCtxTrain, this.context!.contextSize);
-    budget(tokens.length, nCtx, params.num_predict);
-    const maxTokens = params.num_predict < 0 ? Number.POSITIVE_INFINITY : params.num_predict;
+    // No --num-predict: up to a full context; a given count may go past it (the context shifts).
+    const room = budget(tokens.length, nCtx);
+    const maxTokens = params.num_predict < 0 ? room : params.num_predict;
     const v = this.tokenizer.vocab;
     const shift = new ContextShift(tokens, nCtx, params.num_keep, v.addBos ? v.bos : undefined);
     /** Evaluates `input` reusing the common prefix of what the sequence holds (at least one token is new). */
@@ -424,7 +426,10 @@ class LlamaCppRunner implements ModelRunner {
             stopped = true;
             break;
           }
-          if (out.tokens.length >= maxTokens) break;
+          if (out.tokens.length >= maxTokens) {
+            if (params.num_predict < 0) out.stopReason = "context";
+            break;
+          }
           // The context holds the input and the tokens since: the next one would not fit.
           if (input.length + sinceInput.length >= nCtx) {
             full = true;

@@ -12,7 +12,8 @@ import { OwlError } from "../util/errors.ts";
 
 export interface RunParams {
   temperature: number;
-  /** -1: until an end-of-generation token (a full context shifts: num_keep). */
+  /** -1: until an end-of-generation token or a full context; a count may go past a full context,
+   * which then shifts (num_keep). */
   num_predict: number;
   /** undefined: a random seed per generation. */
   seed: number | undefined;
@@ -85,8 +86,9 @@ export const NUMERIC_PARAMS: readonly ParamSpec[] = [
     name: "num_predict",
     integer: true,
     ok: (x) => x >= -1 && x <= Number.MAX_SAFE_INTEGER,
-    expected: "an integer >= -1 (-1 = until the end of text)",
-    description: "most tokens to generate; -1 = until the model ends the text (a full context shifts)",
+    expected: "an integer >= -1 (-1 = until the end of text or a full context)",
+    description:
+      "most tokens to generate; -1 = until the model ends the text or the context is full (a count past the context shifts it)",
   },
   {
     name: "seed",

@@ -314,11 +314,11 @@ export function registerRun(program: Command, io: CliIO): void {
           : runner.tokenizer.encode(prompt);
       const result = await runner.generate(tokens, params, (t) => io.out(t));
       if (result.text.length > 0 && !result.text.endsWith("\n")) io.out("\n");
-      // A full context shifts (ContextShift) as the server's does; it ends the answer only when
-      // nothing could be dropped.
+      // With no --num-predict the answer ends at a full context; with one it may go past it (the
+      // context shifts, ContextShift, as the server's does).
       if (result.stopReason === "context")
         io.err(
-          `owl: stopped: the context is full (${tokens.length + result.tokens.length} tokens); raise --num-ctx (up to the model's context length) or lower --num-keep\n`,
+          `owl: stopped: the context is full (${tokens.length + result.tokens.length} tokens); raise --num-ctx (up to the model's context length), or give --num-predict to go on past it (the context then shifts)\n`,
         );
       if (verbose) io.err(`\n${formatStats(runner, result)}`);
     } finally {
