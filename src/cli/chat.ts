@@ -84,8 +84,13 @@ Ctrl-C stops an answer; Ctrl-C or Ctrl-D at an empty prompt exits.
 
 /** The conversation: what a turn sends to the model. */
 interface Conversation {
-  /** Token sequence for the next answer after `line`. */
-  prompt(line: string): number[];
+  /**
+   * Token sequence for the next answer after `line`. When the history does not leave room for an
+   * answer in `nCtx` tokens, the oldest messages (never a system message nor the new one) are
+   * dropped first, as Ollama's server does (server/prompt.go chatPrompt); a history without
+   * messages keeps its latest half.
+   */
+  prompt(line: string, nCtx: number): number[];
   /** Record the answer to the last prompt. */
   answered(prompt: readonly number[], result: GenerationResult): void;
   clear(): void;
@@ -95,12 +100,16 @@ function templateConversation(runner: ModelRunner, source: string): Conversation
   const template = compileChatTemplate(source, { name: "tokenizer.chat_template" });
   const specials = chatTemplateTokens(runner.tokenizer.vocab);
   let messages: ChatMessage[] = [];
+  const render = (list: ChatMessage[]) => {
+    const text = template.render({ messages: list, addGenerationPrompt: true, ...specials });
+    const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
+    return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+  };
   return {
-    prompt(line) {
+    prompt(line, nCtx) {
       messages.push({ role: "user", content: line });
-      const text = template.render({ messages, addGenerationPrompt: true, ...specials });
-      const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
-      return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+      messages = dropOldest(messages, nCtx, render);
+      return render(messages);
     },
     answered(_prompt, result) {
       messages.push({ role: "assistant", content: result.text });
@@ -114,9 +123,13 @@ function templateConversation(runner: ModelRunner, source: string): Conversation
 function plainConversation(runner: ModelRunner): Conversation {
   let history: number[] = [];
   return {
-    prompt(line) {
+    prompt(line, nCtx) {
       if (history.length === 0) return runner.tokenizer.encode(line);
-      return [...history, ...runner.tokenizer.encode(line, { addSpecial: false })];
+      const next = runner.tokenizer.encode(line, { addSpecial: false });
+      if (history.length + next.length < nCtx) return [...history, ...next];
+      // Too long: the first token (BOS) and the latest half of the context.
+      const tail = [...history.slice(1), ...next].slice(-Math.floor(nCtx / 2));
+      return [...history.slice(0, 1), ...tail];
     },
     answered(prompt, result) {
       history = [...prompt, ...result.tokens];
@@ -125,6 +138,24 @@ function plainConversation(runner: ModelRunner): Conversation {
       history = [];
     },
   };
+}
+
+/**
+ * `messages` less its oldest non-system messages, one at a time, until `render` of it leaves room
+ * for an answer in nCtx tokens or only the last message and the system ones are left.
+ */
+function dropOldest<M extends { role: string }>(
+  messages: M[],
+  nCtx: number,
+  render: (m: M[]) => number[],
+): M[] {
+  let list = messages;
+  while (render(list).length >= nCtx) {
+    const i = list.findIndex((m, k) => m.role !== "system" && k < list.length - 1);
+    if (i < 0) break;
+    list = [...list.slice(0, i), ...list.slice(i + 1)];
+  }
+  return list;
 }
 
 /** Run the chat until /bye, Ctrl-D or the end of the input. */
@@ -226,7 +257,8 @@ export async function runChat(options: ChatOptions): Promise<void> {
       }
       if (!result.text.endsWith("\n")) io.out("\n");
       if (result.stopReason === "aborted") io.out("(stopped)\n");
-      if (result.stopReason === "context") io.out("(the context is full: /clear to start again)\n");
+      if (result.stopReason === "context")
+        io.out("(the context is full: the next turn drops the oldest messages, or /clear starts again)\n");
       if (verbose) io.err(result.stats());
       io.out("\n");
       firstTurn = false;
@@ -240,17 +272,21 @@ export async function runChat(options: ChatOptions): Promise<void> {
 function storedConversation(runner: ModelRunner, model: ResolvedModel): Conversation {
   const specials = chatTemplateTokens(runner.tokenizer.vocab);
   let messages: PromptMessage[] = [];
+  const render = (list: PromptMessage[]) => {
+    const input: ChatPromptInput = { messages: list, storedMessages: model.messages, ...specials };
+    if (model.system !== undefined) input.system = model.system;
+    if (model.template !== undefined) input.template = model.template;
+    if (runner.chatTemplate !== undefined) input.chatTemplate = runner.chatTemplate;
+    const text = renderChatPrompt(input).prompt;
+    const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
+    return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+  };
   return {
-    prompt(line) {
-      const next: PromptMessage[] = [...messages, { role: "user", content: line }];
-      const input: ChatPromptInput = { messages: next, storedMessages: model.messages, ...specials };
-      if (model.system !== undefined) input.system = model.system;
-      if (model.template !== undefined) input.template = model.template;
-      if (runner.chatTemplate !== undefined) input.chatTemplate = runner.chatTemplate;
-      const text = renderChatPrompt(input).prompt;
+    prompt(line, nCtx) {
+      const next = dropOldest([...messages, { role: "user", content: line }], nCtx, render);
+      const tokens = render(next);
       messages = next;
-      const addSpecial = !(specials.bosToken !== undefined && text.startsWith(specials.bosToken));
-      return runner.tokenizer.encode(text, { addSpecial, parseSpecial: true });
+      return tokens;
     },
     answered(_prompt, result) {
       messages.push({ role: "assistant", content: result.text });
@@ -278,7 +314,7 @@ export function localChat(runner: ModelRunner, stored?: ResolvedModel): ChatEngi
       ? undefined
       : "(this model has no chat template: each line continues the text so far; /? for help)",
     async send(line, params, onText, signal, firstTurn) {
-      const tokens = conversation.prompt(line);
+      const tokens = conversation.prompt(line, Math.min(params.num_ctx, runner.nCtxTrain));
       const result = await runner.generate(tokens, params, onText, signal);
       conversation.answered(tokens, result);
       return { ...result, stats: () => formatStats(runner, result, firstTurn) };
