@@ -2,17 +2,26 @@
  * Batched evaluation of several sessions in one forward per step (Model.evaluateBatch, the owl
  * backend's continuous batching): on the bundled stories260K and on tiny random llama / qwen3
  * models (F32, Q8_0, Q4_K and Q5_K with Q6_K output and ffn_down), the batched logits of sessions
- * at different depths (4, 2 and 3 at a time) equal each session's own Session.evaluate logits
- * within 1e-5 of the logits' scale (WasmBackend's matrix products over several rows sum in
- * another order than over one: ~3e-7 seen; RefBackend's are exact),
- * greedy generation of four sequences batched step by step gives llama2.c run.c's reference
+ * at different depths (4, 2 and 3 at a time) equal each session's own Session.evaluate logits:
+ * - bit for bit on RefBackend (its products sum each row alone, whatever T), and on WasmBackend
+ *   with its one-row products run as two-row ones (onePlusOne below): a row of a product of 2..9
+ *   rows is the same bits whatever the other rows (engine-wasm-matmul.test.ts), so what is left
+ *   is the forward's own batching (positions, caches, rows to sequences), exactly;
+ * - on plain WasmBackend, whose one-row products sum in another order than those of several rows
+ *   (~3e-7 apart): within 1e-5 of the logits' scale for F32 and stories260K; for the quantized
+ *   types within QUANT_TOLERANCE with the same top token, as such a difference, ~1e-7 in one
+ *   value, sometimes moves that value across a rounding boundary of the next product's Q8
+ *   quantized activation (one quant step, up to 1/127 of its block's largest value), and a tiny
+ *   random model carries that to its logits (llama.cpp's batches do the same); models and seeds
+ *   where that happens are checked on their own below.
+ * Greedy generation of four sequences batched step by step gives llama2.c run.c's reference
  * tokens for each, prompts of several tokens split over steps of a few rows agree too, and bad
  * items get Session.evaluate's errors naming the item, before any cache changes.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KernelBackend } from "../src/engine/backend.ts";
+import type { Buf, KernelBackend } from "../src/engine/backend.ts";
 import { argmax } from "../src/engine/greedy.ts";
 import { RefBackend } from "../src/engine/kernels/ref/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../src/engine/kernels/wasm/backend.ts";
@@ -31,6 +40,14 @@ const CASES = ["once_upon_a_time", "the_little_dog", "lily_wanted_to", "empty"].
 const haveRefs = CASES.every((c) => fixturePath(c));
 /** |batched - alone| <= TOLERANCE * max|alone| over a row of logits. */
 const TOLERANCE = 1e-5;
+/**
+ * The bound for quantized weights on plain WasmBackend, where a batched step may cross a rounding
+ * boundary of a quantized activation that the one-token step does not (see the top): 4x the
+ * largest difference seen (2.5e-2 of the logits' scale, Q4_K and Q5_K, tiny models of seeds 1..10
+ * x token seeds 1..10 at depths 2, 7, 3, 9), and the top token must not move. Bugs of the batching
+ * itself are caught exactly by the checks on RefBackend and onePlusOne.
+ */
+const QUANT_TOLERANCE = 0.1;
 
 interface Reference {
   prompt_tokens: number[];
@@ -45,8 +62,8 @@ afterAll(async () => {
   await wasm?.dispose();
 });
 
-/** Max |a - b| over the row, and the bound it must stay under. */
-function expectCloseLogits(what: string, got: Float32Array, want: Float32Array): void {
+/** Max |a - b| over the row must stay under tolerance * max|want| (0: the same bits). */
+function expectCloseLogits(what: string, got: Float32Array, want: Float32Array, tolerance = TOLERANCE): void {
   expect(got.length, what).toBe(want.length);
   let scale = 0;
   let worst = 0;
@@ -59,11 +76,41 @@ function expectCloseLogits(what: string, got: Float32Array, want: Float32Array):
       at = i;
     }
   }
-  if (!(worst <= TOLERANCE * scale)) {
+  if (!(worst <= tolerance * scale)) {
     expect.fail(
-      `${what}: logit ${at} is ${got[at]} batched and ${want[at]} alone (max diff ${worst}, bound ${TOLERANCE * scale})`,
+      `${what}: logit ${at} is ${got[at]} batched and ${want[at]} alone (max diff ${worst}, bound ${tolerance * scale})`,
     );
   }
+  if (tolerance > TOLERANCE) expect(argmax(got), `${what}: top token`).toBe(argmax(want));
+}
+
+/**
+ * `be` with every one-row matrix product run as a two-row one (the row twice) and its first row
+ * kept: WasmBackend's one-token kernels sum in another order than those of several rows, so on it
+ * a session alone then takes the same float order as in a batched step.
+ */
+function onePlusOne(be: KernelBackend): KernelBackend {
+  let x2: Buf | undefined;
+  let y2: Buf | undefined;
+  const matmul: KernelBackend["matmul"] = (type, w, x, y, T, C, OC) => {
+    if (T !== 1) {
+      be.matmul(type, w, x, y, T, C, OC);
+      return;
+    }
+    if (!x2 || x2.bytes < 8 * C) x2 = be.alloc(8 * C);
+    if (!y2 || y2.bytes < 8 * OC) y2 = be.alloc(8 * OC);
+    be.copy(x, x2, C, 0, 0);
+    be.copy(x, x2, C, 0, C);
+    be.matmul(type, w, x2, y2, 2, C, OC);
+    be.copy(y2, y, OC);
+  };
+  return new Proxy(be, {
+    get(target, key) {
+      if (key === "matmul") return matmul;
+      const v: unknown = Reflect.get(target, key);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }
 
 /** Deterministic token ids in 3..V-1 (past <unk>, <s>, </s>), BOS first. */
@@ -81,7 +128,7 @@ function someTokens(n: number, V: number, seed: number): number[] {
  * Sessions at different depths evaluated one new token each, batched and alone (twin sessions
  * holding the same prefix), for two steps, the second reusing the caches the first filled.
  */
-function checkBatchEqualsAlone(model: Model, depths: number[], seed: number): void {
+function checkBatchEqualsAlone(model: Model, depths: number[], seed: number, tolerance = TOLERANCE): void {
   const V = model.hparams.V;
   const seqs = depths.map((d, i) => someTokens(d, V, seed + i));
   const batched = seqs.map(() => model.createSession({ nCtx: 128 }));
@@ -98,7 +145,7 @@ function checkBatchEqualsAlone(model: Model, depths: number[], seed: number): vo
       const want = alone[i]!.evaluate(s);
       expect(r.firstPosition, `item ${i}`).toBe(s.length - 1);
       expect(r.evaluated).toBe(1);
-      expectCloseLogits(`step ${step} item ${i} (depth ${s.length})`, r.logits, want.logits);
+      expectCloseLogits(`step ${step} item ${i} (depth ${s.length})`, r.logits, want.logits, tolerance);
       expect(batched[i]!.tokens).toEqual(s);
       s.push(argmax(want.logits));
     }
@@ -260,37 +307,71 @@ const TINY_K: Omit<TinySpec, "type" | "arch"> = {
   typeOf: (name) => (name === "output.weight" || name.endsWith("ffn_down.weight") ? "Q6_K" : undefined),
 };
 
+/** Tolerance of batched vs alone on plain WasmBackend for weights of `type` (see QUANT_TOLERANCE). */
+const plainTolerance = (type: GgmlTypeName) => (type === "F32" ? TOLERANCE : QUANT_TOLERANCE);
+
+/** The tiny model's spec for `type`: TINY_K for the K-quants. */
+const specFor = (type: GgmlTypeName) => (type.endsWith("_K") ? TINY_K : TINY);
+
 describe.each([
   ["llama", "F32"],
   ["llama", "Q8_0"],
   ["qwen3", "Q8_0"],
-  // Batched steps of 2..4 rows of these types take the small-T kernels (matmul-small.ts). NOTE: not
-  // F16: its activations are rounded to halves, and a value within ~1e-7 of a rounding boundary
-  // goes the other way when the float order differs, so batched and alone differ by ~2e-4 there
-  // (the tiles too); its kernels are tested in engine-wasm-matmul.test.ts.
+  // Batched steps of 2..8 rows of these types take the small-T kernels (matmul-small.ts), those of
+  // Q4_1 / Q5_1 2 and 3 rows one row at a time (forward.ts BATCH_SMALL_T_TYPES). NOTE: not F16:
+  // its activations are rounded to halves, and a value within ~1e-7 of a rounding boundary goes
+  // the other way when the float order differs, so batched and alone differ by ~2e-4 there (the
+  // tiles too); its kernels are tested in engine-wasm-matmul.test.ts.
+  ["llama", "Q4_0"],
+  ["llama", "Q5_0"],
+  ["llama", "Q4_1"],
+  ["llama", "Q5_1"],
   ["llama", "Q4_K"],
   ["llama", "Q5_K"],
 ] as [TinySpec["arch"], GgmlTypeName][])("tiny random %s %s", (arch, type) => {
-  const backends: [string, () => KernelBackend][] = [
-    ["WasmBackend", () => wasm],
-    ["RefBackend", () => new RefBackend()],
+  const backends: [string, () => KernelBackend, number][] = [
+    ["WasmBackend", () => wasm, plainTolerance(type)],
+    ["WasmBackend with one-row products as two-row ones, bit for bit", () => onePlusOne(wasm), 0],
+    ["RefBackend, bit for bit", () => new RefBackend(), 0],
   ];
   it.each(backends)(
     "batched logits of 4, 2 and 3 sessions at several depths equal each alone on %s",
-    async (_, backend) => {
+    async (_, backend, tolerance) => {
       const be = backend();
-      const spec = type === "Q4_K" || type === "Q5_K" ? TINY_K : TINY;
-      const bytes = await serializeGguf(tinyModel({ ...spec, arch, type }));
+      const bytes = await serializeGguf(tinyModel({ ...specFor(type), arch, type }));
       const model = await loadModel(readGguf(new MemorySource(bytes)), { backend: be });
       try {
-        checkBatchEqualsAlone(model, [1, 3, 9, 30], 3);
-        checkBatchEqualsAlone(model, [2, 7], 4);
-        checkBatchEqualsAlone(model, [1, 4, 12], 5);
+        checkBatchEqualsAlone(model, [1, 3, 9, 30], 3, tolerance);
+        checkBatchEqualsAlone(model, [2, 7], 4, tolerance);
+        checkBatchEqualsAlone(model, [1, 4, 12], 5, tolerance);
       } finally {
-        if (be !== wasm) await be.dispose();
+        if (be instanceof RefBackend) await be.dispose();
       }
     },
   );
+});
+
+describe("quantized activations crossing a rounding boundary", () => {
+  // Tiny models and token seeds where a batched step's float order moves a value of a quantized
+  // activation across a rounding boundary (logits 1e-3..2.5e-2 of their scale apart on plain
+  // WasmBackend, on today's kernels), among seeds without: within QUANT_TOLERANCE there, the same
+  // bits with one-row products as two-row ones.
+  it.each([
+    ["Q4_K", 2],
+    ["Q4_K", 8],
+    ["Q5_K", 1],
+    ["Q5_K", 4],
+    ["Q5_K", 7],
+  ] as [GgmlTypeName, number][])("tiny llama %s of seed %i, token seeds 1..10", async (type, seed) => {
+    const bytes = await serializeGguf(tinyModel({ ...specFor(type), seed, arch: "llama", type }));
+    for (const [be, tolerance] of [
+      [wasm, QUANT_TOLERANCE],
+      [onePlusOne(wasm), 0],
+    ] as [KernelBackend, number][]) {
+      const model = await loadModel(readGguf(new MemorySource(bytes)), { backend: be });
+      for (let s = 1; s <= 10; s++) checkBatchEqualsAlone(model, [2, 7, 3, 9], s, tolerance);
+    }
+  });
 });
 
 describe("sessions of a batch", () => {
