@@ -171,9 +171,9 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
  * cheaper; from 4 rows the tiles pay. F32's 2-row product beats two one-row ones, and so do
  * those of the types with small-T kernels (kernels/wasm/assembly/matmul-small.ts; 110M-sized
  * weights, 1 thread, 2 / 3 / 4 rows vs one: Q8_0 1.2x / 1.8x / 2.1x, Q4_K 1.1x / 1.3x / 1.7x,
- * Q5_K / Q6_K 0.9x / 1.1x / 1.2x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf
- * or NaN take the tiles, 2.6x at 2 rows). Once every type's small-T path beats T one-row
- * products, drop this.
+ * Q5_K 1.5x / 1.9x / 2.1x, Q6_K 0.9x / 1.1x / 1.2x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16
+ * weights holding inf or NaN take the tiles, 2.6x at 2 rows). Once every type's small-T path
+ * beats T one-row products, drop this.
  */
 const BATCH_ROWWISE_BELOW = 4;
 
@@ -185,6 +185,7 @@ const BATCH_SMALL_T_TYPES: ReadonlySet<string> = new Set([
   "Q8_0",
   "Q4_0",
   "Q4_K",
+  "Q5_K",
   "Q6_K",
 ]);
 
