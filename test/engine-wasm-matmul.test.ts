@@ -39,8 +39,9 @@ const LEGACY_EXTRA: [number, number, number][] = [
   [2, 96, 11],
   [9, 64, 6],
 ];
-// A few tokens (2 <= T <= 8: matmul-small.ts for Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / F16 / BF16): one and two groups of 4 tokens,
-// full and partial, odd row counts (C a multiple of 256 for the K-quants).
+// A few tokens (2 <= T <= 8: matmul-small.ts for the legacy types, Q4_K / Q5_K / Q6_K, F16 / BF16):
+// one and two groups of 4 tokens, full and partial, odd row counts (C a multiple of 256 for the
+// K-quants).
 const SMALL_T: [number, number, number][] = [
   [2, 256, 3],
   [3, 512, 5],
@@ -118,7 +119,8 @@ describe("WasmBackend.matmul", () => {
       const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
       const x = randomFloats(9 * C, 502, 1);
       const all = run(b2, type, w, x.subarray(0, 8 * C), 8, C, OC);
-      // T = 9 takes the tiles where T = 8 takes the small-T path (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, F16, BF16): same bits.
+      // T = 9 takes the tiles where T = 8 takes the small-T path (the legacy types, Q4_K, Q5_K, Q6_K,
+      // F16, BF16): same bits.
       const nine = run(b1, type, w, x, 9, C, OC);
       expect(Array.from(nine.subarray(0, 8 * OC)), type).toEqual(Array.from(all));
       const first5 = run(b2, type, w, x.subarray(0, 5 * C), 5, C, OC);
@@ -157,6 +159,56 @@ describe("WasmBackend.matmul", () => {
         const got = run(b1, type, w, x, 1, C, OC);
         expectClose(`${type} extremes sign ${sign}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
         expect(Array.from(run(b2, type, w, x, 1, C, OC))).toEqual(Array.from(got));
+      }
+    }
+  });
+
+  it("legacy types, T = 1..8: nibbles and fifth bits at their extremes, and random bytes", () => {
+    // Per block: d (and Q4_1 / Q5_1 m) f16, then (Q5_0 / Q5_1) qh, then the quants. Rows 0..3:
+    // every quant byte 0xff / 0x00, with every fifth bit set / clear crosswise; the rest random.
+    // Activations of one sign (every quant at +-127) and mixed.
+    const [C, OC] = [256, 7];
+    const layout: [GgmlTypeName, number, number, number][] = [
+      // type, block bytes, qh offset (-1: none), quants offset
+      ["Q8_0", 34, -1, 2],
+      ["Q4_0", 18, -1, 2],
+      ["Q4_1", 20, -1, 4],
+      ["Q5_0", 22, 2, 6],
+      ["Q5_1", 24, 4, 8],
+    ];
+    for (const [type, bb, qhAt, qAt] of layout) {
+      const nb = C / 32;
+      const w = new Uint8Array(OC * nb * bb);
+      let s = 4242;
+      for (let i = 0; i < w.length; i++) {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        w[i] = s >>> 24;
+      }
+      for (let r = 0; r < OC; r++) {
+        for (let b = 0; b < nb; b++) {
+          const o = (r * nb + b) * bb;
+          if (r < 4) w.fill(r % 2 === 0 ? 0xff : 0x00, o + qAt, o + bb);
+          if (r < 4 && qhAt >= 0) w.fill(r < 2 === (r % 2 === 0) ? 0x00 : 0xff, o + qhAt, o + qhAt + 4);
+          // d: small positive halves; m (Q4_1 / Q5_1): small halves of either sign.
+          w[o] = 0x00;
+          w[o + 1] = 0x20 + (b % 3);
+          if (qAt === 4 || qAt === 8) {
+            w[o + 2] = 0x00;
+            w[o + 3] = (b % 2 === 0 ? 0x1c : 0x9c) + (r % 2);
+          }
+        }
+      }
+      for (const sign of [1, -1, 0]) {
+        const x = new Float32Array(8 * C);
+        for (let i = 0; i < x.length; i++)
+          x[i] = sign === 0 ? ((i * 7) % 5) - 2 : sign * (1 + (i % 7) / 1000);
+        for (const T of [1, 2, 3, 4, 5, 8]) {
+          const xt = x.subarray(0, T * C);
+          const want = refMatmul(type, w, xt, T, C, OC);
+          const got = run(b1, type, w, xt, T, C, OC);
+          expectClose(`${type} extremes sign ${sign} T=${T}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+          expect(Array.from(run(b2, type, w, xt, T, C, OC))).toEqual(Array.from(got));
+        }
       }
     }
   });

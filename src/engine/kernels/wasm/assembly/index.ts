@@ -5,7 +5,7 @@
 // its arguments from a control block in memory (layout: ../pool.ts).
 import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
-import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, useSmallT } from "./matmul-small";
+import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, smallQ81, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { pairBsums } from "./matmul-kquants";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K } from "./types";
@@ -42,7 +42,7 @@ export function heapBase(): usize {
 /**
  * Prepares the activation x (T,C) for matmulRows with weights of `type`. One token: F16/BF16 round
  * it into xa (C) f32, F32 needs nothing (xa = x). T > 1 with a float type: packed in groups of 4
- * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. useSmallT with Q8_0 / Q4_0 (T = 2..8):
+ * tokens into xa (matmul-tiles.ts), rounded for F16/BF16. useSmallT with a legacy type (T = 2..8):
  * groups of 4 rows quantized through tmp and packed into xa (matmul-small.ts). T > 1 with another
  * legacy type: each group of 4 rows quantized through tmp (4 rows of ggml blocks) and packed into
  * xa (matmul-tiles.ts). Otherwise each row is quantized through tmp (one row of ggml blocks) and
@@ -85,13 +85,19 @@ export function prepareAct(
     return;
   }
   if (useSmallT(type, T) && !isKQuant(type)) {
-    // A few tokens (Q8_0 activations): groups of 4 quantized through tmp and packed for matmul-small.ts.
-    const rowBytes = <usize>(C >> 5) * 34;
-    const gb = smallGroupBytes(C);
+    // A few tokens (Q8_0 activations, Q8_1 for Q4_1 / Q5_1): groups of 4 quantized through tmp
+    // and packed for matmul-small.ts.
+    const q81 = smallQ81(type);
+    const rowBytes = <usize>(C >> 5) * (q81 ? 36 : 34);
+    const gb = smallGroupBytes(C, q81);
     for (let t0 = 0; t0 < T; t0 += 4) {
       const n = min(4, T - t0);
-      for (let i = 0; i < n; i++) quantizeQ8_0(x + ((<usize>(t0 + i) * <usize>C) << 2), tmp + <usize>i * rowBytes, C, x86);
-      packSmallGroup(tmp, rowBytes, n, C, xa + <usize>(t0 >> 2) * gb);
+      for (let i = 0; i < n; i++) {
+        const xt = x + ((<usize>(t0 + i) * <usize>C) << 2);
+        if (q81) quantizeQ8_1(xt, tmp + <usize>i * rowBytes, C, x86);
+        else quantizeQ8_0(xt, tmp + <usize>i * rowBytes, C, x86);
+      }
+      packSmallGroup(tmp, rowBytes, n, C, q81, xa + <usize>(t0 >> 2) * gb);
     }
     return;
   }

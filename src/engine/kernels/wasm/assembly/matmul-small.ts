@@ -1,5 +1,5 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight block is decoded
+// for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight block is decoded
 // once into registers and dotted with up to 4 tokens, the one-token dots' structure
 // (matmul-legacy.ts) with the decode shared, so that a 4-token product reads and decodes the
 // weights once where T one-token products did it T times, with no decoded-row scratch (the
@@ -8,32 +8,48 @@
 // second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own (see
 // matmulSmall's NOTE).
 //
-// Q8_0 / Q4_0: per block and token the integer sum is exact (i32 lanes of i32x4.dot_i16x8_s over
-// the EO slots, as the one-token dots); the lane sums of 2 to 4 tokens are reduced with unpacks
-// to one vector, lane t token t's block sum, and sum_t += float(isum_t) * (d_w * d_x,t) in block
-// order: the order of ggml_vec_dot_q8_0_q8_0's scalar loop and of the register tiles
-// (tileLegacy), so a token's result does not depend on T, on the other tokens, or on this path
-// versus the tiles.
+// Legacy types (32-value blocks): per block and token the integer sum is exact (i32 lanes of
+// i32x4.dot_i16x8_s over the EO slots, as the one-token dots; Q4_0 / Q5_0 values decoded signed,
+// -8..7 / -16..15, Q4_1 / Q5_1 unsigned, 0..15 / 0..31); the lane sums of 2 to 4 tokens are
+// reduced with unpacks to one vector, lane t token t's block sum, and sum_t += float(isum_t) *
+// (d_w * d_x,t) (Q4_1 / Q5_1 then sum_t += m_w * s_x,t, the Q8_1 activation's s = d * sum of its
+// quants) in block order: the order of ggml_vec_dot_q8_0_q8_0's scalar loop and of the register
+// tiles (tileLegacy), so a token's result does not depend on T, on the other tokens, or on this
+// path versus the tiles.
 //
-// Packed activation (prepareAct in index.ts), per group of 4 tokens, SMALL_BLOCK bytes per block:
-// 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32) at
-// +256; tokens past T are zero. One pointer walks a group with every operand at a constant offset
-// (the NOTE of matmul-tiles.ts).
+// Packed activation (prepareAct in index.ts), per group of 4 tokens, smallBlock(type) bytes per
+// block: 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32)
+// at +256, then (Q8_1, for Q4_1 / Q5_1) s (4 f32) at +272; tokens past T are zero. One pointer
+// walks a group with every operand at a constant offset (the NOTE of matmul-tiles.ts).
 // Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
 // (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_BF16, T_F16S, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16S, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
 
-/** Bytes of one block of a packed group of 4 tokens. */
+/** Bytes of one block of a packed group of 4 tokens: Q8_0 activations. */
 export const SMALL_BLOCK: usize = 272;
+/** The same with Q8_1 activations (Q4_1, Q5_1): s after d. */
+export const SMALL_BLOCK_1: usize = 288;
 
 /** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
 @inline
 export function useSmallT(type: i32, T: i32): bool {
-  return T > 1 && T <= SMALL_T_MAX && (type == T_Q8_0 || type == T_Q4_0 || isSmallK(type));
+  return T > 1 && T <= SMALL_T_MAX && (isSmallLegacy(type) || isSmallK(type));
+}
+
+/** The legacy types with a small-T kernel (all of them). */
+@inline
+function isSmallLegacy(type: i32): bool {
+  return type == T_Q8_0 || type == T_Q4_0 || type == T_Q5_0 || type == T_Q4_1 || type == T_Q5_1;
+}
+
+/** True for the types whose activations are Q8_1 (Q4_1, Q5_1). */
+@inline
+export function smallQ81(type: i32): bool {
+  return type == T_Q4_1 || type == T_Q5_1;
 }
 
 /** The K-quants with a small-T kernel. */
@@ -42,36 +58,40 @@ function isSmallK(type: i32): bool {
   return type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
 }
 
-/** Bytes of the packed activation of one group of 4 tokens of C values. */
+/** Bytes of the packed activation of one group of 4 tokens of C values (q81: Q8_1). */
 @inline
-export function smallGroupBytes(C: i32): usize {
-  return <usize>(C >> 5) * SMALL_BLOCK;
+export function smallGroupBytes(C: i32, q81: bool): usize {
+  return <usize>(C >> 5) * (q81 ? SMALL_BLOCK_1 : SMALL_BLOCK);
 }
 
 /**
- * n (<= 4) rows of block_q8_0 at q + i rowBytes -> one packed group at g (layout above); tokens
- * past n are zero.
+ * n (<= 4) rows of block_q8_0 (q81: block_q8_1) at q + i rowBytes -> one packed group at g
+ * (layout above); tokens past n are zero.
  */
-export function packSmallGroup(q: usize, rowBytes: usize, n: i32, C: i32, g: usize): void {
+export function packSmallGroup(q: usize, rowBytes: usize, n: i32, C: i32, q81: bool, g: usize): void {
   const nb = C >> 5;
   const z = i32x4.splat(0);
+  const sb: usize = q81 ? SMALL_BLOCK_1 : SMALL_BLOCK;
+  const bs: usize = q81 ? 36 : 34;
+  const qo: usize = q81 ? 4 : 2;
   for (let i = 0; i < 4; i++) {
     const tq = g + (<usize>i << 6);
     const td = g + 256 + (<usize>i << 2);
     for (let b = 0; b < nb; b++) {
-      const o = tq + <usize>b * SMALL_BLOCK;
-      const f = td + <usize>b * SMALL_BLOCK;
+      const o = tq + <usize>b * sb;
+      const f = td + <usize>b * sb;
       if (i >= n) {
         v128.store(o, z);
         v128.store(o, z, 16);
         v128.store(o, z, 32);
         v128.store(o, z, 48);
         store<f32>(f, 0);
+        if (q81) store<f32>(f, 0, 16);
         continue;
       }
-      const src = q + <usize>i * rowBytes + <usize>b * 34;
-      const v0 = v128.load(src, 2);
-      const v1 = v128.load(src, 18);
+      const src = q + <usize>i * rowBytes + <usize>b * bs;
+      const v0 = v128.load(src + qo);
+      const v1 = v128.load(src + qo, 16);
       const s0 = i8x16.shuffle(v0, v0, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
       const s1 = i8x16.shuffle(v1, v1, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
       v128.store(o, i16x8.extend_low_i8x16_s(s0));
@@ -79,6 +99,7 @@ export function packSmallGroup(q: usize, rowBytes: usize, n: i32, C: i32, g: usi
       v128.store(o, i16x8.extend_low_i8x16_s(s1), 32);
       v128.store(o, i16x8.extend_high_i8x16_s(s1), 48);
       store<f32>(f, f16t(load<u16>(src)));
+      if (q81) store<f32>(f, f16t(load<u16>(src, 2)), 16);
     }
   }
 }
@@ -102,18 +123,24 @@ function fold2(s0: v128, s1: v128): v128 {
 }
 
 /**
- * One weight row of nb blocks (`type`, at w) . NT (2..4, a constant after inlining) tokens of
- * a packed group at g: lane t = token t's result (lanes past NT: garbage).
+ * One weight row of nb blocks (`type`, a legacy type, at w) . NT (2..4, a constant after
+ * inlining) tokens of a packed group at g: lane t = token t's result (lanes past NT: garbage).
  */
 @inline
 function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize): v128 {
   // spill: 16 bytes of scratch (NT = 4).
-  const bw: usize = type == T_Q8_0 ? 34 : 18;
+  const bw: usize = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : type == T_Q4_1 ? 20 : type == T_Q5_0 ? 22 : 24;
+  const q81 = smallQ81(type);
+  const ab: usize = q81 ? SMALL_BLOCK_1 : SMALL_BLOCK;
   let acc = f32x4.splat(0);
   let p = w;
   let a = g;
   const end = w + <usize>nb * bw;
   const m8 = i16x8.splat(<i16>0x8888);
+  const m4 = i16x8.splat(15);
+  const mb = i8x16.splat(15);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const lowByte = i16x8.splat(0xff);
   const tab = F16_TABLE; // a local: V8 reloads a global every iteration
   while (p < end) {
     let qA: v128;
@@ -128,7 +155,7 @@ function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize)
       qB = i16x8.shr_s(v0, 8);
       qC = i16x8.shr_s(i16x8.shl(v1, 8), 8);
       qD = i16x8.shr_s(v1, 8);
-    } else {
+    } else if (type == T_Q4_0) {
       // Q4_0: nibble n stands for n - 8, whose 4-bit two's complement is n ^ 8: flip bit 3 of
       // every nibble, then sign-extend each nibble (slots as in dotQ4_0).
       const u = v128.xor(v128.load(p, 2), m8);
@@ -136,6 +163,43 @@ function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize)
       qB = i16x8.shr_s(i16x8.shl(u, 4), 12);
       qC = i16x8.shr_s(i16x8.shl(u, 8), 12);
       qD = i16x8.shr_s(u, 12);
+    } else if (type == T_Q4_1) {
+      // Q4_1: the nibbles as they are (slots as in dotQ4_1).
+      const u = v128.load(p, 4);
+      qA = v128.and(u, m4);
+      qB = v128.and(i16x8.shr_u(u, 8), m4);
+      qC = v128.and(i16x8.shr_u(u, 4), m4);
+      qD = i16x8.shr_u(u, 12);
+    } else {
+      // Q5_0 / Q5_1, on bytes as dotQ5_0: byte k of the nibbles holds values k (low) and k + 16
+      // (high); the fifth bits (qh, bit k = value k) spread to byte lanes by a byte shuffle of qh
+      // and a compare with each lane's bit (all ones where set). Q5_1: value = nibble + 16 h;
+      // Q5_0: value - 16 = the nibble with bits 4..7 set where h is clear, as a signed byte.
+      // Then the even bytes (values 2k, 2k + 16) and the odd ones to the i16 EO slots.
+      const five1 = type == T_Q5_1;
+      const h = i32x4.splat(load<u32>(p + <usize>(five1 ? 4 : 2)));
+      const v = v128.load(p + <usize>(five1 ? 8 : 6));
+      const eLo = i8x16.eq(v128.and(i8x16.shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bit), bit);
+      const eHi = i8x16.eq(v128.and(i8x16.shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), bit), bit);
+      const nLo = v128.and(v, mb);
+      const nHi = v128.and(i16x8.shr_u(v, 4), mb);
+      if (five1) {
+        const b16 = i8x16.splat(16);
+        const lo = v128.or(nLo, v128.and(eLo, b16));
+        const hi = v128.or(nHi, v128.and(eHi, b16));
+        qA = v128.and(lo, lowByte);
+        qB = i16x8.shr_u(lo, 8);
+        qC = v128.and(hi, lowByte);
+        qD = i16x8.shr_u(hi, 8);
+      } else {
+        const bF0 = i8x16.splat(-16);
+        const lo = v128.or(nLo, v128.andnot(bF0, eLo));
+        const hi = v128.or(nHi, v128.andnot(bF0, eHi));
+        qA = i16x8.shr_s(i16x8.shl(lo, 8), 8);
+        qB = i16x8.shr_s(lo, 8);
+        qC = i16x8.shr_s(i16x8.shl(hi, 8), 8);
+        qD = i16x8.shr_s(hi, 8);
+      }
     }
     const s0 = dot4(qA, qB, qC, qD, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48));
     const s1 = dot4(qA, qB, qC, qD, v128.load(a, 64), v128.load(a, 80), v128.load(a, 96), v128.load(a, 112));
@@ -158,8 +222,10 @@ function rowGroup(type: i32, w: usize, g: usize, nb: i32, NT: i32, spill: usize)
     }
     const sc = f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p) << 2)), v128.load(a, 256));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(si), sc));
+    // Q4_1 / Q5_1: + m_w * s_x (tileLegacy's order).
+    if (q81) acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p, 2) << 2)), v128.load(a, 272)));
     p += bw;
-    a += SMALL_BLOCK;
+    a += ab;
   }
   return acc;
 }
@@ -182,6 +248,33 @@ function rowQ4_0x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
 function rowQ4_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
   return rowGroup(T_Q4_0, w, g, nb, 4, spill);
 }
+function rowQ5_0x2(w: usize, g: usize, nb: i32): v128 {
+  return rowGroup(T_Q5_0, w, g, nb, 2, 0);
+}
+function rowQ5_0x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q5_0, w, g, nb, 3, spill);
+}
+function rowQ5_0x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q5_0, w, g, nb, 4, spill);
+}
+function rowQ4_1x2(w: usize, g: usize, nb: i32): v128 {
+  return rowGroup(T_Q4_1, w, g, nb, 2, 0);
+}
+function rowQ4_1x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q4_1, w, g, nb, 3, spill);
+}
+function rowQ4_1x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q4_1, w, g, nb, 4, spill);
+}
+function rowQ5_1x2(w: usize, g: usize, nb: i32): v128 {
+  return rowGroup(T_Q5_1, w, g, nb, 2, 0);
+}
+function rowQ5_1x3(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q5_1, w, g, nb, 3, spill);
+}
+function rowQ5_1x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
+  return rowGroup(T_Q5_1, w, g, nb, 4, spill);
+}
 
 /** One row . the nt (1..4) tokens of the packed group at g. */
 @inline
@@ -190,6 +283,9 @@ function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v
   if (type == T_Q5_K) return nt == 4 ? rowQ5Kx4(w, g, nb, spill) : nt == 3 ? rowQ5Kx3(w, g, nb, spill) : rowQ5Kx2(w, g, nb, spill);
   if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
   if (type == T_Q8_0) return nt == 4 ? rowQ8_0x4(w, g, nb, spill) : nt == 3 ? rowQ8_0x3(w, g, nb, spill) : rowQ8_0x2(w, g, nb);
+  if (type == T_Q5_0) return nt == 4 ? rowQ5_0x4(w, g, nb, spill) : nt == 3 ? rowQ5_0x3(w, g, nb, spill) : rowQ5_0x2(w, g, nb);
+  if (type == T_Q4_1) return nt == 4 ? rowQ4_1x4(w, g, nb, spill) : nt == 3 ? rowQ4_1x3(w, g, nb, spill) : rowQ4_1x2(w, g, nb);
+  if (type == T_Q5_1) return nt == 4 ? rowQ5_1x4(w, g, nb, spill) : nt == 3 ? rowQ5_1x3(w, g, nb, spill) : rowQ5_1x2(w, g, nb);
   return nt == 4 ? rowQ4_0x4(w, g, nb, spill) : nt == 3 ? rowQ4_0x3(w, g, nb, spill) : rowQ4_0x2(w, g, nb);
 }
 
@@ -204,8 +300,8 @@ function storeTokens(v: v128, y: usize, ys: usize, nt: i32): void {
 
 /**
  * Rows [r0, r1) of y (T,OC) = x . w^T for `type` with useSmallT(type, T) (row t of y ys bytes
- * after row t - 1): xp the packed activation groups (smallGroupBytes(C) or smallKGroupBytes(C)
- * each); scratch 48 bytes.
+ * after row t - 1): xp the packed activation groups (smallGroupBytes or smallKGroupBytes each);
+ * scratch 48 bytes.
  */
 export function matmulSmall(
   type: i32,
@@ -222,7 +318,7 @@ export function matmulSmall(
 ): void {
   const k = isSmallK(type);
   const nb = k ? C >> 8 : C >> 5;
-  const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C));
+  const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C, smallQ81(type)));
   const y1 = y + 4 * ys;
   const n0 = min(4, T);
   // NOTE: two groups at most (SMALL_T_MAX = 8), as two calls: each row kernel then has two
