@@ -1,12 +1,12 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight block is decoded
-// once into registers and dotted with up to 4 tokens, the one-token dots' structure
-// (matmul-legacy.ts) with the decode shared, so that a 4-token product reads and decodes the
-// weights once where T one-token products did it T times, with no decoded-row scratch (the
-// register tiles of matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows and
-// call, and cost 3-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a row's
-// second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own (see
-// matmulSmall's NOTE).
+// for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight
+// block is decoded once into registers and dotted with up to 4 tokens, the one-token dots'
+// structure (matmul-legacy.ts) with the decode shared, so that a 4-token product reads and
+// decodes the weights once where T one-token products did it T times, with no decoded-row scratch
+// (the register tiles of matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows
+// and call, and cost 2-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a
+// row's second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own
+// (see matmulSmall's NOTE).
 //
 // Legacy types (32-value blocks): per block and token the integer sum is exact (i32 lanes of
 // i32x4.dot_i16x8_s over the EO slots, as the one-token dots; Q4_0 / Q5_0 values decoded signed,
