@@ -360,6 +360,62 @@ describe("chat", () => {
   });
 });
 
+describe("thinking models", () => {
+  it("a template with thinking tags: think on by default, the thinking comes apart from the content; think false turns it off", async () => {
+    const THINK_MODEL = "stories-think";
+    const PROMPT_TEXT = "Once upon a time";
+    await client.create({
+      model: THINK_MODEL,
+      from: MODEL,
+      template:
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant:{{ if and $.IsThinkSet (not $.Think) }} Sure.{{ else }} <think>{{ end }}",
+    });
+    expect((await client.show({ model: THINK_MODEL })).capabilities).toEqual(["completion", "thinking"]);
+    const messages = [{ role: "user", content: PROMPT_TEXT }];
+    const options = { ...greedy, num_predict: 20 };
+    // The template opens the thinking itself, so all the model writes is thinking: the same text
+    // as the model's raw continuation of that prompt (less the whitespace after the tag).
+    const raw = await post("/api/generate", {
+      model: MODEL,
+      prompt: `User: ${PROMPT_TEXT}\nAssistant: <think>`,
+      raw: true,
+      stream: false,
+      options,
+    });
+    const rawText = (raw.body as { response: string }).response;
+    expect(rawText).not.toContain("</think>");
+    const r = await client.chat({ model: THINK_MODEL, messages, stream: false, options });
+    expect(r.message.thinking).toBe(rawText.trimStart());
+    expect(r.message.content).toBe("");
+    // Streamed: thinking chunks, concatenating to the same.
+    let thought = "";
+    for await (const part of await client.chat({ model: THINK_MODEL, messages, stream: true, options })) {
+      thought += part.message.thinking ?? "";
+      expect(part.message.content).toBe("");
+    }
+    expect(thought).toBe(rawText.trimStart());
+    // /api/generate: the same split, in "thinking".
+    const g = await client.generate({ model: THINK_MODEL, prompt: PROMPT_TEXT, stream: false, options });
+    expect(g.thinking).toBe(rawText.trimStart());
+    expect(g.response).toBe("");
+    // think: false renders the template's no-thinking branch and parses nothing.
+    const off = await client.chat({ model: THINK_MODEL, messages, think: false, stream: false, options });
+    expect(off.message.thinking).toBeUndefined();
+    expect(off.message.content.length).toBeGreaterThan(0);
+    // A model that does not think: think is a 400; think false is fine.
+    const refused = await post("/api/chat", { model: MODEL, messages, think: true });
+    expect(refused).toEqual({ status: 400, body: { error: `"${MODEL}" does not support thinking` } });
+    const bad = await post("/api/chat", { model: THINK_MODEL, messages, think: "maybe" });
+    expect(bad.status).toBe(400);
+    expect(
+      (await post("/api/chat", { model: MODEL, messages, think: false, stream: false, options })).status,
+    ).toBe(200);
+    await client.delete({ model: THINK_MODEL });
+  });
+});
+
 describe("embeddings", () => {
   it("embed: one unit vector per input, the same text gives the same vector in any batch", async () => {
     const r = await client.embed({ model: MODEL, input: ["Once upon a time", "Lily saw a ball"] });

@@ -96,6 +96,8 @@ export interface OllamaGenerateResponse extends OllamaMetrics {
   model: string;
   created_at: string;
   response: string;
+  /** A thinking model's thinking (the text between its thinking tags), when it has some. */
+  thinking?: string;
   done: boolean;
   /** "stop", "length", "load", "unload". */
   done_reason?: string;

@@ -4,7 +4,8 @@
  * anything is loaded:
  * - "embedding" when the GGUF has `<arch>.pooling_type` (an embedding model), else "completion";
  * - "tools" / "insert" from the template (runtime/prompt.ts templateCapabilities: a Modelfile
- *   TEMPLATE's .Tools / .Suffix, else the GGUF's Jinja chat template mentioning tools).
+ *   TEMPLATE's .Tools / .Suffix, else the GGUF's Jinja chat template mentioning tools);
+ * - "thinking" when the template shows a model's thinking between tags (runtime/thinking.ts).
  * checkCapabilities is what /api/generate and /api/chat run before the scheduler loads the model,
  * as Ollama's scheduleRunner does: a request the model cannot serve is a 400 at once, not after a
  * load. The header facts are cached per file (path, size, mtime): a store blob never changes.
@@ -12,7 +13,8 @@
  */
 import { statSync } from "node:fs";
 import { getString, openGguf } from "../../formats/gguf/index.ts";
-import { templateCapabilities } from "../../runtime/prompt.ts";
+import { type ThinkValue, templateCapabilities } from "../../runtime/prompt.ts";
+import { type ThinkingTags, thinkingTags } from "../../runtime/thinking.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
 
@@ -58,7 +60,41 @@ export function ggufChatTemplate(model: ResolvedModel): string | undefined {
 export function modelCapabilities(model: ResolvedModel): string[] {
   const facts = headerFacts(model.modelPath);
   const caps = templateCapabilities(model.template, facts.chatTemplate).filter((c) => c !== "completion");
+  if (modelThinkingTags(model) !== undefined) caps.push("thinking");
   return [facts.embedding ? "embedding" : "completion", ...caps];
+}
+
+/** The tags around a model's thinking (runtime/thinking.ts), or undefined when it does not think. */
+export function modelThinkingTags(model: ResolvedModel): ThinkingTags | undefined {
+  return thinkingTags(model.template, headerFacts(model.modelPath).chatTemplate);
+}
+
+/**
+ * The think value a request renders with, as Ollama's handlers: a model that thinks does so
+ * unless the request says false (think unset means true); asking a model that does not think to
+ * is a 400, `"<name>" does not support thinking`. Levels ("high", "medium", "low") count as true.
+ */
+export function resolveThink(
+  model: ResolvedModel,
+  requested: string,
+  think: boolean | string | null | undefined,
+): { think: ThinkValue | undefined; tags: ThinkingTags | undefined } {
+  if (typeof think === "string" && think !== "" && !["high", "medium", "low"].includes(think)) {
+    throw new OwlError(
+      "ERR_BAD_REQUEST",
+      `invalid think value: ${JSON.stringify(think)} (must be "high", "medium", "low", true, or false)`,
+    );
+  }
+  const value: ThinkValue | undefined =
+    think === null || think === undefined || think === "" ? undefined : (think as ThinkValue);
+  const tags = modelThinkingTags(model);
+  if (tags === undefined) {
+    if (value !== undefined && value !== false) {
+      throw new OwlError("ERR_BAD_REQUEST", `"${requested}" does not support thinking`);
+    }
+    return { think: value, tags: undefined };
+  }
+  return { think: value ?? true, tags };
 }
 
 /**

@@ -48,8 +48,10 @@ import {
   type PromptMessage,
   planGeneratePrompt,
   promptTokens,
+  type ThinkValue,
   truncatePromptTokens,
 } from "../../runtime/prompt.ts";
+import { ThinkingParser, type ThinkingTags } from "../../runtime/thinking.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
 import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
@@ -59,7 +61,7 @@ import type { ServerContext } from "../context.ts";
 import { type RequestAbort, requestAbort } from "../stream.ts";
 import { readJson } from "../validate.ts";
 import { logWarnings, requestWarn, type Warn } from "../warn.ts";
-import { checkCapabilities } from "./capabilities.ts";
+import { checkCapabilities, resolveThink } from "./capabilities.ts";
 import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
 import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
 
@@ -201,11 +203,19 @@ function ollamaLogprobs(model: LoadedModel, pieces: readonly TokenPiece[]): Olla
   });
 }
 
-/** Ollama answers 400 to think for a model without the thinking capability. */
-function refuseThink(name: string, think: boolean | string | null | undefined): void {
-  if (think === true || (typeof think === "string" && think !== "")) {
-    throw new OwlError("ERR_BAD_REQUEST", `"${name}" does not support thinking`);
-  }
+/**
+ * The parser splitting a thinking model's answer into thinking and content (runtime/thinking.ts),
+ * when the request thinks; a prompt that ends with the opening tag (a template that starts the
+ * thinking itself) has the parser start inside the thinking, as Ollama's handlers do.
+ */
+function thinkingParser(
+  t: { think: ThinkValue | undefined; tags: ThinkingTags | undefined },
+  renderedPrompt: string,
+): ThinkingParser | undefined {
+  if (t.tags === undefined || t.think === undefined || t.think === false) return undefined;
+  const parser = new ThinkingParser(t.tags);
+  if (renderedPrompt.trim().endsWith(t.tags.open)) parser.add(t.tags.open);
+  return parser;
 }
 
 /** Keep-alive and options of a request, checked before anything is loaded. */
@@ -255,7 +265,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       throw new OwlError("ERR_UNSUPPORTED", `"${name}" does not support images: owl runs text models only`);
     }
     const model = await resolveModel(ctx, name);
-    refuseThink(name, body.think);
+    const thinking = resolveThink(model, name, body.think);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
     const prompt = body.prompt ?? "";
@@ -293,6 +303,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const abort = requestAbort(c, ctx.shutdown);
     const context = body.context ?? [];
     const truncation = truncationOf(body, warn);
+    let renderedPrompt = "";
     const run = await startRun(
       ctx,
       name,
@@ -315,6 +326,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
           // Ollama: a request continuing an earlier answer (context) does not repeat the MESSAGEs.
           ...(context.length === 0 && { storedMessages: model.messages }),
           ...(loaded.info.chatTemplate !== undefined && { chatTemplate: loaded.info.chatTemplate }),
+          ...(thinking.think !== undefined && { think: thinking.think }),
           ...templateTokens(loaded),
         });
         // Ollama's GenerateHandler: a chat-like prompt (system, MESSAGEs, prompt) goes through
@@ -330,6 +342,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
           );
         }
         const rendered = fitted?.prompt ?? ("chat" in plan ? "" : plan.prompt);
+        renderedPrompt = rendered;
         if (context.length === 0) {
           if (fitted !== undefined) return fitted.tokens;
           return truncation.truncate ? promptTokens(loaded, rendered) : fitPrompt(loaded, rendered, numCtx);
@@ -349,14 +362,17 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       },
     );
     const raw = body.raw === true;
+    const thinker = thinkingParser(thinking, renderedPrompt);
     async function* chunks(): AsyncGenerator<OllamaGenerateResponse> {
       for await (const ev of run.events) {
         if (ev.type === "text") {
           const logprobs = ollamaLogprobs(run.lease.model, ev.pieces);
+          const split = thinker?.add(ev.text) ?? { thinking: "", content: ev.text };
           yield {
             model: name,
             created_at: timestamp(),
-            response: ev.text,
+            response: split.content,
+            ...(split.thinking !== "" && { thinking: split.thinking }),
             done: false,
             ...(logprobs && { logprobs }),
           };
@@ -375,14 +391,21 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
     if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
     let text = "";
+    let thought = "";
     let last: OllamaGenerateResponse | undefined;
     const logprobs: OllamaLogprob[] = [];
     for await (const chunk of chunks()) {
       text += chunk.response;
+      thought += chunk.thinking ?? "";
       if (chunk.logprobs) logprobs.push(...chunk.logprobs);
       last = chunk;
     }
-    return c.json({ ...last, response: text, ...(logprobs.length > 0 && { logprobs }) });
+    return c.json({
+      ...last,
+      response: text,
+      ...(thought !== "" && { thinking: thought }),
+      ...(logprobs.length > 0 && { logprobs }),
+    });
   });
 
   app.post("/api/chat", async (c) => {
@@ -390,7 +413,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const body: ChatBody = await readJson(c, chatSchema);
     const name = requireModelName(body);
     const model = await resolveModel(ctx, name);
-    refuseThink(name, body.think);
+    const thinking = resolveThink(model, name, body.think);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
     const messages = chatMessages(body);
@@ -425,6 +448,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
 
     const abort = requestAbort(c, ctx.shutdown);
     const truncation = truncationOf(body, warn);
+    let renderedPrompt = "";
     const run = await startRun(
       ctx,
       name,
@@ -436,6 +460,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       truncation,
       (loaded) => {
         const input: ChatPromptInput = {
+          ...(thinking.think !== undefined && { think: thinking.think }),
           messages,
           ...(tools.length > 0 && { tools }),
           ...(model.system !== undefined && { system: model.system }),
@@ -449,6 +474,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         // long is cut by tokens in startRun. Every cut is logged; truncate: false gets a 400
         // naming both numbers instead.
         const fitted = fitChatPrompt(loaded, input, { numCtx: loaded.numCtx, truncate: truncation.truncate });
+        renderedPrompt = fitted.prompt;
         if (fitted.droppedMessages > 0) {
           warn(
             `truncating input messages which exceed context length: dropped ${fitted.droppedMessages} of the oldest`,
@@ -462,8 +488,14 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const tag = model.template === undefined ? undefined : toolCallTag(model.template);
     const parser = tools.length > 0 ? new ToolCallStream(tools, tag === undefined ? {} : { tag }) : undefined;
     let callIndex = 0;
-    const chunk = (parsed: ParsedToolCalls, logprobs: OllamaLogprob[] | undefined): OllamaChatResponse => {
+    const thinker = thinkingParser(thinking, renderedPrompt);
+    const chunk = (
+      parsed: ParsedToolCalls,
+      logprobs: OllamaLogprob[] | undefined,
+      thought = "",
+    ): OllamaChatResponse => {
       const message: OllamaMessage = { role: "assistant", content: parsed.content };
+      if (thought !== "") message.thinking = thought;
       if (parsed.calls.length > 0) {
         message.tool_calls = parsed.calls.map((call) => ({
           id: call.id,
@@ -496,14 +528,19 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       for await (const ev of run.events) {
         if (ev.type === "text") {
           const logprobs = ollamaLogprobs(run.lease.model, ev.pieces);
+          // A thinking model's text: its thinking first, then the answer (Ollama: a chunk with
+          // neither waits for more text).
+          const split = thinker?.add(ev.text) ?? { thinking: "", content: ev.text };
           if (parser === undefined) {
-            yield chunk({ content: ev.text, calls: [] }, logprobs);
+            if (thinker === undefined || split.thinking !== "" || split.content !== "")
+              yield chunk({ content: split.content, calls: [] }, logprobs, split.thinking);
+            else if (logprobs) pendingLogprobs.push(...logprobs);
             continue;
           }
           if (logprobs) pendingLogprobs.push(...logprobs);
-          const parsed = visible(parser.push(ev.text));
-          if (parsed.content !== "" || parsed.calls.length > 0) {
-            yield chunk(parsed, pendingLogprobs);
+          const parsed = visible(parser.push(split.content));
+          if (parsed.content !== "" || parsed.calls.length > 0 || split.thinking !== "") {
+            yield chunk(parsed, pendingLogprobs, split.thinking);
             pendingLogprobs = [];
           }
           continue;
@@ -526,16 +563,19 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     }
     if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
     let content = "";
+    let thought = "";
     const toolCalls: OllamaToolCall[] = [];
     const logprobs: OllamaLogprob[] = [];
     let last: OllamaChatResponse | undefined;
     for await (const chunk of chunks()) {
       content += chunk.message.content;
+      thought += chunk.message.thinking ?? "";
       if (chunk.message.tool_calls) toolCalls.push(...chunk.message.tool_calls);
       if (chunk.logprobs) logprobs.push(...chunk.logprobs);
       last = chunk;
     }
     const message: OllamaMessage = { role: "assistant", content };
+    if (thought !== "") message.thinking = thought;
     if (toolCalls.length > 0) message.tool_calls = toolCalls;
     return c.json({ ...last, message, ...(logprobs.length > 0 && { logprobs }) });
   });
