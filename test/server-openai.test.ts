@@ -210,6 +210,63 @@ function defaultTemplate(messages: { role: string; content: string }[]): string 
     .join("");
 }
 
+describe("thinking models", () => {
+  it("reasoning apart from the content (message.reasoning, delta.reasoning), unless reasoning_effort is none", async () => {
+    const THINK_MODEL = "stories-think";
+    await srv.ctx.store.create(THINK_MODEL, {
+      from: MODEL,
+      template:
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant:{{ if and $.IsThinkSet (not $.Think) }} Sure.{{ else }} <think>{{ end }}",
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    const messages = [{ role: "user" as const, content: "Once upon a time" }];
+    const base = { model: THINK_MODEL, messages, temperature: 0, max_tokens: 20 };
+    // The template opens the thinking, so the whole answer is thinking: the model's raw
+    // continuation of that prompt, less the whitespace after the tag.
+    const raw = await client.completions.create({
+      model: MODEL,
+      prompt: "User: Once upon a time\nAssistant: <think>",
+      temperature: 0,
+      max_tokens: 20,
+    });
+    const thought = raw.choices[0]!.text.trimStart();
+    expect(thought.length).toBeGreaterThan(0);
+    const r = await client.chat.completions.create(base);
+    const msg = r.choices[0]!.message as (typeof r.choices)[0]["message"] & { reasoning?: string };
+    expect(msg.reasoning).toBe(thought);
+    expect(msg.content).toBe("");
+    let streamed = "";
+    for await (const c of await client.chat.completions.create({ ...base, stream: true })) {
+      const d = c.choices[0]?.delta as { reasoning?: string; content?: string | null } | undefined;
+      streamed += d?.reasoning ?? "";
+      expect(d?.content ?? "").toBe("");
+    }
+    expect(streamed).toBe(thought);
+    // reasoning_effort "none": the template's no-thinking branch, no reasoning.
+    const off = await client.chat.completions.create({ ...base, reasoning_effort: "none" as never });
+    expect((off.choices[0]!.message as { reasoning?: string }).reasoning).toBeUndefined();
+    expect(off.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    // An effort for a model that does not think, or an unknown effort: OpenAI-shaped 400s.
+    await expect(
+      client.chat.completions.create({ ...base, model: MODEL, reasoning_effort: "high" }),
+    ).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining("does not support thinking"),
+    });
+    await expect(
+      client.chat.completions.create({ ...base, reasoning_effort: "loads" as never }),
+    ).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining("invalid reasoning value"),
+    });
+  });
+});
+
 describe("chat completions", () => {
   const messages = [
     { role: "system" as const, content: "You tell stories." },

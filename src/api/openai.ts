@@ -43,6 +43,8 @@ export interface OpenAiChatMessage {
   tool_calls?: OpenAiToolCall[];
   /** Tool messages: the call this result answers. */
   tool_call_id?: string;
+  /** Assistant messages: the model's reasoning on that turn (Ollama's field; a thinking model's). */
+  reasoning?: string | null;
 }
 
 export interface OpenAiFunctionTool {
@@ -105,6 +107,10 @@ export interface OpenAiChatCompletionRequest {
   tool_choice?: OpenAiToolChoice;
   parallel_tool_calls?: boolean;
   response_format?: OpenAiResponseFormat;
+  /** Thinking models: "none" turns thinking off, the others on (Ollama's mapping to think). */
+  reasoning_effort?: string | null;
+  /** The same as { effort }. */
+  reasoning?: { effort?: string | null } | null;
   /** Ignored. */
   user?: string;
 }
@@ -150,6 +156,8 @@ export interface OpenAiChatCompletion {
       role: "assistant";
       content: string | null;
       refusal: null;
+      /** A thinking model's thinking, apart from the content (Ollama's field). */
+      reasoning?: string;
       tool_calls?: OpenAiToolCall[];
     };
     logprobs: OpenAiChoiceLogprobs | null;
@@ -179,6 +187,8 @@ export interface OpenAiChatCompletionChunk {
       role?: "assistant";
       content?: string | null;
       refusal?: null;
+      /** A thinking model's thinking (Ollama's field). */
+      reasoning?: string;
       tool_calls?: OpenAiToolCallDelta[];
     };
     logprobs: OpenAiChoiceLogprobs | null;

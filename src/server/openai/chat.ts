@@ -18,6 +18,10 @@
  * (then as content), as Ollama streams calls. finish_reason is "tool_calls" when calls were made.
  * response_format json_object / json_schema constrain the content with a grammar
  * (runtime/options.ts; a schema the grammar cannot enforce is a 400 before generation).
+ * Thinking models (runtime/thinking.ts), as Ollama's OpenAI layer: they think unless
+ * reasoning_effort (or reasoning.effort) is "none"; the thinking goes to message.reasoning, or
+ * streamed to delta.reasoning chunks ahead of the content; an assistant message's reasoning goes
+ * back to the template as its thinking; an effort for a model that does not think is a 400.
  * Not here: validation (schemas.ts), generation plumbing (generate.ts).
  */
 import type {
@@ -30,7 +34,13 @@ import type {
   OpenAiToolCall,
 } from "../../api/openai.ts";
 import { checkJsonSchema } from "../../runtime/grammar.ts";
-import { type ChatPromptInput, promptTokens, renderChatPrompt } from "../../runtime/prompt.ts";
+import {
+  type ChatPromptInput,
+  promptTokens,
+  renderChatPrompt,
+  type ThinkValue,
+} from "../../runtime/prompt.ts";
+import { ThinkingParser } from "../../runtime/thinking.ts";
 import {
   parseToolCalls,
   type ToolCall,
@@ -42,6 +52,7 @@ import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
+import { resolveThink } from "../ollama/capabilities.ts";
 import type { Warn } from "../warn.ts";
 import {
   chatLogprobs,
@@ -64,6 +75,24 @@ export interface ChatGeneration extends Generation {
   mode: ToolMode;
   /** The tag the model's Modelfile TEMPLATE writes before calls, if any. */
   toolTag: string | undefined;
+  /** A thinking model's parser: its thinking goes to `reasoning`, apart from the content. */
+  thinker: ThinkingParser | undefined;
+}
+
+/**
+ * OpenAI's reasoning effort as Ollama's think (openai.go thinkFromReasoningEffort): unset leaves
+ * the model's default, "none" is false, "minimal" low, the efforts past "high" high (owl's top).
+ */
+function thinkOfEffort(effort: string): boolean | string | undefined {
+  if (effort === "") return undefined;
+  if (effort === "none") return false;
+  if (effort === "minimal") return "low";
+  if (effort === "low" || effort === "medium" || effort === "high") return effort;
+  if (effort === "xhigh" || effort === "ultra" || effort === "max") return "high";
+  throw badRequest(
+    `invalid reasoning value: ${JSON.stringify(effort)} (must be "minimal", "low", "medium", "high", "xhigh", "ultra", "max", or "none")`,
+    "reasoning_effort",
+  );
 }
 
 function contentText(m: OpenAiChatMessage): string | null {
@@ -78,6 +107,7 @@ export function toTemplateMessages(messages: readonly OpenAiChatMessage[]): Chat
   return messages.map((m, i) => {
     const out: ChatMessage = { role: m.role === "developer" ? "system" : m.role, content: contentText(m) };
     if (m.name !== undefined) out.name = m.name;
+    if (m.reasoning) out.thinking = m.reasoning;
     if (m.role === "assistant" && m.tool_calls?.length) {
       out.tool_calls = m.tool_calls.map((tc, j) => {
         callNames.set(tc.id, tc.function.name);
@@ -133,12 +163,18 @@ export async function startChat(
       ? []
       : (req.tools ?? []).map((t) => ({ type: "function", function: { ...t.function } }));
   const messages = toTemplateMessages(req.messages);
+  const wantThink = thinkOfEffort(req.reasoning?.effort ?? req.reasoning_effort ?? "");
+  let thinking: ReturnType<typeof resolveThink> = { think: undefined, tags: undefined };
+  let rendered = "";
   const gen = await startGeneration(ctx, {
     name: req.model,
     body: req,
     kind: "chat",
     ...(warn !== undefined && { warn }),
-    adjust: (options) => {
+    adjust: (options, resolved) => {
+      // Ollama's ChatHandler: a thinking model thinks unless told not to; asking one that does not
+      // think to is a 400.
+      thinking = resolveThink(resolved, req.model, wantThink);
       if (options.grammar?.type === "json_schema") {
         // Refused schemas (pattern, allOf, ...) are a 400 naming the field before any generation.
         try {
@@ -164,12 +200,26 @@ export async function startChat(
       const eos = model.info.eosToken;
       if (bos !== undefined) input.bosToken = model.detokenize([bos]);
       if (eos !== undefined) input.eosToken = model.detokenize([eos]);
-      return { tokens: promptTokens(model, renderChatPrompt(input).prompt), param: "messages" };
+      if (thinking.think !== undefined) input.think = thinking.think as ThinkValue;
+      rendered = renderChatPrompt(input).prompt;
+      return { tokens: promptTokens(model, rendered), param: "messages" };
     },
     signal,
   });
   const template = gen.resolved.template;
-  return { ...gen, tools, mode, toolTag: template === undefined ? undefined : toolCallTag(template) };
+  let thinker: ThinkingParser | undefined;
+  if (thinking.tags !== undefined && thinking.think !== undefined && thinking.think !== false) {
+    thinker = new ThinkingParser(thinking.tags);
+    // A template that opens the thinking itself: the parser starts inside it.
+    if (rendered.trim().endsWith(thinking.tags.open)) thinker.add(thinking.tags.open);
+  }
+  return {
+    ...gen,
+    tools,
+    mode,
+    toolTag: template === undefined ? undefined : toolCallTag(template),
+    thinker,
+  };
 }
 
 function toOpenAiCalls(calls: readonly ToolCall[]): OpenAiToolCall[] {
@@ -224,6 +274,12 @@ export async function completeChat(
     } else done = ev;
   }
   if (done === undefined) throw new Error("internal error: the completion ended without its done event");
+  let reasoning = "";
+  if (gen.thinker !== undefined) {
+    const split = gen.thinker.add(text);
+    reasoning = split.thinking;
+    text = split.content;
+  }
   let content: string | null = text;
   let calls: OpenAiToolCall[] = [];
   if (gen.mode.kind !== "none") {
@@ -240,6 +296,7 @@ export async function completeChat(
           role: "assistant",
           content,
           refusal: null,
+          ...(reasoning !== "" && { reasoning }),
           ...(calls.length > 0 && { tool_calls: calls }),
         },
         logprobs: wantLogprobs ? { content: logprobs, refusal: null } : null,
@@ -309,13 +366,24 @@ export async function* streamChat(
       const ev = next.value;
       if (ev.type === "text") {
         if (wantLogprobs) pending.push(...chatLogprobs(gen.model, ev.pieces));
+        let text = ev.text;
+        if (gen.thinker !== undefined) {
+          // Ollama (openai.go ToStreamChunks): the thinking in a chunk of its own, first.
+          const split = gen.thinker.add(text);
+          text = split.content;
+          if (split.thinking !== "") {
+            yield chunk({ reasoning: split.thinking }, wantLogprobs ? pending : null, null);
+            pending = [];
+          }
+          if (text === "") continue;
+        }
         if (parser === undefined) {
-          if (ev.text !== "" || pending.length > 0) {
-            yield chunk({ content: ev.text }, wantLogprobs ? pending : null, null);
+          if (text !== "" || pending.length > 0) {
+            yield chunk({ content: text }, wantLogprobs ? pending : null, null);
             pending = [];
           }
         } else {
-          yield* emit(parser.push(ev.text));
+          yield* emit(parser.push(text));
         }
         continue;
       }

@@ -96,6 +96,7 @@ const message = z
     name: z.string().optional(),
     tool_calls: z.array(toolCall).optional(),
     tool_call_id: z.string().optional(),
+    reasoning: z.string().nullish(),
   })
   .superRefine((m, ctx) => {
     if (
@@ -173,6 +174,8 @@ const chatSchema = z
     tool_choice: toolChoice.optional(),
     parallel_tool_calls: z.boolean().optional(),
     response_format: responseFormat.optional(),
+    reasoning_effort: z.string().nullish(),
+    reasoning: z.object({ effort: z.string().nullish() }).nullish(),
     ...sampling,
   })
   .superRefine((r, ctx) => {
