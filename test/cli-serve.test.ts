@@ -337,6 +337,39 @@ describe("owl serve, ps, stop and run through the server", () => {
     expect(bare.out).not.toBe(local.out);
   }, 240_000);
 
+  it("a thinking model through the server: Thinking..., the thinking, ...done thinking., as ollama run shows it; --hidethinking, --think=false", async () => {
+    await new ModelStore(join(home, "models")).create("thinker:v1", {
+      from: "stories260k",
+      template:
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant:{{ if and $.IsThinkSet (not $.Think) }} Sure.{{ else }} <think>{{ end }}",
+      params: { temperature: 0, num_predict: 12 },
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    const direct = (await (
+      await fetch(`${server.url}/api/generate`, {
+        method: "POST",
+        body: JSON.stringify({ model: "thinker:v1", prompt: "Once upon a time", stream: false }),
+      })
+    ).json()) as { thinking: string; response: string };
+    expect(direct.thinking.length).toBeGreaterThan(0);
+    const shown = await owl(["run", "thinker:v1", "Once upon a time"], env);
+    expect(shown.code).toBe(0);
+    const nl = direct.thinking.endsWith("\n") ? "" : "\n";
+    expect(shown.out).toBe(`Thinking...\n${direct.thinking}${nl}...done thinking.\n\n`);
+    const hidden = await owl(["run", "thinker:v1", "Once upon a time", "--hidethinking"], env);
+    expect(hidden.out).toBe("");
+    const off = await owl(["run", "thinker:v1", "Once upon a time", "--think=false"], env);
+    expect(off.out).not.toContain("Thinking...");
+    expect(off.out.length).toBeGreaterThan(1);
+    const bad = await owl(["run", "thinker:v1", "Once upon a time", "--think=maybe"], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/invalid value for --think: "maybe"/);
+  }, 120_000);
+
   it("owl stop of a model that is not there is a clear error", async () => {
     const r = await owl(["stop", "nosuchmodel"], env);
     expect(r.code).toBe(1);

@@ -20,6 +20,7 @@
  * Ctrl-D at an empty prompt ends the chat.
  * Not here: the backends (run-backend.ts), parameter checks (run-params.ts), HTTP (client.ts).
  */
+
 import { createInterface } from "node:readline";
 import { type ChatPromptInput, type PromptMessage, renderChatPrompt } from "../runtime/prompt.ts";
 import type { ResolvedModel } from "../store/types.ts";
@@ -32,6 +33,7 @@ import type { CliIO } from "./io.ts";
 import type { GenerationResult, ModelRunner } from "./run-backend.ts";
 import { formatParams, paramName, type RunParams, serverOptions, setParam } from "./run-params.ts";
 import { formatServerStats, formatStats } from "./run-stats.ts";
+import { ThinkingDisplay, type ThinkingOptions } from "./thinking-display.ts";
 
 /** One answer of the chat. */
 export interface ChatAnswer {
@@ -324,7 +326,12 @@ export function localChat(runner: ModelRunner, stored?: ResolvedModel): ChatEngi
 }
 
 /** The chat with a model on an owl server: the messages go to /api/chat each turn. */
-export function serverChat(client: OwlClient, model: string, keepAlive?: string): ChatEngine {
+export function serverChat(
+  client: OwlClient,
+  model: string,
+  keepAlive?: string,
+  thinking: ThinkingOptions = { think: undefined, hide: false },
+): ChatEngine {
   let messages: ChatMessageWire[] = [];
   return {
     note: undefined,
@@ -333,6 +340,7 @@ export function serverChat(client: OwlClient, model: string, keepAlive?: string)
       let text = "";
       let last: ChatChunk | undefined;
       let stopReason: GenerationResult["stopReason"] = "eog";
+      const display = new ThinkingDisplay(onText, thinking.hide);
       try {
         for await (const chunk of client.stream<ChatChunk>(
           "/api/chat",
@@ -341,16 +349,19 @@ export function serverChat(client: OwlClient, model: string, keepAlive?: string)
             messages: sent,
             options: serverOptions(params),
             ...(keepAlive !== undefined ? { keep_alive: keepAlive } : {}),
+            ...(thinking.think !== undefined ? { think: thinking.think } : {}),
           },
           signal,
         )) {
+          display.thinking(chunk.message?.thinking);
           const piece = chunk.message?.content ?? "";
           if (piece !== "") {
             text += piece;
-            onText(piece);
+            display.content(piece);
           }
           if (chunk.done) last = chunk;
         }
+        display.close();
         if (last?.done_reason === "length") stopReason = "length";
       } catch (e) {
         if (!(e instanceof OwlError && e.code === "ERR_ABORTED")) throw e;

@@ -26,6 +26,8 @@ export interface GenerateChunk extends OllamaMetrics {
   model: string;
   created_at?: string;
   response: string;
+  /** A thinking model's thinking. */
+  thinking?: string;
   done: boolean;
   done_reason?: string;
   context?: number[];
@@ -34,6 +36,8 @@ export interface GenerateChunk extends OllamaMetrics {
 export interface ChatMessageWire {
   role: "system" | "user" | "assistant" | "tool";
   content: string;
+  /** A thinking model's thinking (answers only). */
+  thinking?: string;
 }
 
 /** One NDJSON chunk of /api/chat. */

@@ -21,6 +21,7 @@
  * (through a server: the final chunk's timings).
  * Not here: the HTTP client (client.ts), the chat loop (chat.ts).
  */
+
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,6 +48,7 @@ import {
   setParam,
 } from "../run-params.ts";
 import { formatServerStats, formatStats } from "../run-stats.ts";
+import { parseThinkFlag, ThinkingDisplay, type ThinkingOptions } from "../thinking-display.ts";
 
 /** The bundled model, relative to this file (package root/models). */
 export const BUNDLED_MODEL = fileURLToPath(new URL("../../../models/stories260k.gguf", import.meta.url));
@@ -212,21 +214,26 @@ async function generateThroughServer(
   keepAlive: string | undefined,
   verbose: boolean,
   io: CliIO,
+  thinking: ThinkingOptions,
 ): Promise<void> {
   let text = "";
   let last: GenerateChunk | undefined;
+  const display = new ThinkingDisplay((t) => io.out(t), thinking.hide);
   for await (const chunk of client.stream<GenerateChunk>("/api/generate", {
     model,
     prompt,
     options: serverOptions(params),
     ...(keepAlive !== undefined ? { keep_alive: keepAlive } : {}),
+    ...(thinking.think !== undefined ? { think: thinking.think } : {}),
   })) {
+    display.thinking(chunk.thinking);
     if (chunk.response) {
       text += chunk.response;
-      io.out(chunk.response);
+      display.content(chunk.response);
     }
     if (chunk.done) last = chunk;
   }
+  display.close();
   if (text.length > 0 && !text.endsWith("\n")) io.out("\n");
   if (verbose && last) io.err(`\n${formatServerStats(last, client.baseUrl)}`);
 }
@@ -248,6 +255,11 @@ export function registerRun(program: Command, io: CliIO): void {
     .option("--threads <n>", "CPU threads (in this process)", "2")
     .option("--no-server", "run in this process even when an owl server is running at OWL_HOST")
     .option("--keepalive <duration>", "through a server: how long the model stays loaded (5m, 1h, 0, -1)")
+    .option(
+      "--think [value]",
+      "through a server, thinking models: true (the default), false, or high/medium/low",
+    )
+    .option("--hidethinking", "through a server: show a thinking model's answer without its thinking")
     .option("--verbose", "print timings (and the owl engine's memory) after the answer");
   for (const spec of NUMERIC_PARAMS) {
     cmd.option(`${flagName(spec.name)} <value>`, `${spec.description} [${spec.expected}]`);
@@ -262,6 +274,10 @@ export function registerRun(program: Command, io: CliIO): void {
     const threads = parseThreads(String(flags.threads));
     const verbose = flags.verbose === true;
     const keepAlive = typeof flags.keepalive === "string" ? flags.keepalive : undefined;
+    const thinking: ThinkingOptions = {
+      think: parseThinkFlag(flags.think as string | boolean | undefined),
+      hide: flags.hidethinking === true,
+    };
     const storeRoot = join(io.owlHome ?? owlHome(), "models");
     const target = await resolveRunTarget(first, rest, storeRoot);
     const params = paramsFromFlags(
@@ -288,9 +304,9 @@ export function registerRun(program: Command, io: CliIO): void {
       const client = OwlClient.fromEnv();
       if ((await client.probe()) !== undefined) {
         if (prompt === undefined) {
-          await runChat({ ...chatIO, chat: serverChat(client, target.name, keepAlive) });
+          await runChat({ ...chatIO, chat: serverChat(client, target.name, keepAlive, thinking) });
         } else {
-          await generateThroughServer(client, target.name, prompt, params, keepAlive, verbose, io);
+          await generateThroughServer(client, target.name, prompt, params, keepAlive, verbose, io, thinking);
         }
         return;
       }
@@ -299,6 +315,10 @@ export function registerRun(program: Command, io: CliIO): void {
     }
 
     const path = target.kind === "stored" ? target.model.modelPath : target.path;
+    if (thinking.think !== undefined || thinking.hide)
+      io.err(
+        "owl: --think and --hidethinking apply through a server (owl serve); here the model's text is shown as it is\n",
+      );
     const runner: ModelRunner = await openRunner(path, { backend, threads });
     try {
       if (prompt === undefined) {
