@@ -404,6 +404,10 @@ describe("thinking models", () => {
     const off = await client.chat({ model: THINK_MODEL, messages, think: false, stream: false, options });
     expect(off.message.thinking).toBeUndefined();
     expect(off.message.content.length).toBeGreaterThan(0);
+    // A format constrains the answer from its first token: answered without thinking (logged).
+    const json = await client.chat({ model: THINK_MODEL, messages, format: "json", stream: false, options });
+    expect(json.message.thinking).toBeUndefined();
+    expect(json.message.content.trimStart()).toMatch(/^[{[]/);
     // A model that does not think: think is a 400; think false is fine.
     const refused = await post("/api/chat", { model: MODEL, messages, think: true });
     expect(refused).toEqual({ status: 400, body: { error: `"${MODEL}" does not support thinking` } });

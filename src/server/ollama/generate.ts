@@ -204,6 +204,22 @@ function ollamaLogprobs(model: LoadedModel, pieces: readonly TokenPiece[]): Olla
 }
 
 /**
+ * A format (a grammar from the first token) leaves no room for thinking: such a request is
+ * answered without it, logged. (Ollama lets the model think unconstrained, then starts again
+ * with the grammar; owl does not yet.)
+ */
+export function thinkWithFormat(
+  t: { think: ThinkValue | undefined; tags: ThinkingTags | undefined },
+  options: ResolvedOptions,
+  warn: Warn,
+): { think: ThinkValue | undefined; tags: ThinkingTags | undefined } {
+  if (options.grammar === undefined || t.tags === undefined || t.think === undefined || t.think === false)
+    return t;
+  warn("a format constrains the answer from its first token: answering without thinking");
+  return { think: false, tags: t.tags };
+}
+
+/**
  * The parser splitting a thinking model's answer into thinking and content (runtime/thinking.ts),
  * when the request thinks; a prompt that ends with the opening tag (a template that starts the
  * thinking itself) has the parser start inside the thinking, as Ollama's handlers do.
@@ -265,9 +281,9 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       throw new OwlError("ERR_UNSUPPORTED", `"${name}" does not support images: owl runs text models only`);
     }
     const model = await resolveModel(ctx, name);
-    const thinking = resolveThink(model, name, body.think);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
+    const thinking = thinkWithFormat(resolveThink(model, name, body.think), options, warn);
     const prompt = body.prompt ?? "";
     const unloadOnly = prompt === "" && !body.suffix && keepAliveMs === 0;
     // Ollama (scheduleRunner, before loading): an embedding model does not generate; a suffix
@@ -413,9 +429,9 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const body: ChatBody = await readJson(c, chatSchema);
     const name = requireModelName(body);
     const model = await resolveModel(ctx, name);
-    const thinking = resolveThink(model, name, body.think);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
+    const thinking = thinkWithFormat(resolveThink(model, name, body.think), options, warn);
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
       (t): ToolDefinition => ({

@@ -190,6 +190,13 @@ export async function startChat(
       if (mode.kind === "forced") {
         options.grammar = toolCallGrammar(tools, mode.name);
       }
+      // A grammar from the first token leaves no room for thinking (ollama/generate.ts).
+      if (options.grammar !== undefined && thinking.think !== undefined && thinking.think !== false) {
+        thinking = { think: false, tags: thinking.tags };
+        warn?.(
+          "a response format or forced tool call constrains the answer from its first token: answering without thinking",
+        );
+      }
     },
     buildPrompt: (model, resolved) => {
       const input: ChatPromptInput = { messages, tools, storedMessages: resolved.messages };
