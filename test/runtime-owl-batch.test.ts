@@ -186,6 +186,52 @@ describe.skipIf(!haveRefs)("owl backend, four sequences at once", () => {
   });
 });
 
+describe.skipIf(!haveRefs)("owl backend, a long prompt", () => {
+  it("is evaluated in chunks: another stream goes on meanwhile, and its own text is still run.c's", async () => {
+    const model = await createBackend("owl").load({
+      modelPath: BUNDLED,
+      adapters: [],
+      numCtx: 512,
+      numParallel: 2,
+      threads: 1,
+    });
+    try {
+      const [a, b] = [model.tryAcquireSequence()!, model.tryAcquireSequence()!];
+      // B streams a story; A's prompt is run.c's prompt and first 180 tokens (2 chunks of 64 and
+      // more), so greedy A goes on with run.c's tokens 180..189.
+      let bTokens = 0;
+      const streamB = (async () => {
+        for await (const ev of complete(model, b, {
+          prompt: refs[1]!.prompt_tokens,
+          sampling: GREEDY,
+          maxTokens: 120,
+          stop: [],
+        }))
+          if (ev.type === "text") bTokens += ev.pieces.length;
+      })();
+      while (bTokens < 3) await new Promise((r) => setImmediate(r));
+      const bAtStart = bTokens;
+      let bAtFirstA: number | undefined;
+      const ref = refs[0]!;
+      const prompt = [...ref.prompt_tokens, ...ref.generated_tokens.slice(0, 180)];
+      const aTokens: number[] = [];
+      for await (const ev of complete(model, a, { prompt, sampling: GREEDY, maxTokens: 10, stop: [] })) {
+        if (ev.type !== "text") continue;
+        bAtFirstA ??= bTokens;
+        aTokens.push(...ev.pieces.map((p) => p.token));
+      }
+      await streamB;
+      expect(aTokens).toEqual(ref.generated_tokens.slice(180, 190));
+      // B got tokens between A's prompt chunks (evaluated at once, A's prompt would hold it up).
+      expect(bAtFirstA! - bAtStart).toBeGreaterThanOrEqual(2);
+      a.release();
+      b.release();
+    } finally {
+      await model.dispose();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!haveRefs)("owl serve, four /api/generate streams at once", () => {
   const root = mkdtempSync(join(tmpdir(), "owl-batch-"));
   const shutdown = new AbortController();

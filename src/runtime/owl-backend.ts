@@ -14,8 +14,9 @@
  * did. When a sequence of the last step has not asked yet (its consumer is a turn late), the step
  * waits one more turn for it, and no longer, so that a late stream does not settle into steps of
  * its own. The engine is synchronous (the WASM thread pool blocks the caller), so a step blocks
- * the event loop while it runs. Prompts are evaluated per sequence, at once, in generate() (a
- * prompt is a mat-mat already). stepCounts() counts the steps by their number of sequences.
+ * the event loop while it runs. Prompts are evaluated per sequence in generate() (a prompt is a
+ * mat-mat already), PROMPT_CHUNK tokens at a time with a turn of the event loop between chunks,
+ * so that a long prompt does not hold up the other streams and the HTTP server. stepCounts() counts the steps by their number of sequences.
  * What a batch gains is the kernels': on the bench machine (bench/serve.ts --owl, 15M and 110M
  * Q8_0, 2 threads, bench/RESULTS.md) a batched step of 4 sequences gives 1.8-2.0x the tokens/s
  * of a step of one and runs 1.5-1.7x faster than 4 steps of one (the small-T matmuls decode each
@@ -63,6 +64,9 @@ import type {
 } from "./types.ts";
 
 const USE_LLAMA_CPP = "use the llama.cpp backend (OWL_BACKEND=llama.cpp, the default)";
+
+/** Prompt tokens evaluated between two turns of the event loop (OwlSequence.generate). */
+const PROMPT_CHUNK = 64;
 
 /** Yield to the event loop: other sequences, timers and I/O run between tokens. */
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -453,8 +457,18 @@ class OwlSequence implements Sequence {
     const seq = [...prompt];
     let logits: Float32Array;
     try {
-      const r = this.session.evaluate(seq, signal ? { signal } : {});
-      this.stats = { reused: r.firstPosition, evaluated: r.evaluated };
+      // The prompt in chunks of PROMPT_CHUNK tokens with a turn of the event loop between them:
+      // the engine runs on the event loop, so a long prompt evaluated at once would stall every
+      // other stream (and the HTTP server) until it is done; between chunks their steps go on.
+      const opts = signal ? { signal } : {};
+      const reused = Math.min(commonPrefix(this.session.tokens, seq), seq.length - 1);
+      for (let end = reused + PROMPT_CHUNK; end < seq.length; end += PROMPT_CHUNK) {
+        this.session.evaluate(seq.slice(0, end), opts);
+        await tick();
+        if (signal?.aborted || epoch !== this.epoch) return;
+      }
+      const r = this.session.evaluate(seq, opts);
+      this.stats = { reused, evaluated: seq.length - reused };
       logits = r.logits;
       for (;;) {
         if (signal?.aborted || epoch !== this.epoch) return;
