@@ -444,6 +444,70 @@ export function sampleDist(c: Candidates, rng: Mt19937): number {
   return selected < 0 ? size - 1 : selected;
 }
 
+/**
+ * The index of the first largest value of `x` by `>` from x[0] (llama_sampler_greedy over the
+ * candidates in id order: a NaN never wins, but a NaN at index 0 is kept as nothing exceeds it),
+ * the answer of argmaxPosition after load(x). Fast path: a positive maximum that is not NaN is
+ * also the largest of the float32 bit patterns read as signed integers (they order positive
+ * floats as the floats do and put every negative float, -0 and negative NaN below them), so
+ * the scan compares integers, eight running maxima at a time, and the first index holding those
+ * exact bits is the answer (a positive float has one bit pattern). Any other maximum (zero,
+ * negative, a positive NaN present) takes the plain float scan.
+ */
+export function argmaxF32(x: Float32Array): number {
+  const n = x.length;
+  const x0 = x[0]!;
+  if (n <= 1 || Number.isNaN(x0)) return 0;
+  const b = new Int32Array(x.buffer, x.byteOffset, n);
+  let m0 = b[0]!;
+  let m1 = m0;
+  let m2 = m0;
+  let m3 = m0;
+  let m4 = m0;
+  let m5 = m0;
+  let m6 = m0;
+  let m7 = m0;
+  let i = 1;
+  for (; i + 7 < n; i += 8) {
+    const v0 = b[i]!;
+    const v1 = b[i + 1]!;
+    const v2 = b[i + 2]!;
+    const v3 = b[i + 3]!;
+    const v4 = b[i + 4]!;
+    const v5 = b[i + 5]!;
+    const v6 = b[i + 6]!;
+    const v7 = b[i + 7]!;
+    if (v0 > m0) m0 = v0;
+    if (v1 > m1) m1 = v1;
+    if (v2 > m2) m2 = v2;
+    if (v3 > m3) m3 = v3;
+    if (v4 > m4) m4 = v4;
+    if (v5 > m5) m5 = v5;
+    if (v6 > m6) m6 = v6;
+    if (v7 > m7) m7 = v7;
+  }
+  for (; i < n; i++) if (b[i]! > m0) m0 = b[i]!;
+  if (m1 > m0) m0 = m1;
+  if (m2 > m0) m0 = m2;
+  if (m3 > m0) m0 = m3;
+  if (m4 > m0) m0 = m4;
+  if (m5 > m0) m0 = m5;
+  if (m6 > m0) m0 = m6;
+  if (m7 > m0) m0 = m7;
+  // 0x7f800000 is +Infinity; above it, positive NaNs.
+  if (m0 > 0 && m0 <= 0x7f800000) return b.indexOf(m0);
+  let best = 0;
+  let bestL = x0;
+  for (let j = 1; j < n; j++) {
+    const l = x[j]!;
+    if (l > bestL) {
+      best = j;
+      bestL = l;
+    }
+  }
+  return best;
+}
+
 /** llama_sampler_greedy_apply: the position of the first largest logit. */
 export function argmaxPosition(c: Candidates): number {
   const { ids, logit, size } = c;

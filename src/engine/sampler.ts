@@ -16,7 +16,8 @@
  * temperature <= 0 is greedy: the first largest logit after logit bias and penalties
  * (llama_sampler_greedy, what node-llama-cpp uses). common_sampler's chain picks the same token
  * (temperature 0 masks all but the maximum) except among tied maxima; typical-p and XTC can drop
- * the maximum, so when they are on they run first, as in that chain.
+ * the maximum, so when they are on they run first, as in that chain. With no bias and no
+ * penalty it is the argmax of the logits as given (argmaxF32), without loading the candidates.
  *
  * Parameters take llama.cpp/owl names (topK, repeatLastN, ...) and Ollama's (top_k,
  * repeat_last_n, num_predict, ...); resolveSamplerParams() checks them. Defaults are llama.cpp's
@@ -35,6 +36,7 @@ import {
   applyTopP,
   applyTypicalP,
   applyXtc,
+  argmaxF32,
   argmaxPosition,
   Candidates,
   sampleDist,
@@ -430,9 +432,20 @@ export class Sampler {
   private readonly biasIds: Int32Array;
   private readonly biasValues: Float32Array;
   private accepted: number[] = [];
+  /** temperature <= 0 without the stages that may drop the maximum (XTC, typical-p): argmax. */
+  private readonly plainGreedy: boolean;
+  /** Whether the penalties are on (a window and a penalty other than neutral). */
+  private readonly penalties: boolean;
+  /** The logits of the last sample() when it left the candidates unloaded (see candidates). */
+  private unloaded: Float32Array | undefined;
 
   constructor(params: SamplerParams = {}, options: SamplerOptions = {}) {
     this.params = resolveSamplerParams(params);
+    const p = this.params;
+    const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
+    this.plainGreedy = p.temperature <= 0 && !xtcOn && p.typicalP >= 1;
+    this.penalties =
+      p.repeatLastN !== 0 && !(p.repeatPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0);
     this.biasIds = Int32Array.from(this.params.logitBias, (e) => e[0]);
     this.biasValues = Float32Array.from(this.params.logitBias, (e) => e[1]);
     this.seedCur = this.params.seed ?? randomSeed();
@@ -451,8 +464,16 @@ export class Sampler {
     return this.params.temperature <= 0;
   }
 
-  /** The candidates after the last sample() (llama.cpp's cur_p): ids, logits, probabilities. */
+  /**
+   * The candidates after the last sample() (llama.cpp's cur_p): ids, logits, probabilities.
+   * NOTE: after a greedy sample() that changed no logit (no bias, no penalty), they are loaded
+   * here, on first read, from the logits array that sample() was given.
+   */
   get candidates(): Candidates | undefined {
+    if (this.unloaded !== undefined) {
+      this.cand!.load(this.unloaded);
+      this.unloaded = undefined;
+    }
     return this.cand;
   }
 
@@ -472,15 +493,19 @@ export class Sampler {
     this.ensureVocab(V);
     const c = this.cand!;
     const p = this.params;
+    const window = history ?? this.accepted;
+    const penalize = this.penalties && window.length > 0;
+    if (this.plainGreedy && this.biasIds.length === 0 && !penalize) {
+      // Nothing changes a logit: the argmax of `logits` itself; the candidates are loaded only
+      // if they are asked for (the getter).
+      this.unloaded = logits;
+      return argmaxF32(logits);
+    }
+    this.unloaded = undefined;
     c.load(logits);
     if (this.biasIds.length > 0) applyLogitBias(c, this.biasIds, this.biasValues);
 
-    const window = history ?? this.accepted;
-    if (
-      p.repeatLastN !== 0 &&
-      !(p.repeatPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0) &&
-      window.length > 0
-    ) {
+    if (penalize) {
       const start = p.repeatLastN < 0 ? 0 : Math.max(0, window.length - p.repeatLastN);
       for (let i = start; i < window.length; i++) {
         const t = window[i]!;
@@ -504,21 +529,12 @@ export class Sampler {
       );
     }
 
-    const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
-    if (p.temperature <= 0 && !xtcOn && p.typicalP >= 1) {
+    if (this.plainGreedy) {
       // llama_sampler_greedy on the untouched candidate order (ids 0..V-1): the first maximum.
-      const logit = c.logit;
-      let best = 0;
-      let bestL = logit[0]!;
-      for (let i = 1; i < V; i++) {
-        if (logit[i]! > bestL) {
-          best = i;
-          bestL = logit[i]!;
-        }
-      }
-      return best;
+      return argmaxF32(c.logit);
     }
 
+    const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
     applyTopNSigma(c, p.topNSigma);
     applyTopK(c, p.topK);
     applyTypicalP(c, p.typicalP, p.minKeep);
