@@ -1,19 +1,29 @@
 /**
- * The greedy fast path of the Sampler (temperature <= 0 with no logit bias and no penalty: the
- * argmax of the logits as given, argmaxF32, the candidates loaded only when read) against the
- * plain chain it replaces (load, bias, penalties, then the first largest logit in id order,
- * llama_sampler_greedy), on random logits with ties, NaNs of both signs, infinities, signed zeros
- * and all-negative rows.
+ * The Sampler's fast paths against the plain code they replace, on random logits with ties, NaNs
+ * of both signs, infinities, signed zeros and all-negative rows:
+ * - greedy (temperature <= 0 with no logit bias and no penalty): the argmax of the logits as
+ *   given (argmaxF32), the candidates loaded only when read, against load, bias, penalties, then
+ *   the first largest logit in id order (llama_sampler_greedy);
+ * - top-k on candidates in id order (applyTopKInOrder) against applyTopK (std::partial_sort).
  */
 import { describe, expect, it } from "vitest";
 import { Sampler, type SamplerParams } from "../src/engine/sampler.ts";
 import { Mt19937 } from "../src/engine/sampler-rng.ts";
 import {
   applyLogitBias,
+  applyMinP,
   applyPenalties,
+  applyTempExt,
+  applyTopK,
+  applyTopKInOrder,
+  applyTopNSigma,
+  applyTopP,
+  applyTypicalP,
+  applyXtc,
   argmaxF32,
   argmaxPosition,
   Candidates,
+  sampleDist,
 } from "../src/engine/sampler-stages.ts";
 
 const bitsToF32 = (bits: number) => new Float32Array(new Uint32Array([bits >>> 0]).buffer)[0]!;
@@ -193,3 +203,119 @@ describe("Sampler, greedy", () => {
     );
   });
 });
+
+describe("applyTopKInOrder", () => {
+  /** Both top-k's on the same loaded row: ids, size and sorted flag must match. */
+  const check = (x: Float32Array, k: number, label: string) => {
+    const a = new Candidates(x.length);
+    a.load(x);
+    applyTopK(a, k);
+    const b = new Candidates(x.length);
+    b.load(x);
+    applyTopKInOrder(b, k);
+    if (a.size !== b.size || a.sorted !== b.sorted) expect.fail(`${label}: size/sorted differ`);
+    for (let i = 0; i < a.size; i++) {
+      if (a.ids[i] !== b.ids[i]) expect.fail(`${label}: ids differ at ${i}: ${a.ids[i]} vs ${b.ids[i]}`);
+    }
+  };
+
+  it("keeps the ids std::partial_sort keeps, in its order, on random rows with ties and NaNs", () => {
+    const g = new Mt19937(11);
+    for (let trial = 0; trial < 1500; trial++) {
+      const n = 200 + (g.next() % 1500);
+      const x = rowOf(g, n, trial % 2 === 0);
+      // Mostly few distinct values: ties at the k-th place.
+      if (trial % 3 === 0) for (let i = 0; i < n; i++) x[i] = (g.next() % 7) - 3;
+      const k = [1, 2, 3, 8, 40, 64, 127, 128, 129, 300][trial % 10]!;
+      check(x, k, `trial ${trial} n ${n} k ${k}`);
+    }
+  });
+
+  it("agrees on vocabulary-sized rows, rising, falling and flat, and leaves k <= 0 alone", () => {
+    const g = new Mt19937(12);
+    const n = 32000;
+    const rows = [
+      Float32Array.from({ length: n }, () => (g.next() / 2 ** 32) * 20 - 10),
+      Float32Array.from({ length: n }, (_, i) => i / 100),
+      Float32Array.from({ length: n }, (_, i) => -i / 100),
+      new Float32Array(n).fill(1.5),
+      Float32Array.from({ length: n }, (_, i) => (i % 1000 === 999 ? Number.POSITIVE_INFINITY : i % 5)),
+    ];
+    for (const [r, x] of rows.entries()) for (const k of [1, 40, 128]) check(x, k, `row ${r} k ${k}`);
+    const c = new Candidates(n);
+    c.load(rows[0]!);
+    applyTopKInOrder(c, 0);
+    expect(c.size).toBe(n);
+    expect(c.sorted).toBe(false);
+  });
+});
+
+describe("Sampler, top-k in id order", () => {
+  it("draws the same tokens as the chain with applyTopK, with the default chain and others", () => {
+    const g = new Mt19937(13);
+    const V = 4096;
+    const chains: SamplerParams[] = [
+      {},
+      { topK: 40, topP: 0.9, minP: 0, temperature: 0.7 },
+      { topK: 5, topP: 1, minP: 0.1, repeatPenalty: 1.2, logitBias: { 17: 5 } },
+      { topK: 100, typicalP: 0.8, xtcProbability: 0.5, xtcThreshold: 0.1 },
+      { topK: 3, temperature: 0, xtcProbability: 1, xtcThreshold: 0.2 },
+    ];
+    for (const [ci, params] of chains.entries()) {
+      const seed = 1000 + ci;
+      const fast = new Sampler({ ...params, seed }, { nVocab: V });
+      const ref = chainOf({ ...params, seed }, V);
+      const history: number[] = [];
+      for (let step = 0; step < 200; step++) {
+        const x = Float32Array.from({ length: V }, () => ((g.next() % 64) - 32) / 8);
+        const a = fast.sample(x, history);
+        const b = ref(x, history);
+        if (a !== b) expect.fail(`chain ${ci} step ${step}: ${a} vs ${b}`);
+        history.push(a);
+      }
+    }
+  });
+});
+
+/** Sampler.sample's chain written out from the stages, top-k as applyTopK. */
+function chainOf(params: SamplerParams, V: number): (x: Float32Array, history: number[]) => number {
+  const p = new Sampler(params).params;
+  const rng = new Mt19937(p.seed);
+  const xtcRng = new Mt19937(p.seed);
+  const c = new Candidates(V);
+  const counts = new Int32Array(V);
+  return (x, history) => {
+    c.load(x);
+    if (p.logitBias.length > 0) {
+      applyLogitBias(
+        c,
+        Int32Array.from(p.logitBias, (e) => e[0]),
+        Float32Array.from(p.logitBias, (e) => e[1]),
+      );
+    }
+    const penalties = !(p.repeatPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0);
+    if (p.repeatLastN !== 0 && penalties && history.length > 0) {
+      const start = p.repeatLastN < 0 ? 0 : Math.max(0, history.length - p.repeatLastN);
+      applyPenalties(
+        c,
+        history,
+        start,
+        history.length,
+        p.repeatPenalty,
+        p.frequencyPenalty,
+        p.presencePenalty,
+        counts,
+      );
+    }
+    const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
+    applyTopNSigma(c, p.topNSigma);
+    applyTopK(c, p.topK);
+    applyTypicalP(c, p.typicalP, p.minKeep);
+    applyTopP(c, p.topP, p.minKeep);
+    applyMinP(c, p.minP, p.minKeep);
+    if (xtcOn) applyXtc(c, p.xtcProbability, p.xtcThreshold, p.minKeep, xtcRng);
+    if (p.temperature <= 0) return c.ids[argmaxPosition(c)]!;
+    applyTempExt(c, p.temperature, p.dynatempRange, p.dynatempExponent);
+    return c.ids[sampleDist(c, rng)]!;
+  };
+}

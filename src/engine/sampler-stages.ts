@@ -44,6 +44,8 @@ export class Candidates {
   readonly key2: Float32Array;
   /** @internal */
   readonly bucket = new BucketScratch();
+  /** @internal top-k's heap of logits (applyTopKInOrder). */
+  readonly topHeap = new Float32Array(128);
   private readonly iota: Int32Array;
 
   constructor(nVocab: number) {
@@ -189,6 +191,85 @@ export function applyTopK(c: Candidates, k: number): void {
   const kk = Math.min(k, c.size);
   if (!c.sorted) partialSortInplace(c, kk);
   c.size = kk;
+}
+
+/**
+ * applyTopK on candidates still in id order (ids[i] === i for every i < size, as load() leaves
+ * them and logit bias, penalties and top-n-sigma keep them): the same ids in the same order.
+ * std::partial_sort's heap select lets a candidate in only when its logit is above the heap's
+ * top, which is the k-th largest logit of those before it; a first pass finds those candidates
+ * with a heap of logits alone, reading the logits in id order, and moves them (in order) right
+ * after the first k, so that partialSortDesc makes the same moves over about k ln(V/k) of them
+ * instead of V. A NaN among the first k (the heap is then not ordered by value) takes applyTopK.
+ */
+export function applyTopKInOrder(c: Candidates, k: number): void {
+  if (k <= 0) return;
+  const kk = Math.min(k, c.size);
+  const size = c.size;
+  if (c.sorted || kk > c.topHeap.length || size - kk < 256) {
+    applyTopK(c, k);
+    return;
+  }
+  const { ids, logit, topHeap: h } = c;
+  for (let i = 0; i < kk; i++) {
+    const l = logit[i]!;
+    if (Number.isNaN(l)) {
+      applyTopK(c, k);
+      return;
+    }
+    // A min-heap of the first k logits: push l up.
+    let j = i;
+    while (j > 0) {
+      const parent = (j - 1) >> 1;
+      if (!(h[parent]! > l)) break;
+      h[j] = h[parent]!;
+      j = parent;
+    }
+    h[j] = l;
+  }
+  let top = h[0]!;
+  let w = kk;
+  let i = kk;
+  for (;;) {
+    // Skip, eight at a time, the logits that do not get in (nearly all of them).
+    while (
+      i + 8 <= size &&
+      !(
+        logit[i]! > top ||
+        logit[i + 1]! > top ||
+        logit[i + 2]! > top ||
+        logit[i + 3]! > top ||
+        logit[i + 4]! > top ||
+        logit[i + 5]! > top ||
+        logit[i + 6]! > top ||
+        logit[i + 7]! > top
+      )
+    ) {
+      i += 8;
+    }
+    if (i >= size) break;
+    const end = Math.min(i + 8, size);
+    for (; i < end; i++) {
+      const l = logit[i]!;
+      if (!(l > top)) continue;
+      ids[w++] = i;
+      // Replace the smallest with l and sift it down.
+      let j = 0;
+      for (;;) {
+        let child = 2 * j + 1;
+        if (child >= kk) break;
+        if (child + 1 < kk && h[child + 1]! < h[child]!) child++;
+        if (!(h[child]! < l)) break;
+        h[j] = h[child]!;
+        j = child;
+      }
+      h[j] = l;
+      top = h[0]!;
+    }
+  }
+  partialSortDesc(ids, logit, 0, kk, w);
+  c.size = kk;
+  c.sorted = true;
 }
 
 /**

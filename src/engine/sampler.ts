@@ -31,7 +31,7 @@ import {
   applyMinP,
   applyPenalties,
   applyTempExt,
-  applyTopK,
+  applyTopKInOrder,
   applyTopNSigma,
   applyTopP,
   applyTypicalP,
@@ -536,7 +536,8 @@ export class Sampler {
 
     const xtcOn = p.xtcProbability > 0 && p.xtcThreshold <= 0.5;
     applyTopNSigma(c, p.topNSigma);
-    applyTopK(c, p.topK);
+    // Nothing before top-k reorders the candidates: they are in id order.
+    applyTopKInOrder(c, p.topK);
     applyTypicalP(c, p.typicalP, p.minKeep);
     applyTopP(c, p.topP, p.minKeep);
     applyMinP(c, p.minP, p.minKeep);
