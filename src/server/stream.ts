@@ -35,6 +35,13 @@ export function requestAbort(c: Context, shutdown: AbortSignal): RequestAbort {
 export interface StreamOptions {
   /** Called once when the client stops reading before the last item (disconnect). */
   onCancel?: () => void;
+  /**
+   * Write each item as soon as it comes, in the turn that produced it. Default: on the next
+   * event-loop turn, after the decode its producer queued has started (llama.cpp's native decode
+   * then runs during the write). For a producer whose next step runs on the event loop itself
+   * (the owl engine), waiting only adds a turn to every token.
+   */
+  writeAtOnce?: boolean;
 }
 
 interface StreamFormat {
@@ -44,6 +51,14 @@ interface StreamFormat {
   /** Written after the last item (SSE's `data: [DONE]`). */
   trailer?: string;
   headers?: Record<string, string>;
+}
+
+/**
+ * StreamOptions.writeAtOnce for a model's tokens: the owl engine's decode steps run on the event
+ * loop (nothing of the next token happens during the write), llama.cpp's on native threads.
+ */
+export function writeAtOnce(model: { readonly backend: string }): boolean {
+  return model.backend === "owl";
 }
 
 /** @hono/node-server leaves a response carrying this header alone: the route wrote it itself. */
@@ -138,11 +153,14 @@ function writeDirect(
           if (finished) return;
           if (r.done) break;
           const text = format.item(r.value);
-          // Written on the next event-loop turn: the work this item's producer started for the
-          // next one (a decode step queued for the next cycle) gets going before the socket write.
-          await nextTurn();
-          if (finished) return;
-          await write(text);
+          if (!options.writeAtOnce) {
+            // Written on the next event-loop turn: the work this item's producer started for the
+            // next one (a decode step queued for the next cycle) gets going before the write.
+            await nextTurn();
+            if (finished) return;
+          }
+          const pending = write(text);
+          if (pending) await pending;
         }
       }
       if (format.trailer !== undefined) out.write(format.trailer);
@@ -182,8 +200,10 @@ function webStream(
         const r = await it.next();
         if (r.done) return finish(controller);
         const bytes = encoder.encode(format.item(r.value));
-        await nextTurn();
-        if (finished) return; // cancelled meanwhile
+        if (!options.writeAtOnce) {
+          await nextTurn();
+          if (finished) return; // cancelled meanwhile
+        }
         controller.enqueue(bytes);
       } catch (e) {
         finished = true;

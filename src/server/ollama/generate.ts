@@ -58,7 +58,7 @@ import type { ResolvedModel } from "../../store/types.ts";
 import type { ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
-import { type RequestAbort, requestAbort } from "../stream.ts";
+import { type RequestAbort, requestAbort, writeAtOnce } from "../stream.ts";
 import { readJson } from "../validate.ts";
 import { logWarnings, requestWarn, type Warn } from "../warn.ts";
 import { checkCapabilities, resolveThink } from "./capabilities.ts";
@@ -405,7 +405,12 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         }
       }
     }
-    if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
+    if (body.stream !== false) {
+      return streamOrLast(c, true, chunks(), {
+        onCancel: () => abort.abort(),
+        writeAtOnce: writeAtOnce(run.lease.model),
+      });
+    }
     let text = "";
     let thought = "";
     let last: OllamaGenerateResponse | undefined;
@@ -577,7 +582,12 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         };
       }
     }
-    if (body.stream !== false) return streamOrLast(c, true, chunks(), { onCancel: () => abort.abort() });
+    if (body.stream !== false) {
+      return streamOrLast(c, true, chunks(), {
+        onCancel: () => abort.abort(),
+        writeAtOnce: writeAtOnce(run.lease.model),
+      });
+    }
     let content = "";
     let thought = "";
     const toolCalls: OllamaToolCall[] = [];

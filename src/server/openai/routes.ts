@@ -19,7 +19,7 @@
  */
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
-import { requestAbort, sseResponse } from "../stream.ts";
+import { requestAbort, sseResponse, writeAtOnce } from "../stream.ts";
 import { readJsonValue } from "../validate.ts";
 import { requestWarn } from "../warn.ts";
 import { completeChat, startChat, streamChat } from "./chat.ts";
@@ -33,7 +33,12 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
     const req = parseChatRequest(await readJsonValue(c));
     const abort = requestAbort(c, ctx.shutdown);
     const chat = await startChat(ctx, req, abort.signal, requestWarn(ctx, c));
-    if (req.stream) return sseResponse(c, streamChat(chat, req), { onCancel: () => abort.abort() });
+    if (req.stream) {
+      return sseResponse(c, streamChat(chat, req), {
+        onCancel: () => abort.abort(),
+        writeAtOnce: writeAtOnce(chat.model),
+      });
+    }
     return c.json(await completeChat(chat, req));
   });
 
@@ -41,7 +46,12 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
     const req = parseCompletionRequest(await readJsonValue(c));
     const abort = requestAbort(c, ctx.shutdown);
     const gen = await startCompletion(ctx, req, abort.signal, requestWarn(ctx, c));
-    if (req.stream) return sseResponse(c, streamText(gen, req), { onCancel: () => abort.abort() });
+    if (req.stream) {
+      return sseResponse(c, streamText(gen, req), {
+        onCancel: () => abort.abort(),
+        writeAtOnce: writeAtOnce(gen.model),
+      });
+    }
     return c.json(await completeText(gen, req));
   });
 
