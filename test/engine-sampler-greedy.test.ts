@@ -241,6 +241,14 @@ describe("applyTopKInOrder", () => {
       new Float32Array(n).fill(1.5),
       Float32Array.from({ length: n }, (_, i) => (i % 1000 === 999 ? Number.POSITIVE_INFINITY : i % 5)),
     ];
+    // NaNs of both signs after the first k (the integer skip lets positive ones through to the
+    // float test), and rows whose k-th largest logit is zero or negative (the float skip).
+    const nans = Float32Array.from({ length: n }, () => (g.next() / 2 ** 32) * 20 - 5);
+    const nanBits = new Uint32Array(nans.buffer);
+    for (let i = 200; i < n; i += 37) nanBits[i] = [POS_NAN, NEG_NAN, SIGNALING_NAN, 0x7fffffff][i % 4]!;
+    rows.push(nans);
+    rows.push(Float32Array.from({ length: n }, () => -1 - (g.next() / 2 ** 32) * 20));
+    rows.push(Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 0 : i % 3 === 1 ? -0 : -1)));
     for (const [r, x] of rows.entries()) for (const k of [1, 40, 128]) check(x, k, `row ${r} k ${k}`);
     const c = new Candidates(n);
     c.load(rows[0]!);

@@ -44,8 +44,12 @@ export class Candidates {
   readonly key2: Float32Array;
   /** @internal */
   readonly bucket = new BucketScratch();
-  /** @internal top-k's heap of logits (applyTopKInOrder). */
+  /** @internal top-k's heap of logits (applyTopKInOrder), and its bits. */
   readonly topHeap = new Float32Array(128);
+  /** @internal */
+  readonly topHeapBits = new Int32Array(this.topHeap.buffer);
+  /** @internal the bits of `logit`, as integers. */
+  readonly logitBits: Int32Array;
   private readonly iota: Int32Array;
 
   constructor(nVocab: number) {
@@ -53,6 +57,7 @@ export class Candidates {
     this.ids = new Int32Array(nVocab);
     this.logit = new Float32Array(nVocab);
     this.p = new Float32Array(nVocab);
+    this.logitBits = new Int32Array(this.logit.buffer);
     this.buf = new Int32Array(nVocab);
     this.key2 = new Float32Array(nVocab);
     this.iota = new Int32Array(nVocab);
@@ -230,22 +235,44 @@ export function applyTopKInOrder(c: Candidates, k: number): void {
   let top = h[0]!;
   let w = kk;
   let i = kk;
+  const bits = c.logitBits;
   for (;;) {
-    // Skip, eight at a time, the logits that do not get in (nearly all of them).
-    while (
-      i + 8 <= size &&
-      !(
-        logit[i]! > top ||
-        logit[i + 1]! > top ||
-        logit[i + 2]! > top ||
-        logit[i + 3]! > top ||
-        logit[i + 4]! > top ||
-        logit[i + 5]! > top ||
-        logit[i + 6]! > top ||
-        logit[i + 7]! > top
-      )
-    ) {
-      i += 8;
+    // Skip, eight at a time, the logits that do not get in (nearly all of them). Above a positive
+    // top, the float32 bit patterns as integers order as the floats do (a positive NaN passes
+    // this test and fails the float one below), so the skip compares integers.
+    const topBits = c.topHeapBits[0]!;
+    if (topBits > 0) {
+      while (
+        i + 8 <= size &&
+        !(
+          bits[i]! > topBits ||
+          bits[i + 1]! > topBits ||
+          bits[i + 2]! > topBits ||
+          bits[i + 3]! > topBits ||
+          bits[i + 4]! > topBits ||
+          bits[i + 5]! > topBits ||
+          bits[i + 6]! > topBits ||
+          bits[i + 7]! > topBits
+        )
+      ) {
+        i += 8;
+      }
+    } else {
+      while (
+        i + 8 <= size &&
+        !(
+          logit[i]! > top ||
+          logit[i + 1]! > top ||
+          logit[i + 2]! > top ||
+          logit[i + 3]! > top ||
+          logit[i + 4]! > top ||
+          logit[i + 5]! > top ||
+          logit[i + 6]! > top ||
+          logit[i + 7]! > top
+        )
+      ) {
+        i += 8;
+      }
     }
     if (i >= size) break;
     const end = Math.min(i + 8, size);
