@@ -58,6 +58,8 @@ function checkRequest(request: CompletionRequest): void {
   }
 }
 
+const STREAM = { stream: true } as const;
+
 /** Continuation bytes still expected after `bytes`, given `missing` expected before them. */
 function utf8Missing(missing: number, bytes: Uint8Array): number {
   for (const b of bytes) {
@@ -114,6 +116,15 @@ export async function* complete(
       (which === "all" || limit[n]! < shown || (which === "complete" && limit[n]! === shown))
     )
       n++;
+    if (n === 0) return [];
+    if (n === pending.length) {
+      // Everything goes (the common case): hand the array over instead of copying it.
+      const out = pending;
+      pending = [];
+      ends = [];
+      starts = [];
+      return out;
+    }
     const out = pending.slice(0, n);
     pending = pending.slice(n);
     ends = ends.slice(n);
@@ -159,12 +170,12 @@ export async function* complete(
           break;
         }
         generated.push(step.token);
-        const piece: TokenPiece = { token: step.token, text: textOf(step.token) };
+        const bytes = model.tokenBytes(step.token);
+        const piece: TokenPiece = { token: step.token, text: pieceText.decode(bytes) };
         if (step.logprob !== undefined) piece.logprob = step.logprob;
         if (step.top)
           piece.top = step.top.map((t) => ({ token: t.token, text: textOf(t.token), logprob: t.logprob }));
-        const bytes = model.tokenBytes(step.token);
-        const text = decoder.decode(bytes, { stream: true });
+        const text = decoder.decode(bytes, STREAM);
         starts.push(decodedLength);
         decodedLength += text.length;
         missing = utf8Missing(missing, bytes);
