@@ -67,6 +67,28 @@ import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./
 
 type Done = Extract<CompletionEvent, { type: "done" }>;
 
+/** The minute that createdAt() last formatted (ms since the epoch) and its ISO text up to "mm:". */
+let minuteMs = Number.NaN;
+let minuteText = "";
+
+/**
+ * timestamp() of `now` (Date's toISOString, UTC, milliseconds) for a streamed chunk, formatting
+ * only the seconds per call: the rest of the text is kept for the minute.
+ */
+export function createdAt(now: number = Date.now()): string {
+  const ms = now % 60_000;
+  const minute = now - ms;
+  if (minute !== minuteMs || !Number.isInteger(now) || now < 0) {
+    // Before 1970, past year 9999 or a fraction of a millisecond: Date formats it.
+    if (!Number.isInteger(now) || now < 0 || now >= 253402300800000) return timestamp(new Date(now));
+    minuteMs = minute;
+    minuteText = timestamp(new Date(minute)).slice(0, 17);
+  }
+  const sec = (ms / 1000) | 0;
+  const milli = ms - sec * 1000;
+  return `${minuteText}${sec < 10 ? "0" : ""}${sec}.${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+}
+
 interface Run {
   lease: Lease;
   events: AsyncGenerator<CompletionEvent>;
@@ -386,7 +408,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
           const split = thinker?.add(ev.text) ?? { thinking: "", content: ev.text };
           yield {
             model: name,
-            created_at: timestamp(),
+            created_at: createdAt(),
             response: split.content,
             ...(split.thinking !== "" && { thinking: split.thinking }),
             done: false,
@@ -395,7 +417,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         } else {
           yield {
             model: name,
-            created_at: timestamp(),
+            created_at: createdAt(),
             response: "",
             done: true,
             done_reason: doneReason(ev, ctx.shutdown),
@@ -525,7 +547,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
       }
       return {
         model: name,
-        created_at: timestamp(),
+        created_at: createdAt(),
         message,
         done: false,
         ...(logprobs !== undefined && logprobs.length > 0 && { logprobs }),
@@ -574,7 +596,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         }
         yield {
           model: name,
-          created_at: timestamp(),
+          created_at: createdAt(),
           message: { role: "assistant", content: "" },
           done: true,
           done_reason: doneReason(ev, ctx.shutdown),
