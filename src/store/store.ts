@@ -44,6 +44,7 @@ import {
   type LoadedManifest,
   listManifestFiles,
   MANIFEST_MEDIA_TYPE,
+  manifestPath,
   manifestsDir,
   readManifestFile,
   serializeManifest,
@@ -68,6 +69,16 @@ import type {
 } from "./types.ts";
 
 type Params = ResolvedModel["params"];
+
+/** The size and mtime of a file as a cache key; undefined when it cannot be read. */
+async function fileKey(path: string): Promise<string | undefined> {
+  try {
+    const st = await stat(path);
+    return `${st.size}:${st.mtimeMs}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The config blob as owl writes it: Ollama's fields plus parent_model. */
 interface ConfigBlob extends ModelConfigBlob {
@@ -162,6 +173,13 @@ export class ModelStore implements ModelStoreApi {
   private ready: Promise<void> | undefined;
   private builtinInfo: Promise<BuiltinInfo> | undefined;
   private readonly ggufLicense = new Map<string, string | undefined>();
+  /**
+   * resolve()'s answers by manifest file, with the file's size and mtime when read: a request
+   * then costs a stat of the manifest and of the model blob instead of reading the manifests
+   * tree and every layer again (blobs are content-addressed: a manifest that did not change
+   * names the same bytes).
+   */
+  private readonly resolved = new Map<string, { key: string; model: ResolvedModel }>();
   /** list()'s last answer, the change mark it was made under and when (performance.now()). */
   private listCache: { mark: string; at: number; models: StoredModel[] } | undefined;
 
@@ -364,13 +382,36 @@ export class ModelStore implements ModelStoreApi {
   async resolve(name: string): Promise<ResolvedModel> {
     const n = parseModelName(name);
     await this.init();
+    const hit = await this.cachedResolve(manifestPath(this.root, n));
+    if (hit) return hit;
     const file = await findManifest(this.root, n);
     if (file) {
+      const key = await fileKey(file.path);
       const loaded = await readManifestFile(file.path);
-      return this.resolveManifest(file.name, loaded);
+      const model = await this.resolveManifest(file.name, loaded);
+      if (key !== undefined) {
+        if (this.resolved.size >= 256) this.resolved.clear();
+        this.resolved.set(file.path, { key, model: structuredClone(model) });
+      }
+      return model;
     }
     if (this.isBuiltinName(n)) return this.resolveBuiltin();
     throw notFound(name);
+  }
+
+  /** A copy of resolve()'s earlier answer for this manifest file, if the file has not changed. */
+  private async cachedResolve(path: string): Promise<ResolvedModel | undefined> {
+    const hit = this.resolved.get(path);
+    if (hit === undefined) return undefined;
+    if ((await fileKey(path)) !== hit.key) {
+      this.resolved.delete(path);
+      return undefined;
+    }
+    const model = hit.model;
+    const layer = model.manifest.layers.find((l) => l.mediaType === MT.model);
+    // The model blob is still checked (its size), as the full path does.
+    if (layer !== undefined) await this.checkBlob(layer, "model", model.name);
+    return structuredClone(model);
   }
 
   private async resolveBuiltin(): Promise<ResolvedModel> {
