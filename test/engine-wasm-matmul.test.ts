@@ -163,6 +163,47 @@ describe("WasmBackend.matmul", () => {
     }
   });
 
+  it("Q6_K, T = 1..5: 6-bit values and i8 scales at their extremes, and random bytes", () => {
+    // The one-token dot sums the values unsigned (0..63), narrows each 16-value sub-block sum to
+    // i16 (exact while |sum| <= 4 * 63 * 127) and takes the -32 from the bsums; its activation
+    // holds B - 256 A per EO pair (|B - 256 A| <= 127 + 256 * 127). Row 0: every quant bit set,
+    // scales 127 / -128 alternating; row 1: every quant bit clear, scales -128 / 127; rows 2..4
+    // random bytes. Activations at +-127 (one sign) and mixed.
+    const C = 512;
+    const OC = 5; // two pairs of rows and one alone
+    const bb = 210;
+    const nb = C / 256;
+    const w = new Uint8Array(OC * nb * bb);
+    let s = 777;
+    for (let i = 0; i < w.length; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      w[i] = s >>> 24;
+    }
+    for (let r = 0; r < OC; r++) {
+      for (let b = 0; b < nb; b++) {
+        const o = (r * nb + b) * bb;
+        if (r < 2) {
+          w.fill(r === 0 ? 0xff : 0x00, o, o + 192);
+          for (let j = 0; j < 16; j++) w[o + 192 + j] = (j % 2 === 0) === (r === 0) ? 0x7f : 0x80;
+        }
+        // d: a small positive half.
+        w[o + 208] = 0x00;
+        w[o + 209] = 0x20 + (b % 3);
+      }
+    }
+    for (const sign of [1, -1, 0]) {
+      const x = new Float32Array(5 * C);
+      for (let i = 0; i < x.length; i++) x[i] = sign === 0 ? ((i * 7) % 5) - 2 : sign * (1 + (i % 7) / 1000);
+      for (const T of [1, 2, 5]) {
+        const xt = x.subarray(0, T * C);
+        const want = refMatmul("Q6_K", w, xt, T, C, OC);
+        const got = run(b1, "Q6_K", w, xt, T, C, OC);
+        expectClose(`Q6_K extremes sign ${sign} T=${T}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+        expect(Array.from(run(b2, "Q6_K", w, xt, T, C, OC))).toEqual(Array.from(got));
+      }
+    }
+  });
+
   it("legacy types, T = 1..8: nibbles and fifth bits at their extremes, and random bytes", () => {
     // Per block: d (and Q4_1 / Q5_1 m) f16, then (Q5_0 / Q5_1) qh, then the quants. Rows 0..3:
     // every quant byte 0xff / 0x00, with every fifth bit set / clear crosswise; the rest random.

@@ -7,8 +7,8 @@ import { TABLES_END } from "./common";
 import { isKQuant, matmulRows } from "./matmul";
 import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, smallQ81, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
-import { pairBsums } from "./matmul-kquants";
-import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K } from "./types";
+import { narrowBsums, pairBsums, q6Steps } from "./matmul-kquants";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
   expandQ8_0,
@@ -131,6 +131,11 @@ export function prepareAct(
       const halves = T == 1 && (type == T_Q4_K || type == T_Q5_K);
       expandQ8K(tmp, C, qs, d, bs, halves);
       if (halves) pairBsums(bs, nb, bs);
+      // One token with Q6_K: the steps layout and the bsums as i16 (matmul-kquants.ts dotQ6K).
+      if (T == 1 && type == T_Q6_K) {
+        q6Steps(qs, C);
+        narrowBsums(bs, C);
+      }
     } else if (type == T_Q4_1 || type == T_Q5_1) {
       quantizeQ8_1(xt, tmp, C, x86);
       expandQ8_1(tmp, C, qs, d, ax + ((<usize>t * <usize>nb) << 2));

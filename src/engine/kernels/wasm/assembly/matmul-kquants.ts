@@ -9,7 +9,8 @@
 // Every 32 consecutive values of these layouts sit at the same bit position of 32 consecutive
 // bytes, so 2 x 16 bytes read as i16 lanes give the four EO slots with shifts and masks (see
 // matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32;
-// Q4_K's and Q5_K's differ (their own activation layout, the bsums' pair sums, a scratch: see dotQ4K).
+// Q4_K's, Q5_K's and Q6_K's differ (their own activation layouts, the bsums' pair sums or the
+// bsums as i16, a scratch: see dotQ4K, dotQ6K).
 import { f16t, hsum } from "./common";
 
 /** Lane sums of slots A, B (the first 16 values of a group of 32) with the activation at a. */
@@ -396,41 +397,208 @@ export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
   store<f32>(y1, hsum(acc1));
 }
 
-/** block_q6_K (210 B) row . Q8_K; ggml_vec_dot_q6_K_q8_K. */
-export function dotQ6K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
-  const m = i16x8.splat(15);
-  const m48 = i16x8.splat(0x30);
-  const e32 = i16x8.splat(32);
+// ---------------------------------------------------------------------------------- Q6_K
+//
+// One token with Q6_K (ggml_vec_dot_q6_K_q8_K): the values are dotted unsigned (0..63) and the
+// -32 comes from the activation's bsums as in ggml's AVX2 kernel (per block 32 * sum_s sc_s *
+// bsum_s over the 16 sub-blocks s of 16 values: two i16 dots of the scales with the bsums
+// narrowed to i16, |bsum| <= 16 * 127). Step k = 4 n + j (0..7) of a block reads 16 bytes
+// ql[16 k] (low nibbles: values 128 n + 16 j + l, high nibbles: 128 n + 64 + 16 j + l, l < 16;
+// sub-blocks 8 n + j and 8 n + 4 + j) and 16 bytes qh[32 n + 16 (j & 1)] shifted right by 2 (j >>
+// 1) (bits 0, 1 and 4, 5 of each byte: the high bits of the same values); q6Prep stores the
+// shifted qh and the step's scales [sc x 4, sc' x 4] per step in a scratch, 32 bytes per step.
+// The 6-bit values are built in the bytes (4 ops per 16 bytes) and dotted as i16 lanes u = e + 256
+// o (e, o: the values of an even and an odd byte) with the activation in the steps layout
+// (q6Steps): per 16 values the i16 A (the even values' activation) and B' = B - 256 A (B: the odd
+// values'), so that u A + (u >> 8) B' = e A + o B (one shift instead of a mask and a shift; |B'|
+// <= 127 + 256 * 127 fits i16 as quantizeQ8K's quants are within +-127). The two sub-block sums
+// of a step (|lane| <= 4 * 63 * 127, exact in i16) are narrowed and dotted with their scales.
+
+/**
+ * Rewrites, in place, n/256 blocks of EO-expanded Q8_K quants (quantize.ts expandQ8K, not halves)
+ * into the steps layout of dotQ6K: per 128 values (256 bytes: 8 runs of 32 bytes, each the EO
+ * slots A B or C D of 16 values) the runs in the order 0 4 1 5 2 6 3 7, each run's second 16
+ * bytes B replaced by B - 256 A (see the section's top).
+ */
+export function q6Steps(qs: usize, n: i32): void {
+  const end = qs + (<usize>(n >> 7) << 8);
+  for (let p = qs; p < end; p += 256) {
+    const a0 = v128.load(p);
+    const a1 = v128.load(p, 16);
+    const b0 = v128.load(p, 32);
+    const b1 = v128.load(p, 48);
+    const c0 = v128.load(p, 64);
+    const c1 = v128.load(p, 80);
+    const d0 = v128.load(p, 96);
+    const d1 = v128.load(p, 112);
+    const e0 = v128.load(p, 128);
+    const e1 = v128.load(p, 144);
+    const f0 = v128.load(p, 160);
+    const f1 = v128.load(p, 176);
+    const g0 = v128.load(p, 192);
+    const g1 = v128.load(p, 208);
+    const h0 = v128.load(p, 224);
+    const h1 = v128.load(p, 240);
+    v128.store(p, a0);
+    v128.store(p, i16x8.sub(a1, i16x8.shl(a0, 8)), 16);
+    v128.store(p, e0, 32);
+    v128.store(p, i16x8.sub(e1, i16x8.shl(e0, 8)), 48);
+    v128.store(p, b0, 64);
+    v128.store(p, i16x8.sub(b1, i16x8.shl(b0, 8)), 80);
+    v128.store(p, f0, 96);
+    v128.store(p, i16x8.sub(f1, i16x8.shl(f0, 8)), 112);
+    v128.store(p, c0, 128);
+    v128.store(p, i16x8.sub(c1, i16x8.shl(c0, 8)), 144);
+    v128.store(p, g0, 160);
+    v128.store(p, i16x8.sub(g1, i16x8.shl(g0, 8)), 176);
+    v128.store(p, d0, 192);
+    v128.store(p, i16x8.sub(d1, i16x8.shl(d0, 8)), 208);
+    v128.store(p, h0, 224);
+    v128.store(p, i16x8.sub(h1, i16x8.shl(h0, 8)), 240);
+  }
+}
+
+/**
+ * Per block of n/256 its 16 bsums (i32 at bsums + 64 b) narrowed to i16 (exact: |bsum| <= 16 *
+ * 127) at bsums + 32 b, in place, for the Q6_K offset term of dotQ6K.
+ */
+export function narrowBsums(bsums: usize, n: i32): void {
+  for (let b = 0; b < n >> 8; b++) {
+    const s = bsums + (<usize>b << 6);
+    const l0 = v128.load(s);
+    const l1 = v128.load(s, 16);
+    const l2 = v128.load(s, 32);
+    const l3 = v128.load(s, 48);
+    const o = bsums + (<usize>b << 5);
+    v128.store(o, i16x8.narrow_i32x4_s(l0, l1));
+    v128.store(o, i16x8.narrow_i32x4_s(l2, l3), 16);
+  }
+}
+
+/**
+ * The per-step operands of the Q6_K block at p, 32 bytes per step k = 4 n + j at out + 32 k: the
+ * 16 qh bytes of the step shifted right by 2 (j >> 1), then its scales [sc[8 n + j] x 4,
+ * sc[8 n + 4 + j] x 4] (i16). Returns -32 * sum_s sc_s * bsum_s (bsums as i16 at bs) in i32 lanes.
+ */
+@inline
+function q6Prep(p: usize, bs: usize, out: usize): v128 {
+  const h0 = v128.load(p, 128);
+  const h1 = v128.load(p, 144);
+  const h2 = v128.load(p, 160);
+  const h3 = v128.load(p, 176);
+  v128.store(out, h0);
+  v128.store(out, h1, 32);
+  v128.store(out, i16x8.shr_u(h0, 2), 64);
+  v128.store(out, i16x8.shr_u(h1, 2), 96);
+  v128.store(out, h2, 128);
+  v128.store(out, h3, 160);
+  v128.store(out, i16x8.shr_u(h2, 2), 192);
+  v128.store(out, i16x8.shr_u(h3, 2), 224);
+  const sv = v128.load(p, 192);
+  const lo = i16x8.extend_low_i8x16_s(sv);
+  const hi = i16x8.extend_high_i8x16_s(sv);
+  v128.store(out, i16x8.shuffle(lo, lo, 0, 0, 0, 0, 4, 4, 4, 4), 16);
+  v128.store(out, i16x8.shuffle(lo, lo, 1, 1, 1, 1, 5, 5, 5, 5), 48);
+  v128.store(out, i16x8.shuffle(lo, lo, 2, 2, 2, 2, 6, 6, 6, 6), 80);
+  v128.store(out, i16x8.shuffle(lo, lo, 3, 3, 3, 3, 7, 7, 7, 7), 112);
+  v128.store(out, i16x8.shuffle(hi, hi, 0, 0, 0, 0, 4, 4, 4, 4), 144);
+  v128.store(out, i16x8.shuffle(hi, hi, 1, 1, 1, 1, 5, 5, 5, 5), 176);
+  v128.store(out, i16x8.shuffle(hi, hi, 2, 2, 2, 2, 6, 6, 6, 6), 208);
+  v128.store(out, i16x8.shuffle(hi, hi, 3, 3, 3, 3, 7, 7, 7, 7), 240);
+  const s = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(bs)), i32x4.dot_i16x8_s(hi, v128.load(bs, 16)));
+  return i32x4.sub(i32x4.splat(0), i32x4.shl(s, 5));
+}
+
+/**
+ * One step of a Q6_K block: 16 ql bytes l, 16 qh bytes h (shifted), the activation x0..x3 (64
+ * bytes of the steps layout), scales sc: the integer sum times the scales, i32 lanes.
+ */
+@inline
+function q6Step(l: v128, h: v128, m: v128, m3: v128, x0: v128, x1: v128, x2: v128, x3: v128, sc: v128): v128 {
+  const lo = v128.or(v128.and(l, m), v128.and(i16x8.shl(h, 4), m3));
+  const hi = v128.or(v128.and(i16x8.shr_u(l, 4), m), v128.and(h, m3));
+  const s0 = i32x4.add(i32x4.dot_i16x8_s(lo, x0), i32x4.dot_i16x8_s(i16x8.shr_u(lo, 8), x1));
+  const s1 = i32x4.add(i32x4.dot_i16x8_s(hi, x2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 8), x3));
+  return i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(s0, s1), sc);
+}
+
+/**
+ * block_q6_K (210 B) row . Q8_K; ggml_vec_dot_q6_K_q8_K (see the section's top). qs: the
+ * activation in the steps layout (q6Steps), bs: per block its 16 bsums as i16 (narrowBsums);
+ * scr: 256 bytes. Per block float(isum) * (d * d8) in the lanes, summed at the end.
+ */
+export function dotQ6K(w: usize, qs: usize, d: usize, bs: usize, nb: i32, scr: usize): f32 {
+  // NOTE: masks from nb (the same values whenever a block is read) so that V8 keeps them in
+  // registers rather than rebuilding each constant in every loop iteration (3 instructions each).
+  const m = i8x16.splat(<i8>select<i32>(15, 0, nb > 0));
+  const m3 = i8x16.splat(<i8>select<i32>(0x30, 0, nb > 0));
   let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 210;
-    const ab = qs + (<usize>b << 9);
-    let isum = i32x4.splat(0);
-    for (let c = 0; c < 2; c++) {
-      const qh0 = v128.load(p + 128 + 32 * c);
-      const qh1 = v128.load(p + 144 + 32 * c);
-      const qh0lo = i16x8.shl(qh0, 4);
-      const qh1lo = i16x8.shl(qh1, 4);
-      for (let k = 0; k < 4; k++) {
-        // Values 128c + 32k + l: low 4 bits in ql[64c + 32(k&1) + l] at bit 4(k>>1), high 2 bits
-        // in qh[32c + l] at bit 2k; scale 8c + 2k (l < 16) and 8c + 2k + 1.
-        const qlp = p + 64 * c + 32 * (k & 1);
-        const ql0 = v128.load(qlp);
-        const ql1 = v128.load(qlp, 16);
-        const ns = 4 * (k >> 1);
-        const hs = 2 * k;
-        const qA = i16x8.sub(v128.or(v128.and(i16x8.shr_u(ql0, ns), m), v128.and(i16x8.shr_u(qh0lo, hs), m48)), e32);
-        const qB = i16x8.sub(v128.or(v128.and(i16x8.shr_u(ql0, 8 + ns), m), v128.and(i16x8.shr_u(qh0, 4 + hs), m48)), e32);
-        const qC = i16x8.sub(v128.or(v128.and(i16x8.shr_u(ql1, ns), m), v128.and(i16x8.shr_u(qh1lo, hs), m48)), e32);
-        const qD = i16x8.sub(v128.or(v128.and(i16x8.shr_u(ql1, 8 + ns), m), v128.and(i16x8.shr_u(qh1, 4 + hs), m48)), e32);
-        const a = ab + (<usize>(4 * c + k) << 6);
-        const sp = p + 192 + 8 * c + 2 * k;
-        isum = i32x4.add(isum, i32x4.mul(dotAB(qA, qB, a), i32x4.splat(<i32>load<i8>(sp))));
-        isum = i32x4.add(isum, i32x4.mul(dotCD(qC, qD, a), i32x4.splat(<i32>load<i8>(sp, 1))));
-      }
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bp = bs;
+  const end = w + <usize>nb * 210;
+  while (p < end) {
+    let isum = q6Prep(p, bp, scr);
+    let c = p;
+    let sp = scr;
+    const ce = p + 128;
+    while (c < ce) {
+      isum = i32x4.add(isum, q6Step(v128.load(c), v128.load(sp), m, m3, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48), v128.load(sp, 16)));
+      c += 16;
+      a += 64;
+      sp += 32;
     }
-    const dd = f16t(load<u16>(p, 208)) * load<f32>(d + (<usize>b << 2));
+    const dd = f16t(load<u16>(p, 208)) * load<f32>(dp);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dd)));
+    p += 210;
+    dp += 4;
+    bp += 32;
   }
   return hsum(acc);
+}
+
+/**
+ * dotQ6K of two rows at w and w + rb (any distance) with the same activation, whose loads they
+ * share: y and y1 get exactly what dotQ6K gives for each row. scr: 512 bytes.
+ */
+export function dotQ6Kx2(w: usize, rb: usize, qs: usize, d: usize, bs: usize, nb: i32, y: usize, y1: usize, scr: usize): void {
+  // NOTE: masks from nb (the same values whenever a block is read) so that V8 keeps them in
+  // registers rather than rebuilding each constant in every loop iteration (3 instructions each).
+  const m = i8x16.splat(<i8>select<i32>(15, 0, nb > 0));
+  const m3 = i8x16.splat(<i8>select<i32>(0x30, 0, nb > 0));
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let p = w;
+  let a = qs;
+  let dp = d;
+  let bp = bs;
+  const end = w + <usize>nb * 210;
+  while (p < end) {
+    const q = p + rb;
+    let isum0 = q6Prep(p, bp, scr);
+    let isum1 = q6Prep(q, bp, scr + 256);
+    let c = p;
+    let sp = scr;
+    const ce = p + 128;
+    while (c < ce) {
+      const x0 = v128.load(a);
+      const x1 = v128.load(a, 16);
+      const x2 = v128.load(a, 32);
+      const x3 = v128.load(a, 48);
+      isum0 = i32x4.add(isum0, q6Step(v128.load(c), v128.load(sp), m, m3, x0, x1, x2, x3, v128.load(sp, 16)));
+      isum1 = i32x4.add(isum1, q6Step(v128.load(c + rb), v128.load(sp, 256), m, m3, x0, x1, x2, x3, v128.load(sp, 272)));
+      c += 16;
+      a += 64;
+      sp += 32;
+    }
+    const d8 = load<f32>(dp);
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.splat(f16t(load<u16>(p, 208)) * d8)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.splat(f16t(load<u16>(q, 208)) * d8)));
+    p += 210;
+    dp += 4;
+    bp += 32;
+  }
+  store<f32>(y, hsum(acc0));
+  store<f32>(y1, hsum(acc1));
 }

@@ -5,7 +5,7 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts), a few
 // tokens (matmul-small.ts), the T > 1 tiles (matmul-tiles.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
-import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K } from "./matmul-kquants";
+import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K, dotQ6Kx2 } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0, dotQ8_0x2 } from "./matmul-legacy";
 import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
@@ -77,8 +77,6 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
       return dotQ2K(w, qs, d, s, nb);
     case T_Q3_K:
       return dotQ3K(w, qs, d, s, nb);
-    case T_Q6_K:
-      return dotQ6K(w, qs, d, s, nb);
     default:
       return NaN;
   }
@@ -96,7 +94,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
  * Q8_K's bsums (T, C/16) i32 (Q4_K and Q5_K with T = 1: xa in the halves layout and ax per block the i16x8
- * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for the scales).
+ * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for the scales; Q6_K
+ * with T = 1: xa in the steps layout and ax the bsums as i16, see dotQ6K; scratch 512 bytes).
  */
 export function matmulRows(
   type: i32,
@@ -187,6 +186,12 @@ export function matmulRows(
       const wr = w + <usize>(r1 - 1) * rb;
       store<f32>(y + (<usize>(r1 - 1) << 2), q4 ? dotQ4K(wr, xa, ad, ax, nb, scratch) : dotQ5K(wr, xa, ad, ax, nb, scratch));
     }
+    return;
+  }
+  if (type == T_Q6_K) {
+    // One token: xa in the steps layout, ax the bsums as i16 (prepareAct; matmul-kquants.ts dotQ6K).
+    for (; r < r0 + h; r++) dotQ6Kx2(w + <usize>r * rb, hb, xa, ad, ax, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2), scratch);
+    if (r0 + 2 * h < r1) store<f32>(y + (<usize>(r1 - 1) << 2), dotQ6K(w + <usize>(r1 - 1) * rb, xa, ad, ax, nb, scratch));
     return;
   }
   for (; r < r1; r++) store<f32>(y + (<usize>r << 2), qdot(type, w + <usize>r * rb, xa, ad, ax, nb));
