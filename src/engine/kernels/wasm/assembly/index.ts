@@ -8,6 +8,7 @@ import { isKQuant, matmulRows } from "./matmul";
 import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, smallQ81, useSmallT } from "./matmul-small";
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { narrowBsums, pairBsums, q6Steps } from "./matmul-kquants";
+import { eoPairs } from "./matmul-legacy";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
@@ -139,11 +140,14 @@ export function prepareAct(
     } else if (type == T_Q4_1 || type == T_Q5_1) {
       quantizeQ8_1(xt, tmp, C, x86);
       expandQ8_1(tmp, C, qs, d, ax + ((<usize>t * <usize>nb) << 2));
+      // One token with Q5_1: B - 256 A per EO pair (matmul-legacy.ts dotQ5_0).
+      if (T == 1 && type == T_Q5_1) eoPairs(qs, C);
     } else {
       quantizeQ8_0(xt, tmp, C, x86);
       expandQ8_0(tmp, C, qs, d);
       // One token: Q4_0 / Q5_0 dots take their -8 / -16 offset from the block sums (matmul-legacy.ts).
       if (T == 1 && (type == T_Q4_0 || type == T_Q5_0)) offsetSums(tmp, C, type == T_Q4_0 ? 8 : 16, ax);
+      if (T == 1 && type == T_Q5_0) eoPairs(qs, C);
     }
   }
   if (k && T > 1) {

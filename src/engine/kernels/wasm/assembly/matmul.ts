@@ -7,7 +7,7 @@
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
 import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K, dotQ6Kx2 } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
-import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ8_0, dotQ8_0x2 } from "./matmul-legacy";
+import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ5_1x2, dotQ8_0, dotQ8_0x2 } from "./matmul-legacy";
 import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
 import { isLegacyTileType, matmulFloatTiles, matmulKTiles, matmulLegacyTiles } from "./matmul-tiles";
 import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
@@ -170,6 +170,9 @@ export function matmulRows(
     r = r0 + 2 * h;
   } else if (type == T_Q8_0) {
     for (; r < r0 + h; r++) dotQ8_0x2(w + <usize>r * rb, hb, xa, ad, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2));
+    r = r0 + 2 * h;
+  } else if (type == T_Q5_1) {
+    for (; r < r0 + h; r++) dotQ5_1x2(w + <usize>r * rb, hb, xa, ad, ax, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2));
     r = r0 + 2 * h;
   } else if (type == T_Q4_K || type == T_Q5_K) {
     // One token: xa in the halves layout, ax the pair sums of bsums (prepareAct); scratch: the
