@@ -406,7 +406,7 @@ export function dotQ5Kx2(w: usize, rb: usize, qs: usize, d: usize, bp: usize, nb
 // ql[16 k] (low nibbles: values 128 n + 16 j + l, high nibbles: 128 n + 64 + 16 j + l, l < 16;
 // sub-blocks 8 n + j and 8 n + 4 + j) and 16 bytes qh[32 n + 16 (j & 1)] shifted right by 2 (j >>
 // 1) (bits 0, 1 and 4, 5 of each byte: the high bits of the same values); q6Prep stores the
-// shifted qh and the step's scales [sc x 4, sc' x 4] per step in a scratch, 32 bytes per step.
+// shifted qh and the step's scales [sc x 4, sc' x 4] per step in a scratch, 24 bytes per step.
 // The 6-bit values are built in the bytes (4 ops per 16 bytes) and dotted as i16 lanes u = e + 256
 // o (e, o: the values of an even and an odd byte) with the activation in the steps layout
 // (q6Steps): per 16 values the i16 A (the even values' activation) and B' = B - 256 A (B: the odd
@@ -476,9 +476,11 @@ export function narrowBsums(bsums: usize, n: i32): void {
 }
 
 /**
- * The per-step operands of the Q6_K block at p, 32 bytes per step k = 4 n + j at out + 32 k: the
- * 16 qh bytes of the step shifted right by 2 (j >> 1), then its scales [sc[8 n + j] x 4,
- * sc[8 n + 4 + j] x 4] (i16). Returns -32 * sum_s sc_s * bsum_s (bsums as i16 at bs) in i32 lanes.
+ * The per-step operands of the Q6_K block at p: at out + 16 k the 16 qh bytes of step k = 4 n + j
+ * shifted right by 2 (j >> 1); at out + 128 + 8 k its scales as bytes [sc[8 n + j] x 4, sc[8 n +
+ * 4 + j] x 4] (v128.load8x8_s makes them the i16 vector of the step). The bytes come from
+ * unpacks (single instructions in V8): t = [sc0, sc4, sc1, sc5, .., sc3, sc7, sc8, sc12, ..],
+ * each byte 2, then 4 times. Returns -32 * sum_s sc_s * bsum_s (bsums as i16 at bs) in i32 lanes.
  */
 @inline
 function q6Prep(p: usize, bs: usize, out: usize): v128 {
@@ -487,25 +489,25 @@ function q6Prep(p: usize, bs: usize, out: usize): v128 {
   const h2 = v128.load(p, 160);
   const h3 = v128.load(p, 176);
   v128.store(out, h0);
-  v128.store(out, h1, 32);
-  v128.store(out, i16x8.shr_u(h0, 2), 64);
-  v128.store(out, i16x8.shr_u(h1, 2), 96);
-  v128.store(out, h2, 128);
-  v128.store(out, h3, 160);
-  v128.store(out, i16x8.shr_u(h2, 2), 192);
-  v128.store(out, i16x8.shr_u(h3, 2), 224);
+  v128.store(out, h1, 16);
+  v128.store(out, i16x8.shr_u(h0, 2), 32);
+  v128.store(out, i16x8.shr_u(h1, 2), 48);
+  v128.store(out, h2, 64);
+  v128.store(out, h3, 80);
+  v128.store(out, i16x8.shr_u(h2, 2), 96);
+  v128.store(out, i16x8.shr_u(h3, 2), 112);
   const sv = v128.load(p, 192);
-  const lo = i16x8.extend_low_i8x16_s(sv);
-  const hi = i16x8.extend_high_i8x16_s(sv);
-  v128.store(out, i16x8.shuffle(lo, lo, 0, 0, 0, 0, 4, 4, 4, 4), 16);
-  v128.store(out, i16x8.shuffle(lo, lo, 1, 1, 1, 1, 5, 5, 5, 5), 48);
-  v128.store(out, i16x8.shuffle(lo, lo, 2, 2, 2, 2, 6, 6, 6, 6), 80);
-  v128.store(out, i16x8.shuffle(lo, lo, 3, 3, 3, 3, 7, 7, 7, 7), 112);
-  v128.store(out, i16x8.shuffle(hi, hi, 0, 0, 0, 0, 4, 4, 4, 4), 144);
-  v128.store(out, i16x8.shuffle(hi, hi, 1, 1, 1, 1, 5, 5, 5, 5), 176);
-  v128.store(out, i16x8.shuffle(hi, hi, 2, 2, 2, 2, 6, 6, 6, 6), 208);
-  v128.store(out, i16x8.shuffle(hi, hi, 3, 3, 3, 3, 7, 7, 7, 7), 240);
-  const s = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(bs)), i32x4.dot_i16x8_s(hi, v128.load(bs, 16)));
+  const t = i8x16.shuffle(i32x4.shuffle(sv, sv, 0, 2, 0, 2), i32x4.shuffle(sv, sv, 1, 3, 1, 3), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const u0 = i8x16.shuffle(t, t, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const u1 = i8x16.shuffle(t, t, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  v128.store(out, i16x8.shuffle(u0, u0, 0, 8, 1, 9, 2, 10, 3, 11), 128);
+  v128.store(out, i16x8.shuffle(u0, u0, 4, 12, 5, 13, 6, 14, 7, 15), 144);
+  v128.store(out, i16x8.shuffle(u1, u1, 0, 8, 1, 9, 2, 10, 3, 11), 160);
+  v128.store(out, i16x8.shuffle(u1, u1, 4, 12, 5, 13, 6, 14, 7, 15), 176);
+  const s = i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sv), v128.load(bs)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sv), v128.load(bs, 16)),
+  );
   return i32x4.sub(i32x4.splat(0), i32x4.shl(s, 5));
 }
 
@@ -542,12 +544,14 @@ export function dotQ6K(w: usize, qs: usize, d: usize, bs: usize, nb: i32, scr: u
     let isum = q6Prep(p, bp, scr);
     let c = p;
     let sp = scr;
+    let sc = scr + 128;
     const ce = p + 128;
     while (c < ce) {
-      isum = i32x4.add(isum, q6Step(v128.load(c), v128.load(sp), m, m3, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48), v128.load(sp, 16)));
+      isum = i32x4.add(isum, q6Step(v128.load(c), v128.load(sp), m, m3, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48), v128.load8x8_s(sc)));
       c += 16;
       a += 64;
-      sp += 32;
+      sp += 16;
+      sc += 8;
     }
     const dd = f16t(load<u16>(p, 208)) * load<f32>(dp);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dd)));
@@ -580,17 +584,19 @@ export function dotQ6Kx2(w: usize, rb: usize, qs: usize, d: usize, bs: usize, nb
     let isum1 = q6Prep(q, bp, scr + 256);
     let c = p;
     let sp = scr;
+    let sc = scr + 128;
     const ce = p + 128;
     while (c < ce) {
       const x0 = v128.load(a);
       const x1 = v128.load(a, 16);
       const x2 = v128.load(a, 32);
       const x3 = v128.load(a, 48);
-      isum0 = i32x4.add(isum0, q6Step(v128.load(c), v128.load(sp), m, m3, x0, x1, x2, x3, v128.load(sp, 16)));
-      isum1 = i32x4.add(isum1, q6Step(v128.load(c + rb), v128.load(sp, 256), m, m3, x0, x1, x2, x3, v128.load(sp, 272)));
+      isum0 = i32x4.add(isum0, q6Step(v128.load(c), v128.load(sp), m, m3, x0, x1, x2, x3, v128.load8x8_s(sc)));
+      isum1 = i32x4.add(isum1, q6Step(v128.load(c + rb), v128.load(sp, 256), m, m3, x0, x1, x2, x3, v128.load8x8_s(sc, 256)));
       c += 16;
       a += 64;
-      sp += 32;
+      sp += 16;
+      sc += 8;
     }
     const d8 = load<f32>(dp);
     acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.splat(f16t(load<u16>(p, 208)) * d8)));
