@@ -168,7 +168,7 @@ describe("WasmBackend.matmul", () => {
     // i16 (exact while |sum| <= 4 * 63 * 127) and takes the -32 from the bsums; its activation
     // holds B - 256 A per EO pair (|B - 256 A| <= 127 + 256 * 127). Row 0: every quant bit set,
     // scales 127 / -128 alternating; row 1: every quant bit clear, scales -128 / 127; rows 2..4
-    // random bytes. Activations at +-127 (one sign) and mixed.
+    // random bytes. Activations at +-127 (one sign), mixed, and alternating +-127.
     const C = 512;
     const OC = 5; // two pairs of rows and one alone
     const bb = 210;
@@ -191,9 +191,12 @@ describe("WasmBackend.matmul", () => {
         w[o + 209] = 0x20 + (b % 3);
       }
     }
-    for (const sign of [1, -1, 0]) {
+    // sign 2: -127, +127 alternating, the largest |B - 256 A|.
+    for (const sign of [1, -1, 0, 2]) {
       const x = new Float32Array(5 * C);
-      for (let i = 0; i < x.length; i++) x[i] = sign === 0 ? ((i * 7) % 5) - 2 : sign * (1 + (i % 7) / 1000);
+      for (let i = 0; i < x.length; i++)
+        x[i] =
+          sign === 2 ? (i % 2 === 0 ? -1 : 1) : sign === 0 ? ((i * 7) % 5) - 2 : sign * (1 + (i % 7) / 1000);
       for (const T of [1, 2, 5]) {
         const xt = x.subarray(0, T * C);
         const want = refMatmul("Q6_K", w, xt, T, C, OC);
@@ -207,7 +210,7 @@ describe("WasmBackend.matmul", () => {
   it("legacy types, T = 1..8: nibbles and fifth bits at their extremes, and random bytes", () => {
     // Per block: d (and Q4_1 / Q5_1 m) f16, then (Q5_0 / Q5_1) qh, then the quants. Rows 0..3:
     // every quant byte 0xff / 0x00, with every fifth bit set / clear crosswise; the rest random.
-    // Activations of one sign (every quant at +-127) and mixed.
+    // Activations of one sign (every quant at +-127), mixed, and alternating +-127.
     const [C, OC] = [256, 7];
     const layout: [GgmlTypeName, number, number, number][] = [
       // type, block bytes, qh offset (-1: none), quants offset
@@ -239,10 +242,18 @@ describe("WasmBackend.matmul", () => {
           }
         }
       }
-      for (const sign of [1, -1, 0]) {
+      // sign 2: -127, +127 alternating (the one-token Q5_0 / Q5_1 dots' largest |B - 256 A|).
+      for (const sign of [1, -1, 0, 2]) {
         const x = new Float32Array(8 * C);
         for (let i = 0; i < x.length; i++)
-          x[i] = sign === 0 ? ((i * 7) % 5) - 2 : sign * (1 + (i % 7) / 1000);
+          x[i] =
+            sign === 2
+              ? i % 2 === 0
+                ? -1
+                : 1
+              : sign === 0
+                ? ((i * 7) % 5) - 2
+                : sign * (1 + (i % 7) / 1000);
         for (const T of [1, 2, 3, 4, 5, 8]) {
           const xt = x.subarray(0, T * C);
           const want = refMatmul(type, w, xt, T, C, OC);
