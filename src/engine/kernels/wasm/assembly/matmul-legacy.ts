@@ -236,8 +236,9 @@ export function dotQ5_1(w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 {
 /**
  * dotQ5_1 of two rows at w and w + rb (any distance) with the same activation, whose loads they
  * share: y and y1 get exactly what dotQ5_1 gives for each row (same operations in the same order).
+ * scr: 16 bytes.
  */
-export function dotQ5_1x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize, y1: usize): void {
+export function dotQ5_1x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb: i32, y: usize, y1: usize, scr: usize): void {
   const m = i8x16.splat(<i8>select<i32>(15, 0, nb > 0));
   const bits = i64x2.splat(select<i64>(0x8040201008040201, 0, nb > 0));
   const sixteen = i8x16.splat(<i8>select<i32>(16, 0, nb > 0));
@@ -262,6 +263,9 @@ export function dotQ5_1x2(w: usize, rb: usize, qs: usize, d: usize, s: usize, nb
     const s0 = q5Block(v128.load(p, 8), qhWords(p + 4), m, bits, sixteen, x0, x1, x2, x3);
     acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.splat(load<f32>(tab + (<usize>load<u16>(p) << 2)) * dx)));
     accm0 += load<f32>(tab + (<usize>load<u16>(p, 2) << 2)) * sx;
+    // NOTE: a store between the rows keeps V8 from hoisting row 1's loads above row 0's work
+    // (they spilled).
+    v128.store(scr, acc0);
     const s1 = q5Block(v128.load(q, 8), qhWords(q + 4), m, bits, sixteen, x0, x1, x2, x3);
     acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(s1), f32x4.splat(load<f32>(tab + (<usize>load<u16>(q) << 2)) * dx)));
     accm1 += load<f32>(tab + (<usize>load<u16>(q, 2) << 2)) * sx;

@@ -172,7 +172,8 @@ export function matmulRows(
     for (; r < r0 + h; r++) dotQ8_0x2(w + <usize>r * rb, hb, xa, ad, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2));
     r = r0 + 2 * h;
   } else if (type == T_Q5_1) {
-    for (; r < r0 + h; r++) dotQ5_1x2(w + <usize>r * rb, hb, xa, ad, ax, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2));
+    // scratch: 16 bytes (dotQ5_1x2's NOTE).
+    for (; r < r0 + h; r++) dotQ5_1x2(w + <usize>r * rb, hb, xa, ad, ax, nb, y + (<usize>r << 2), y + (<usize>(r + h) << 2), scratch);
     r = r0 + 2 * h;
   } else if (type == T_Q4_K || type == T_Q5_K) {
     // One token: xa in the halves layout, ax the pair sums of bsums (prepareAct); scratch: the
