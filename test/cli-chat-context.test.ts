@@ -118,3 +118,39 @@ describe("in-process chat past the context", () => {
     expect(prompts[2]).toEqual([bos, ...all.slice(1).slice(-20)]);
   });
 });
+
+describe("in-process chat with a thinking model", () => {
+  it("shows the thinking apart, as through a server, and keeps it out of the history", async () => {
+    const { runner, prompts, tokenizer } = fakeRunner(undefined);
+    runner.generate = async (tokens, _params, onText): Promise<GenerationResult> => {
+      prompts.push([...tokens]);
+      const text = "I plan.</think>Answer.";
+      onText(text);
+      return {
+        tokens: tokenizer.encode(text, { addSpecial: false }),
+        text,
+        stopReason: "eog",
+        stats: { promptTokens: tokens.length, promptMs: 0, evalTokens: 1, evalMs: 0, totalMs: 0 },
+      };
+    };
+    const stored = {
+      name: "t:latest",
+      template: "{{ range .Messages }}<{{ .Role }}>{{ .Content }}\n{{ end }}<assistant><think>",
+      messages: [],
+    } as unknown as Parameters<typeof localChat>[1];
+    const chat = localChat(runner, stored, {
+      think: true,
+      tags: { open: "<think>", close: "</think>" },
+      hide: false,
+    });
+    let shown = "";
+    const params = defaultRunParams();
+    const a = await chat.send("Hi", params, (t) => (shown += t), signal, true);
+    expect(shown).toBe("Thinking...\nI plan.\n...done thinking.\n\nAnswer.");
+    expect(a.text).toBe("Answer.");
+    await chat.send("More", params, () => {}, signal, false);
+    const second = tokenizer.decode(prompts[1]!);
+    expect(second).toContain("<assistant>Answer.\n<user>More");
+    expect(second).not.toContain("I plan");
+  });
+});

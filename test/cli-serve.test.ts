@@ -362,9 +362,18 @@ describe("owl serve, ps, stop and run through the server", () => {
     expect(shown.out).toBe(`Thinking...\n${direct.thinking}${nl}...done thinking.\n\n`);
     const hidden = await owl(["run", "thinker:v1", "Once upon a time", "--hidethinking"], env);
     expect(hidden.out).toBe("");
+    // In this process (the owl engine), the template is the same, so is what is shown.
+    const local = await owl(["run", "thinker:v1", "Once upon a time", "--no-server"], env);
+    expect(local.code).toBe(0);
+    expect(local.out).toBe(shown.out);
     const off = await owl(["run", "thinker:v1", "Once upon a time", "--think=false"], env);
     expect(off.out).not.toContain("Thinking...");
     expect(off.out.length).toBeGreaterThan(1);
+    const localOff = await owl(
+      ["run", "thinker:v1", "Once upon a time", "--no-server", "--think=false"],
+      env,
+    );
+    expect(localOff.out).toBe(off.out);
     const bad = await owl(["run", "thinker:v1", "Once upon a time", "--think=maybe"], env);
     expect(bad.code).not.toBe(0);
     expect(bad.err).toMatch(/invalid value for --think: "maybe"/);

@@ -22,7 +22,12 @@
  */
 
 import { createInterface } from "node:readline";
-import { type ChatPromptInput, type PromptMessage, renderChatPrompt } from "../runtime/prompt.ts";
+import {
+  type ChatPromptInput,
+  type PromptMessage,
+  renderChatPrompt,
+  type ThinkValue,
+} from "../runtime/prompt.ts";
 import type { ResolvedModel } from "../store/types.ts";
 import type { ChatMessage } from "../tokenizer/chat-template.ts";
 import { compileChatTemplate } from "../tokenizer/chat-template.ts";
@@ -33,7 +38,12 @@ import type { CliIO } from "./io.ts";
 import type { GenerationResult, ModelRunner } from "./run-backend.ts";
 import { formatParams, paramName, type RunParams, serverOptions, setParam } from "./run-params.ts";
 import { formatServerStats, formatStats } from "./run-stats.ts";
-import { ThinkingDisplay, type ThinkingOptions } from "./thinking-display.ts";
+import {
+  type LocalThinking,
+  ThinkingDisplay,
+  type ThinkingOptions,
+  thinkingOutput,
+} from "./thinking-display.ts";
 
 /** One answer of the chat. */
 export interface ChatAnswer {
@@ -271,11 +281,12 @@ export async function runChat(options: ChatOptions): Promise<void> {
 }
 
 /** A stored model's prompt: Modelfile TEMPLATE/SYSTEM/MESSAGEs, else the GGUF's template. */
-function storedConversation(runner: ModelRunner, model: ResolvedModel): Conversation {
+function storedConversation(runner: ModelRunner, model: ResolvedModel, think?: ThinkValue): Conversation {
   const specials = chatTemplateTokens(runner.tokenizer.vocab);
   let messages: PromptMessage[] = [];
   const render = (list: PromptMessage[]) => {
     const input: ChatPromptInput = { messages: list, storedMessages: model.messages, ...specials };
+    if (think !== undefined) input.think = think;
     if (model.system !== undefined) input.system = model.system;
     if (model.template !== undefined) input.template = model.template;
     if (runner.chatTemplate !== undefined) input.chatTemplate = runner.chatTemplate;
@@ -303,11 +314,11 @@ function storedConversation(runner: ModelRunner, model: ResolvedModel): Conversa
  * The chat with a model loaded in this process; the prompt is built here (template or plain).
  * `stored`: the stored model it came from, whose Modelfile template, system and messages apply.
  */
-export function localChat(runner: ModelRunner, stored?: ResolvedModel): ChatEngine {
+export function localChat(runner: ModelRunner, stored?: ResolvedModel, thinking?: LocalThinking): ChatEngine {
   const hasTemplate = runner.chatTemplate !== undefined || stored?.template !== undefined;
   const conversation =
     stored !== undefined && hasTemplate
-      ? storedConversation(runner, stored)
+      ? storedConversation(runner, stored, thinking?.think)
       : runner.chatTemplate !== undefined
         ? templateConversation(runner, runner.chatTemplate)
         : plainConversation(runner);
@@ -317,9 +328,17 @@ export function localChat(runner: ModelRunner, stored?: ResolvedModel): ChatEngi
       : "(this model has no chat template: each line continues the text so far; /? for help)",
     async send(line, params, onText, signal, firstTurn) {
       const tokens = conversation.prompt(line, Math.min(params.num_ctx, runner.nCtxTrain));
-      const result = await runner.generate(tokens, params, onText, signal);
-      conversation.answered(tokens, result);
-      return { ...result, stats: () => formatStats(runner, result, firstTurn) };
+      // A thinking model's thinking is shown apart and kept out of the history, as through a server.
+      const show = thinkingOutput(thinking, onText, runner.tokenizer.decode(tokens.slice(-16)));
+      const result = await runner.generate(tokens, params, show.text, signal);
+      show.end();
+      const content = show.content();
+      conversation.answered(tokens, content === undefined ? result : { ...result, text: content });
+      return {
+        ...result,
+        ...(content !== undefined && { text: content }),
+        stats: () => formatStats(runner, result, firstTurn),
+      };
     },
     clear: () => conversation.clear(),
   };

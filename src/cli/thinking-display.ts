@@ -2,9 +2,13 @@
  * How `owl run` shows a thinking model's answer through a server, as `ollama run` does
  * (cmd/cmd.go): "Thinking..." before the first thinking, the thinking as it comes, then
  * "...done thinking." and a blank line when the answer starts (or at the end), then the answer;
- * --hidethinking shows the answer only. The --think flag's values are Ollama's.
- * Not here: the split itself (the server's, runtime/thinking.ts).
+ * --hidethinking shows the answer only. The --think flag's values are Ollama's. In this process
+ * (a stored model whose template thinks) the same split is made here (localThinking,
+ * thinkingOutput), so both ways show the same.
+ * Not here: the split itself (runtime/thinking.ts).
  */
+import type { ThinkValue } from "../runtime/prompt.ts";
+import { ThinkingParser, type ThinkingTags, thinkingTags } from "../runtime/thinking.ts";
 import { OwlError } from "../util/errors.ts";
 
 /** --think and --hidethinking. */
@@ -57,4 +61,59 @@ export function parseThinkFlag(raw: string | boolean | undefined): boolean | str
     "ERR_INVALID_ARGUMENT",
     `invalid value for --think: ${JSON.stringify(raw)} (must be true, false, high, medium, or low)`,
   );
+}
+
+/** A stored model's thinking in this process: the tags, the think value its template gets. */
+export interface LocalThinking {
+  think: ThinkValue;
+  tags: ThinkingTags;
+  hide: boolean;
+}
+
+/**
+ * Whether a stored model thinks here (its Modelfile TEMPLATE, else the GGUF's chat template, as
+ * the server decides): undefined when it does not; --think for such a model is an error, as the
+ * server's 400.
+ */
+export function localThinking(
+  runner: { chatTemplate: string | undefined },
+  model: { template?: string; name: string },
+  opts: ThinkingOptions,
+): LocalThinking | undefined {
+  const tags = thinkingTags(model.template, runner.chatTemplate);
+  if (tags === undefined) {
+    if (opts.think !== undefined && opts.think !== false) {
+      throw new OwlError("ERR_INVALID_ARGUMENT", `"${model.name}" does not support thinking (--think)`);
+    }
+    return undefined;
+  }
+  return { think: (opts.think ?? true) as ThinkValue, tags, hide: opts.hide };
+}
+
+/**
+ * The text callback of an answer: with a thinking model, its text split (ThinkingParser) and
+ * shown as through a server (ThinkingDisplay); `promptEnd` (the prompt's last characters) tells
+ * whether the template opened the thinking itself. `content()`: the answer without the thinking.
+ */
+export function thinkingOutput(
+  local: LocalThinking | undefined,
+  out: (text: string) => void,
+  promptEnd = "",
+): { text: (t: string) => void; end: () => void; content: () => string | undefined } {
+  if (local === undefined || local.think === false)
+    return { text: out, end: () => {}, content: () => undefined };
+  const parser = new ThinkingParser(local.tags);
+  if (promptEnd.trim().endsWith(local.tags.open)) parser.add(local.tags.open);
+  const display = new ThinkingDisplay(out, local.hide);
+  let content = "";
+  return {
+    text: (t) => {
+      const s = parser.add(t);
+      display.thinking(s.thinking);
+      display.content(s.content);
+      content += s.content;
+    },
+    end: () => display.close(),
+    content: () => content,
+  };
 }

@@ -26,7 +26,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { renderGeneratePrompt } from "../../runtime/prompt.ts";
+import { renderGeneratePrompt, type ThinkValue } from "../../runtime/prompt.ts";
 import { isValidModelName } from "../../store/names.ts";
 import { ModelStore } from "../../store/store.ts";
 import type { ResolvedModel } from "../../store/types.ts";
@@ -48,7 +48,13 @@ import {
   setParam,
 } from "../run-params.ts";
 import { formatServerStats, formatStats } from "../run-stats.ts";
-import { parseThinkFlag, ThinkingDisplay, type ThinkingOptions } from "../thinking-display.ts";
+import {
+  localThinking,
+  parseThinkFlag,
+  ThinkingDisplay,
+  type ThinkingOptions,
+  thinkingOutput,
+} from "../thinking-display.ts";
 
 /** The bundled model, relative to this file (package root/models). */
 export const BUNDLED_MODEL = fileURLToPath(new URL("../../../models/stories260k.gguf", import.meta.url));
@@ -190,10 +196,16 @@ export function paramsFromFlags(flags: RunFlags, base: RunParams = defaultRunPar
  * through its Modelfile TEMPLATE or the GGUF's chat template as a user message, or as is when it
  * has neither (Ollama's "{{ .Prompt }}"); BOS added unless the text starts with it.
  */
-function storedPromptTokens(runner: ModelRunner, model: ResolvedModel, prompt: string): number[] {
+function storedPromptTokens(
+  runner: ModelRunner,
+  model: ResolvedModel,
+  prompt: string,
+  think?: ThinkValue,
+): number[] {
   const specials = chatTemplateTokens(runner.tokenizer.vocab);
   const text = renderGeneratePrompt({
     prompt,
+    ...(think !== undefined ? { think } : {}),
     storedMessages: model.messages,
     modelName: model.name,
     ...specials,
@@ -315,25 +327,31 @@ export function registerRun(program: Command, io: CliIO): void {
     }
 
     const path = target.kind === "stored" ? target.model.modelPath : target.path;
-    if (thinking.think !== undefined || thinking.hide)
-      io.err(
-        "owl: --think and --hidethinking apply through a server (owl serve); here the model's text is shown as it is\n",
-      );
     const runner: ModelRunner = await openRunner(path, { backend, threads });
     try {
+      // A stored model's template decides whether it thinks (as the server's): its thinking is
+      // then shown apart, as through a server. A GGUF path is run without a template.
+      const local = target.kind === "stored" ? localThinking(runner, target.model, thinking) : undefined;
+      if (local === undefined && (thinking.think !== undefined || thinking.hide) && target.kind !== "stored")
+        io.err(
+          "owl: --think and --hidethinking apply to stored models (a template); a GGUF path runs as it is\n",
+        );
       if (prompt === undefined) {
         await runChat({
           ...chatIO,
-          chat: localChat(runner, target.kind === "stored" ? target.model : undefined),
+          chat: localChat(runner, target.kind === "stored" ? target.model : undefined, local),
         });
         return;
       }
       const tokens =
         target.kind === "stored"
-          ? storedPromptTokens(runner, target.model, prompt)
+          ? storedPromptTokens(runner, target.model, prompt, local?.think)
           : runner.tokenizer.encode(prompt);
-      const result = await runner.generate(tokens, params, (t) => io.out(t));
-      if (result.text.length > 0 && !result.text.endsWith("\n")) io.out("\n");
+      const show = thinkingOutput(local, (t) => io.out(t), runner.tokenizer.decode(tokens.slice(-16)));
+      const result = await runner.generate(tokens, params, show.text);
+      show.end();
+      const shown = show.content() ?? result.text;
+      if (shown.length > 0 && !shown.endsWith("\n")) io.out("\n");
       // With no --num-predict the answer ends at a full context; with one it may go past it (the
       // context shifts, ContextShift, as the server's does).
       if (result.stopReason === "context")
