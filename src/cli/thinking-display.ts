@@ -8,7 +8,7 @@
  * Not here: the split itself (runtime/thinking.ts).
  */
 import type { ThinkValue } from "../runtime/prompt.ts";
-import { ThinkingParser, type ThinkingTags, thinkingTags } from "../runtime/thinking.ts";
+import { type ThinkingTags, thinkFor, thinkingParser, thinkingTags } from "../runtime/thinking.ts";
 import { OwlError } from "../util/errors.ts";
 
 /** --think and --hidethinking. */
@@ -81,13 +81,10 @@ export function localThinking(
   opts: ThinkingOptions,
 ): LocalThinking | undefined {
   const tags = thinkingTags(model.template, runner.chatTemplate);
-  if (tags === undefined) {
-    if (opts.think !== undefined && opts.think !== false) {
-      throw new OwlError("ERR_INVALID_ARGUMENT", `"${model.name}" does not support thinking (--think)`);
-    }
-    return undefined;
-  }
-  return { think: (opts.think ?? true) as ThinkValue, tags, hide: opts.hide };
+  const refuse = () =>
+    new OwlError("ERR_INVALID_ARGUMENT", `"${model.name}" does not support thinking (--think)`);
+  const think = thinkFor(tags, opts.think as ThinkValue | undefined, refuse);
+  return tags === undefined || think === undefined ? undefined : { think, tags, hide: opts.hide };
 }
 
 /**
@@ -100,11 +97,9 @@ export function thinkingOutput(
   out: (text: string) => void,
   promptEnd = "",
 ): { text: (t: string) => void; end: () => void; content: () => string | undefined } {
-  if (local === undefined || local.think === false)
-    return { text: out, end: () => {}, content: () => undefined };
-  const parser = new ThinkingParser(local.tags);
-  if (promptEnd.trim().endsWith(local.tags.open)) parser.add(local.tags.open);
-  const display = new ThinkingDisplay(out, local.hide);
+  const parser = local && thinkingParser(local, promptEnd);
+  if (parser === undefined) return { text: out, end: () => {}, content: () => undefined };
+  const display = new ThinkingDisplay(out, local!.hide);
   let content = "";
   return {
     text: (t) => {

@@ -13,7 +13,9 @@
  *   content, untouched); the whitespace after the opening tag is dropped; thinking runs to the
  *   closing tag, held back while the end of the text could still begin it; the whitespace after
  *   the closing tag is dropped; the rest is content.
- * Not here: rendering with think on or off (prompt.ts), the routes (server/).
+ * A request's thinking (Thinking): its model's tags and the think value it renders with; thinkFor
+ * is Ollama's rule for that value, thinkingParser the parser an answer goes through.
+ * Not here: rendering with think on or off (prompt.ts), the routes (server/), the CLI's display.
  */
 import {
   type Arg,
@@ -22,6 +24,8 @@ import {
   type Pipe,
   parseGoTemplate,
 } from "../tokenizer/go-template.ts";
+import type { OwlError } from "../util/errors.ts";
+import type { ThinkValue } from "./prompt.ts";
 
 export interface ThinkingTags {
   open: string;
@@ -167,4 +171,37 @@ export class ThinkingParser {
 function overlap(s: string, tag: string): number {
   for (let n = Math.min(tag.length, s.length); n > 0; n--) if (s.endsWith(tag.slice(0, n))) return n;
   return 0;
+}
+
+/** A request's thinking: its model's tags (undefined: the model does not think), its think value. */
+export interface Thinking {
+  think: ThinkValue | undefined;
+  tags: ThinkingTags | undefined;
+}
+
+/**
+ * The think value a request renders with, as Ollama's handlers: a model that thinks does so unless
+ * told false (unset means true); asking one that does not think to (true or a level) throws
+ * refuse()'s error (the routes' 400, the CLI's usage error).
+ */
+export function thinkFor(
+  tags: ThinkingTags | undefined,
+  think: ThinkValue | undefined,
+  refuse: () => OwlError,
+): ThinkValue | undefined {
+  if (tags !== undefined) return think ?? true;
+  if (think !== undefined && think !== false) throw refuse();
+  return think;
+}
+
+/**
+ * The parser an answer goes through when the request thinks (else undefined); a rendered prompt
+ * that ends with the opening tag (a template that opens the thinking itself) starts it inside the
+ * thinking, as Ollama's handlers do.
+ */
+export function thinkingParser(t: Thinking, renderedPrompt: string): ThinkingParser | undefined {
+  if (t.tags === undefined || t.think === undefined || t.think === false) return undefined;
+  const parser = new ThinkingParser(t.tags);
+  if (renderedPrompt.trim().endsWith(t.tags.open)) parser.add(t.tags.open);
+  return parser;
 }

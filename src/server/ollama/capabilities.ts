@@ -8,15 +8,18 @@
  * - "thinking" when the template shows a model's thinking between tags (runtime/thinking.ts).
  * checkCapabilities is what /api/generate and /api/chat run before the scheduler loads the model,
  * as Ollama's scheduleRunner does: a request the model cannot serve is a 400 at once, not after a
- * load. The header facts are cached per file (path, size, mtime): a store blob never changes.
+ * load. The header facts are cached per file (path, size, mtime): a store blob never changes;
+ * what the templates give, per pair of template texts.
  * Not here: the routes (generate.ts, models.ts).
  */
 import { statSync } from "node:fs";
 import { getString, openGguf } from "../../formats/gguf/index.ts";
+import type { ResolvedOptions } from "../../runtime/options.ts";
 import { type ThinkValue, templateCapabilities } from "../../runtime/prompt.ts";
-import { type ThinkingTags, thinkingTags } from "../../runtime/thinking.ts";
+import { type Thinking, type ThinkingTags, thinkFor, thinkingTags } from "../../runtime/thinking.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
+import type { Warn } from "../warn.ts";
 
 /** What capabilities need from a GGUF's header. */
 interface HeaderFacts {
@@ -51,50 +54,67 @@ function headerFacts(path: string): HeaderFacts {
   return facts;
 }
 
-/** The GGUF's Jinja chat template (tokenizer.chat_template), from the cached header facts. */
-export function ggufChatTemplate(model: ResolvedModel): string | undefined {
-  return headerFacts(model.modelPath).chatTemplate;
+const templates = new Map<string, { caps: string[]; tags: ThinkingTags | undefined }>();
+
+/**
+ * What a model's templates give (templateCapabilities' list, the thinking tags), once per pair of
+ * texts: each parses the Modelfile TEMPLATE, and a request asks for both.
+ */
+function templateFacts(model: ResolvedModel): { caps: string[]; tags: ThinkingTags | undefined } {
+  const chat = headerFacts(model.modelPath).chatTemplate;
+  const key = `${model.template ?? "\u0001"}\u0000${chat ?? "\u0001"}`;
+  let hit = templates.get(key);
+  if (hit === undefined) {
+    hit = { caps: templateCapabilities(model.template, chat), tags: thinkingTags(model.template, chat) };
+    if (templates.size >= CACHE_MAX) templates.delete(templates.keys().next().value!);
+    templates.set(key, hit);
+  }
+  return hit;
 }
 
 /** Ollama's capability list of a stored model (/api/show "capabilities"), in Ollama's order. */
 export function modelCapabilities(model: ResolvedModel): string[] {
   const facts = headerFacts(model.modelPath);
-  const caps = templateCapabilities(model.template, facts.chatTemplate).filter((c) => c !== "completion");
-  if (modelThinkingTags(model) !== undefined) caps.push("thinking");
+  const t = templateFacts(model);
+  const caps = t.caps.filter((c) => c !== "completion");
+  if (t.tags !== undefined) caps.push("thinking");
   return [facts.embedding ? "embedding" : "completion", ...caps];
 }
 
-/** The tags around a model's thinking (runtime/thinking.ts), or undefined when it does not think. */
-export function modelThinkingTags(model: ResolvedModel): ThinkingTags | undefined {
-  return thinkingTags(model.template, headerFacts(model.modelPath).chatTemplate);
-}
-
 /**
- * The think value a request renders with, as Ollama's handlers: a model that thinks does so
- * unless the request says false (think unset means true); asking a model that does not think to
- * is a 400, `"<name>" does not support thinking`. Levels ("high", "medium", "low") count as true.
+ * A request's thinking (runtime/thinking.ts thinkFor): a model that thinks does so unless the
+ * request says false; asking one that does not is a 400, `"<name>" does not support thinking`.
+ * Levels ("high", "medium", "low") count as true; another string is a 400.
  */
 export function resolveThink(
   model: ResolvedModel,
   requested: string,
   think: boolean | string | null | undefined,
-): { think: ThinkValue | undefined; tags: ThinkingTags | undefined } {
+): Thinking {
   if (typeof think === "string" && think !== "" && !["high", "medium", "low"].includes(think)) {
     throw new OwlError(
       "ERR_BAD_REQUEST",
       `invalid think value: ${JSON.stringify(think)} (must be "high", "medium", "low", true, or false)`,
     );
   }
-  const value: ThinkValue | undefined =
-    think === null || think === undefined || think === "" ? undefined : (think as ThinkValue);
-  const tags = modelThinkingTags(model);
-  if (tags === undefined) {
-    if (value !== undefined && value !== false) {
-      throw new OwlError("ERR_BAD_REQUEST", `"${requested}" does not support thinking`);
-    }
-    return { think: value, tags: undefined };
-  }
-  return { think: value ?? true, tags };
+  const value = think === null || think === undefined || think === "" ? undefined : (think as ThinkValue);
+  const { tags } = templateFacts(model);
+  const refuse = () => new OwlError("ERR_BAD_REQUEST", `"${requested}" does not support thinking`);
+  return { think: thinkFor(tags, value, refuse), tags };
+}
+
+/**
+ * A grammar (a format, a forced tool call) constrains the answer from its first token and leaves
+ * no room for thinking: such a request is answered without it, logged. (Ollama lets the model
+ * think unconstrained, then starts again with the grammar; owl does not yet.)
+ */
+export function thinkWithGrammar(t: Thinking, options: ResolvedOptions, warn: Warn | undefined): Thinking {
+  if (options.grammar === undefined || t.tags === undefined || t.think === undefined || t.think === false)
+    return t;
+  warn?.(
+    "a format or a forced tool call constrains the answer from its first token: answering without thinking",
+  );
+  return { think: false, tags: t.tags };
 }
 
 /**

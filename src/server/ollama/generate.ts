@@ -48,10 +48,9 @@ import {
   type PromptMessage,
   planGeneratePrompt,
   promptTokens,
-  type ThinkValue,
   truncatePromptTokens,
 } from "../../runtime/prompt.ts";
-import { ThinkingParser, type ThinkingTags } from "../../runtime/thinking.ts";
+import { thinkingParser } from "../../runtime/thinking.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
 import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
@@ -61,7 +60,7 @@ import type { ServerContext } from "../context.ts";
 import { type RequestAbort, requestAbort, writeAtOnce } from "../stream.ts";
 import { readJson } from "../validate.ts";
 import { logWarnings, requestWarn, type Warn } from "../warn.ts";
-import { checkCapabilities, resolveThink } from "./capabilities.ts";
+import { checkCapabilities, resolveThink, thinkWithGrammar } from "./capabilities.ts";
 import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
 import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
 
@@ -225,37 +224,6 @@ function ollamaLogprobs(model: LoadedModel, pieces: readonly TokenPiece[]): Olla
   });
 }
 
-/**
- * A format (a grammar from the first token) leaves no room for thinking: such a request is
- * answered without it, logged. (Ollama lets the model think unconstrained, then starts again
- * with the grammar; owl does not yet.)
- */
-export function thinkWithFormat(
-  t: { think: ThinkValue | undefined; tags: ThinkingTags | undefined },
-  options: ResolvedOptions,
-  warn: Warn,
-): { think: ThinkValue | undefined; tags: ThinkingTags | undefined } {
-  if (options.grammar === undefined || t.tags === undefined || t.think === undefined || t.think === false)
-    return t;
-  warn("a format constrains the answer from its first token: answering without thinking");
-  return { think: false, tags: t.tags };
-}
-
-/**
- * The parser splitting a thinking model's answer into thinking and content (runtime/thinking.ts),
- * when the request thinks; a prompt that ends with the opening tag (a template that starts the
- * thinking itself) has the parser start inside the thinking, as Ollama's handlers do.
- */
-function thinkingParser(
-  t: { think: ThinkValue | undefined; tags: ThinkingTags | undefined },
-  renderedPrompt: string,
-): ThinkingParser | undefined {
-  if (t.tags === undefined || t.think === undefined || t.think === false) return undefined;
-  const parser = new ThinkingParser(t.tags);
-  if (renderedPrompt.trim().endsWith(t.tags.open)) parser.add(t.tags.open);
-  return parser;
-}
-
 /** Keep-alive and options of a request, checked before anything is loaded. */
 function requestSettings(
   body: { options?: Record<string, unknown> | null; format?: unknown; keep_alive?: string | number | null },
@@ -305,7 +273,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const model = await resolveModel(ctx, name);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
-    const thinking = thinkWithFormat(resolveThink(model, name, body.think), options, warn);
+    const thinking = thinkWithGrammar(resolveThink(model, name, body.think), options, warn);
     const prompt = body.prompt ?? "";
     const unloadOnly = prompt === "" && !body.suffix && keepAliveMs === 0;
     // Ollama (scheduleRunner, before loading): an embedding model does not generate; a suffix
@@ -458,7 +426,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const model = await resolveModel(ctx, name);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
-    const thinking = thinkWithFormat(resolveThink(model, name, body.think), options, warn);
+    const thinking = thinkWithGrammar(resolveThink(model, name, body.think), options, warn);
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
       (t): ToolDefinition => ({

@@ -40,7 +40,7 @@ import {
   renderChatPrompt,
   type ThinkValue,
 } from "../../runtime/prompt.ts";
-import { ThinkingParser } from "../../runtime/thinking.ts";
+import { type ThinkingParser, thinkingParser } from "../../runtime/thinking.ts";
 import {
   parseToolCalls,
   type ToolCall,
@@ -52,7 +52,7 @@ import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
-import { resolveThink } from "../ollama/capabilities.ts";
+import { resolveThink, thinkWithGrammar } from "../ollama/capabilities.ts";
 import type { Warn } from "../warn.ts";
 import {
   chatLogprobs,
@@ -190,13 +190,7 @@ export async function startChat(
       if (mode.kind === "forced") {
         options.grammar = toolCallGrammar(tools, mode.name);
       }
-      // A grammar from the first token leaves no room for thinking (ollama/generate.ts).
-      if (options.grammar !== undefined && thinking.think !== undefined && thinking.think !== false) {
-        thinking = { think: false, tags: thinking.tags };
-        warn?.(
-          "a response format or forced tool call constrains the answer from its first token: answering without thinking",
-        );
-      }
+      thinking = thinkWithGrammar(thinking, options, warn);
     },
     buildPrompt: (model, resolved) => {
       const input: ChatPromptInput = { messages, tools, storedMessages: resolved.messages };
@@ -214,12 +208,7 @@ export async function startChat(
     signal,
   });
   const template = gen.resolved.template;
-  let thinker: ThinkingParser | undefined;
-  if (thinking.tags !== undefined && thinking.think !== undefined && thinking.think !== false) {
-    thinker = new ThinkingParser(thinking.tags);
-    // A template that opens the thinking itself: the parser starts inside it.
-    if (rendered.trim().endsWith(thinking.tags.open)) thinker.add(thinking.tags.open);
-  }
+  const thinker = thinkingParser(thinking, rendered);
   return {
     ...gen,
     tools,
