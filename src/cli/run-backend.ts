@@ -15,6 +15,7 @@ import { loadModel, type MemoryReport, type Model, type Session } from "../engin
 import { randomSeed, Sampler } from "../engine/sampler.ts";
 import { StopMatcher } from "../engine/sampler-stop.ts";
 import { getNumber, getString, openGguf } from "../formats/gguf/index.ts";
+import { shiftContext } from "../runtime/complete.ts";
 import { chatTemplateFromGgufMetadata } from "../tokenizer/chat-template-source.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OwlError } from "../util/errors.ts";
@@ -97,10 +98,10 @@ function isAbort(e: unknown): boolean {
 const CONTEXT_FULL = new Error("the context is full");
 
 /**
- * Ollama's context shift over a growing token list (runtime/complete.ts does the same over a
- * backend's sequence): the tokens in the context are a window of prompt + generated; when it
- * reaches nCtx it keeps the first num_keep tokens (+ BOS; -1: the whole prompt), drops half of
- * the rest, and the session evaluates the window again (its cached prefix, the kept tokens, is
+ * Ollama's context shift over a growing token list (runtime/complete.ts shiftContext, the rule
+ * the server's completion loop applies to a backend's sequence): the tokens in the context are a
+ * window of prompt + generated; when it reaches nCtx it keeps the first num_keep tokens (+ BOS;
+ * -1: the whole prompt), drops half of the rest, and the session evaluates the window again (its cached prefix, the kept tokens, is
  * reused), so generation goes on past the context length.
  */
 export class ContextShift {
@@ -120,12 +121,9 @@ export class ContextShift {
     for (let i = this.consumed; i < seq.length; i++) this.win.push(seq[i]!);
     this.consumed = seq.length;
     if (this.win.length >= this.nCtx) {
-      const bos = this.bosToken !== undefined && this.win[0] === this.bosToken ? 1 : 0;
-      const numKeep = this.numKeep < 0 ? this.prompt.length - bos : this.numKeep;
-      const keep = Math.max(0, Math.min(numKeep + bos, this.win.length - 2));
-      const discard = Math.floor((this.win.length - keep) / 2);
-      if (discard < 1) throw CONTEXT_FULL;
-      this.win = [...this.win.slice(0, keep), ...this.win.slice(keep + discard)];
+      const shifted = shiftContext(this.win, this.prompt.length, this.numKeep, this.bosToken);
+      if (shifted === undefined) throw CONTEXT_FULL;
+      this.win = shifted;
       this.shifts++;
     }
     return this.win;

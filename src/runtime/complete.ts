@@ -216,12 +216,10 @@ export async function* complete(
     // (llama-server moves the cache instead; re-evaluating gives the same tokens their true
     // positions) and go on from the last generated token.
     const all = [...input, ...generated.slice(generatedBefore)];
-    const bos = model.info.addBos && all[0] === model.info.bosToken ? 1 : 0;
-    const numKeep = request.shift.numKeep < 0 ? prompt.length - bos : request.shift.numKeep;
-    const keep = Math.max(0, Math.min(numKeep + bos, all.length - 2));
-    const discard = Math.floor((all.length - keep) / 2);
-    if (discard < 1) break;
-    input = [...all.slice(0, keep), ...all.slice(keep + discard)];
+    const bos = model.info.addBos ? model.info.bosToken : undefined;
+    const shifted = shiftContext(all, prompt.length, request.shift.numKeep, bos);
+    if (shifted === undefined) break;
+    input = shifted;
     shifts++;
   }
 
@@ -251,6 +249,26 @@ export async function* complete(
     context: [...prompt, ...generated],
     shifts,
   };
+}
+
+/**
+ * Ollama's context shift of a full context `all` (llama-server's n_discard = (n_past - n_keep) /
+ * 2): the first numKeep tokens (-1: the whole prompt of promptLength tokens) plus a leading BOS
+ * (`bosToken`, when the model adds one) stay, half of the rest goes, the later half follows;
+ * undefined when nothing can go.
+ */
+export function shiftContext(
+  all: readonly number[],
+  promptLength: number,
+  numKeep: number,
+  bosToken: number | undefined,
+): number[] | undefined {
+  const bos = bosToken !== undefined && all[0] === bosToken ? 1 : 0;
+  const n = numKeep < 0 ? promptLength - bos : numKeep;
+  const keep = Math.max(0, Math.min(n + bos, all.length - 2));
+  const discard = Math.floor((all.length - keep) / 2);
+  if (discard < 1) return undefined;
+  return [...all.slice(0, keep), ...all.slice(keep + discard)];
 }
 
 /** Whether `text` is one whole JSON value (an object or array: what the JSON grammars produce). */

@@ -16,7 +16,8 @@
  * its own. The engine is synchronous (the WASM thread pool blocks the caller), so a step blocks
  * the event loop while it runs. Prompts are evaluated per sequence in generate() (a prompt is a
  * mat-mat already), PROMPT_CHUNK tokens at a time with a turn of the event loop between chunks,
- * so that a long prompt does not hold up the other streams and the HTTP server. stepCounts() counts the steps by their number of sequences.
+ * so that a long prompt does not hold up the other streams and the HTTP server. stepCounts()
+ * counts the steps by their number of sequences.
  * What a batch gains is the kernels': on the bench machine (bench/serve.ts --owl, 15M and 110M
  * Q8_0, 2 threads, bench/RESULTS.md) a batched step of 4 sequences gives 1.8-2.0x the tokens/s
  * of a step of one and runs 1.5-1.7x faster than 4 steps of one (the small-T matmuls decode each
