@@ -156,7 +156,10 @@ export async function* complete(
     const generatedBefore = generated.length;
     // Set while a token is being handled: still set after the loop when it ended by a break.
     let brokeOut = false;
-    const it = sequence.generate(input, generateOptions);
+    const it = sequence.generate(
+      input,
+      maxTokens > 0 ? { ...generateOptions, maxTokens: maxTokens - generated.length } : generateOptions,
+    );
     try {
       for await (const step of it) {
         brokeOut = true;
