@@ -1,7 +1,7 @@
 /**
  * The owl engine on its own thread (runtime/owl-engine.ts EngineThread, owl-engine-host.ts):
  * logits that come back across the thread boundary are the ones the engine gives in this thread
- * (the same Model code on the same kernels, a second copy loaded here), batched steps included; errors of the load
+ * (the same Model code, a second copy loaded here), batched steps included; errors of the load
  * and of a request come back as the OwlErrors they are (code, details), with what each session
  * then holds; an aborted load and a thread that is gone end in typed errors, never a hang.
  */
@@ -9,7 +9,6 @@ import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createWasmBackend, type WasmBackend } from "../src/engine/kernels/wasm/backend.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { type EngineReply, EngineThread } from "../src/runtime/owl-engine.ts";
 import { BUNDLED } from "./helpers/runtime.ts";
@@ -22,18 +21,14 @@ function logits(reply: EngineReply): Float32Array[] {
 describe("the owl engine's thread", () => {
   let engine: EngineThread;
   let local: Model;
-  let wasm: WasmBackend;
 
   beforeAll(async () => {
     engine = await EngineThread.start({ modelPath: BUNDLED, numCtx: 64, numParallel: 3, threads: 1 });
-    // The thread's engine: the WebAssembly kernels, one thread.
-    wasm = await createWasmBackend({ threads: 1 });
-    local = await loadModel(BUNDLED, { backend: wasm });
+    local = await loadModel(BUNDLED);
   }, 60_000);
   afterAll(async () => {
     await engine?.dispose();
     await local?.dispose();
-    await wasm?.dispose();
   });
 
   it("reports the model's facts", () => {
