@@ -156,10 +156,7 @@ export async function* complete(
     const generatedBefore = generated.length;
     // Set while a token is being handled: still set after the loop when it ended by a break.
     let brokeOut = false;
-    const it = sequence.generate(
-      input,
-      maxTokens > 0 ? { ...generateOptions, maxTokens: maxTokens - generated.length } : generateOptions,
-    );
+    const it = sequence.generate(input, generateOptions);
     try {
       for await (const step of it) {
         brokeOut = true;

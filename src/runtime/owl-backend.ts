@@ -3,47 +3,42 @@
  * (src/engine: loadModel on the WebAssembly kernels, one Session with its own KV cache per
  * sequence, the Sampler with llama.cpp's chain, typical-p included).
  *
- * The engine runs on a thread of its own (owl-engine.ts EngineThread, owl-engine-host.ts): it
- * owns the model and the sessions and answers evaluation requests in order; this side keeps the
- * tokenizer, the samplers and a copy of the tokens each session holds. The engine is synchronous,
- * so on the event loop a step would block the HTTP server while it ran, and the streams'
- * per-token work (sampling, JSON, socket writes) would add to each step. Here a sequence asks
- * for its next step as soon as it has sampled a token, before it hands the token to its caller:
- * the engine computes step k+1 while the server writes out the tokens of step k. Not after a
- * token that ends the text or the caller's last one (SequenceGenerateOptions.maxTokens), so no
- * step is wasted at the end of a request (one may be, at a stop string).
- *
- * Continuous batching behind a step barrier: the requests of the sequences that want their next
- * token are decoded together as ONE forward over one token per sequence, each at its own position
- * against its own KV cache (Model.evaluateBatch), so the weight matrices are read once per step
- * for all of them (the mat-mat kernels of prompt evaluation) instead of once per sequence. One
- * step is on the engine's thread at a time; the next goes out the moment every sequence of the
- * last one has asked again (they do as they sample, in the turn the step's logits come back). A
- * sequence that is not in that set (one starting, or one whose caller was late) is picked up on
- * the next turn of the event loop; when a sequence of the last step has not asked by then, the
- * step waits one more turn for it, and no longer, so that a late stream does not settle into
- * steps of its own. A single sequence never waits for others: its step is its own Session.evaluate.
- * Prompts are evaluated per sequence (a prompt is a mat-mat already), PROMPT_CHUNK tokens a
- * request, so that the other streams' steps go between the chunks of a long prompt; a step waits
- * for a prompt's last chunk already on the thread (it would run after it anyway), so sequences
- * starting together step together from their first token. stepCounts() counts the steps by
- * their number of sequences.
+ * Continuous batching behind a step barrier: a sequence that wants its next token queues the
+ * request, and the requests queued in one event-loop turn are decoded together on the next turn
+ * as ONE forward over one token per sequence, each at its own position against its own KV cache
+ * (Model.evaluateBatch), so the weight matrices are read once per step for all of them (the
+ * mat-mat kernels of prompt evaluation) instead of once per sequence. Sequences whose consumers
+ * take their tokens in the same turn (complete() loops, the HTTP streams, which ask for the next
+ * item right after writing one) thus step together. A single sequence never waits for others:
+ * its step runs on the next turn through its own Session.evaluate, as the old one-at-a-time loop
+ * did. When a sequence of the last step has not asked yet (its consumer is a turn late), the step
+ * waits one more turn for it, and no longer, so that a late stream does not settle into steps of
+ * its own. The engine is synchronous (the WASM thread pool blocks the caller), so a step blocks
+ * the event loop while it runs. Prompts are evaluated per sequence in generate() (a prompt is a
+ * mat-mat already), PROMPT_CHUNK tokens at a time with a turn of the event loop between chunks,
+ * so that a long prompt does not hold up the other streams and the HTTP server. stepCounts()
+ * counts the steps by their number of sequences.
  * What a batch gains is the kernels': on the bench machine (bench/serve.ts --owl, 15M and 110M
- * Q8_0, 2 threads, bench/RESULTS.md) a batched step of 4 sequences gives 1.5-2.2x the tokens/s
- * of a step of one (the small-T matmuls decode each weight block once for up to 4 tokens; a
- * 4-token Q8_0 product still costs about 2x a one-token one, the WebAssembly SIMD bound without
- * an 8-bit dot product).
+ * Q8_0, 2 threads, bench/RESULTS.md) a batched step of 4 sequences gives 1.8-2.0x the tokens/s
+ * of a step of one and runs 1.5-1.7x faster than 4 steps of one (the small-T matmuls decode each
+ * weight block once for up to 4 tokens; a 4-token Q8_0 product still costs about 2x a one-token
+ * one, the WebAssembly SIMD bound without an 8-bit dot product). Through HTTP less of it shows:
+ * the engine runs on the event loop, so the server's per-token work (JSON, socket writes, GC)
+ * adds to each step rather than overlapping it as it does with llama.cpp's native threads.
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
- * Embeddings (owl-engine-host.ts): the final hidden state (the residual stream after the last
- * layer, a forward hook, then the model's output norm), pooled as the GGUF's pooling_type says
- * (mean, first or last; none, the default of generative models, takes the last token as
- * llama.cpp does), L2-normalized.
+ * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
+ * then the model's output norm), pooled as the GGUF's pooling_type says (mean, first or last;
+ * none, the default of generative models, takes the last token as llama.cpp does), L2-normalized.
  * Unsupported here, with ERR_UNSUPPORTED and a hint to use the llama.cpp backend: grammars and
  * LoRA adapters.
  * Not here: the completion loop over text (complete.ts), the engine itself.
  */
+import { createWasmBackend, type WasmBackend } from "../engine/kernels/wasm/backend.ts";
+import { loadModel, type Model, type Session } from "../engine/model.ts";
 import { randomSeed, Sampler } from "../engine/sampler.ts";
+import { openGguf } from "../formats/gguf/index.ts";
+import { dequantize } from "../quant/index.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OwlError } from "../util/errors.ts";
 import {
@@ -51,10 +46,10 @@ import {
   commonPrefix,
   contextOverflow,
   disposedError,
+  normalize,
   outputPieceBytes,
   readGgufFacts,
 } from "./gguf-info.ts";
-import { type EngineReply, EngineThread, fromWire } from "./owl-engine.ts";
 import type {
   Backend,
   BackendName,
@@ -73,6 +68,9 @@ const USE_LLAMA_CPP = "use the llama.cpp backend (OWL_BACKEND=llama.cpp, the def
 
 /** Prompt tokens evaluated between two turns of the event loop (OwlSequence.generate). */
 const PROMPT_CHUNK = 64;
+
+/** Yield to the event loop: other sequences, timers and I/O run between tokens. */
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function isAbort(e: unknown): boolean {
   return (
@@ -102,16 +100,17 @@ export class OwlBackend implements Backend {
         },
       );
     }
-    const engine = await EngineThread.start(
-      {
-        modelPath: options.modelPath,
-        ...(options.threads !== undefined && { threads: options.threads }),
-        numCtx: options.numCtx,
-        numParallel: options.numParallel,
-      },
-      options.signal,
-    );
-    return new OwlModel(engine, facts.info, facts.tokenizer, facts.poolingType, options);
+    const wasm = await createWasmBackend(options.threads !== undefined ? { threads: options.threads } : {});
+    try {
+      const model = await loadModel(options.modelPath, {
+        backend: wasm,
+        ...(options.signal && { signal: options.signal }),
+      });
+      return new OwlModel(model, wasm, facts.info, facts.tokenizer, facts.poolingType, options);
+    } catch (e) {
+      await wasm.dispose();
+      throw e;
+    }
   }
 }
 
@@ -137,7 +136,8 @@ class OwlModel implements LoadedModel {
   readonly numCtx: number;
   readonly numParallel: number;
   private readonly sequences: OwlSequence[] = [];
-  private memory: number;
+  private embedSession: Session | undefined;
+  private outputNorm: Float32Array | undefined;
   disposed = false;
   /** steps[n]: decode steps of n sequences (stepCounts). */
   readonly steps: number[] = [];
@@ -146,16 +146,10 @@ class OwlModel implements LoadedModel {
   private lastStep = new Set<OwlSequence>();
   private stepScheduled = false;
   private waitedOnce = false;
-  /** A step is on the engine's thread: the next one waits for it (its sequences will be in it). */
-  private stepInFlight = false;
-  /**
-   * Sequences whose prompt's last chunk is on the engine's thread: the next step waits for them
-   * (the thread answers in order, so a step sent now would run after that chunk anyway).
-   */
-  private readonly joining = new Set<OwlSequence>();
 
   constructor(
-    private readonly engine: EngineThread,
+    readonly model: Model,
+    private readonly wasm: WasmBackend,
     readonly info: ModelInfo,
     readonly tokenizer: Tokenizer,
     private readonly poolingType: number | undefined,
@@ -163,50 +157,14 @@ class OwlModel implements LoadedModel {
   ) {
     this.numCtx = options.numCtx;
     this.numParallel = options.numParallel;
-    this.memory = engine.facts.memoryBytes;
-    for (let i = 0; i < options.numParallel; i++) this.sequences.push(new OwlSequence(this, i));
-  }
-
-  get nVocab(): number {
-    return this.engine.facts.V;
-  }
-
-  /**
-   * Session.evaluate(tokens) on `seq`'s session, on the engine's thread: the logits after the last
-   * token. The sequence's copy of its session's tokens follows what the session holds.
-   */
-  async evaluate(seq: OwlSequence, tokens: readonly number[], last: boolean): Promise<Float32Array> {
-    if (this.disposed) throw disposedError(this.options.modelPath);
-    const sent = Int32Array.from(tokens);
-    if (last) this.joining.add(seq);
-    try {
-      const reply = await this.engine.request({ type: "evaluate", seq: seq.index, tokens: sent });
-      return this.logitsOf(reply, [[seq, tokens]])[0]!;
-    } finally {
-      if (last) {
-        this.joining.delete(seq);
-        // The sequence asks for its first step right away; if it does not (an error, an abort),
-        // the others must not wait for it.
-        if (this.pending.size > 0) this.scheduleStep();
-      }
+    for (let i = 0; i < options.numParallel; i++) {
+      this.sequences.push(new OwlSequence(this, i, model.createSession({ nCtx: options.numCtx })));
     }
-  }
-
-  /** The logits of a reply, after updating each sequence's tokens; throws an error reply. */
-  private logitsOf(reply: EngineReply, sent: [OwlSequence, readonly number[]][]): Float32Array[] {
-    if (reply.type !== "logits" && reply.type !== "error")
-      throw new Error(`internal error: the owl engine answered an evaluation with ${reply.type}`);
-    for (const [i, [s, tokens]] of sent.entries()) {
-      const n = reply.lengths[i] ?? 0;
-      s.cached = n === tokens.length ? tokens.slice() : tokens.slice(0, n);
-    }
-    if (reply.type === "error") throw fromWire(reply.error);
-    return reply.logits;
   }
 
   /**
    * The logits after `tokens` (the sequence's whole token list; its session holds all but the
-   * last), decoded with the other sequences asking for this step; undefined when the request was
+   * last), decoded with the other sequences asking in this turn; undefined when the request was
    * dropped (leave(), or its signal fired before the step).
    */
   next(
@@ -217,8 +175,7 @@ class OwlModel implements LoadedModel {
     return new Promise((resolve, reject) => {
       this.pending.get(seq)?.resolve(undefined);
       this.pending.set(seq, { tokens, signal, resolve, reject });
-      if (this.lastStepAllAsked()) this.step();
-      else this.scheduleStep();
+      this.scheduleStep();
     });
   }
 
@@ -226,31 +183,21 @@ class OwlModel implements LoadedModel {
   leave(seq: OwlSequence): void {
     this.lastStep.delete(seq);
     const r = this.pending.get(seq);
-    if (r) {
-      this.pending.delete(seq);
-      r.resolve(undefined);
-    }
-    if (this.pending.size > 0) this.scheduleStep();
-  }
-
-  /** Every sequence of the last step has asked for the next one (none in flight, none joining). */
-  private lastStepAllAsked(): boolean {
-    if (this.stepInFlight || this.joining.size > 0 || this.lastStep.size === 0) return false;
-    for (const s of this.lastStep) if (!this.pending.has(s)) return false;
-    return true;
+    if (!r) return;
+    this.pending.delete(seq);
+    r.resolve(undefined);
   }
 
   private scheduleStep(): void {
-    if (this.stepScheduled || this.stepInFlight) return;
+    if (this.stepScheduled) return;
     this.stepScheduled = true;
-    setImmediate(this.onTurn);
+    setImmediate(this.step);
   }
 
-  /** The turn after a request that did not complete the last step's set (module comment). */
-  private readonly onTurn = () => {
+  /** One decode step of every pending request (see the module comment). */
+  private readonly step = () => {
     this.stepScheduled = false;
-    // A joining sequence's reply schedules the step again.
-    if (this.stepInFlight || this.joining.size > 0 || this.pending.size === 0) return;
+    if (this.pending.size === 0) return;
     if (!this.waitedOnce) {
       for (const s of this.lastStep) {
         if (!this.pending.has(s)) {
@@ -260,11 +207,6 @@ class OwlModel implements LoadedModel {
         }
       }
     }
-    this.step();
-  };
-
-  /** One decode step of every pending request, on the engine's thread (see the module comment). */
-  private step(): void {
     this.waitedOnce = false;
     const batch: [OwlSequence, StepRequest][] = [];
     for (const [s, r] of this.pending) {
@@ -274,34 +216,24 @@ class OwlModel implements LoadedModel {
     this.pending.clear();
     this.lastStep = new Set(batch.map(([s]) => s));
     if (batch.length === 0) return;
-    if (this.disposed) {
-      for (const [, r] of batch) r.reject(disposedError(this.options.modelPath));
+    let logits: Float32Array[];
+    try {
+      if (this.disposed) throw disposedError(this.options.modelPath);
+      if (batch.length === 1) {
+        // One sequence: its own session's step, as before batching.
+        const [s, r] = batch[0]!;
+        logits = [s.session.evaluate(r.tokens).logits];
+      } else {
+        const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens }));
+        logits = this.model.evaluateBatch(items, { maxRows: this.numParallel }).map((r) => r.logits);
+      }
+    } catch (e) {
+      for (const [, r] of batch) r.reject(e);
       return;
     }
-    this.stepInFlight = true;
-    const sent = batch.map(([s, r]): [OwlSequence, readonly number[]] => [s, r.tokens]);
-    const tokens = sent.map(([, t]) => Int32Array.from(t));
-    const call =
-      batch.length === 1
-        ? this.engine.request({ type: "evaluate", seq: batch[0]![0].index, tokens: tokens[0]! })
-        : this.engine.request({ type: "step", seqs: batch.map(([s]) => s.index), tokens });
-    call
-      .then((reply) => {
-        const logits = this.logitsOf(reply, sent);
-        this.steps[batch.length] = (this.steps[batch.length] ?? 0) + 1;
-        this.stepInFlight = false;
-        for (const [i, [, r]] of batch.entries()) r.resolve(logits[i]);
-      })
-      .catch((e: unknown) => {
-        this.stepInFlight = false;
-        for (const [, r] of batch) r.reject(e);
-      })
-      .finally(() => {
-        // Requests that came while the step ran (a sequence joining) go in the next one; the
-        // sequences of this step ask again as they take their token (usually before this runs).
-        if (this.pending.size > 0) this.scheduleStep();
-      });
-  }
+    this.steps[batch.length] = (this.steps[batch.length] ?? 0) + 1;
+    for (const [i, [, r]] of batch.entries()) r.resolve(logits[i]);
+  };
 
   tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[] {
     // NOTE: addSpecial also adds EOS for the rare vocabularies with add_eos_token, as llama.cpp does.
@@ -335,12 +267,16 @@ class OwlModel implements LoadedModel {
     inputs: readonly string[],
     options: { truncate: boolean; signal?: AbortSignal },
   ): Promise<EmbedResult> {
+    if (this.disposed) throw disposedError(this.options.modelPath);
+    const hp = this.model.hparams;
+    const C = hp.C;
+    this.embedSession ??= this.model.createSession({ nCtx: this.numCtx });
+    const norm = this.finalNorm();
+    const session = this.embedSession;
     const embeddings: Float32Array[] = [];
     let promptTokens = 0;
+    const hookName = `blk.${hp.L - 1}.resid`;
     for (const [i, input] of inputs.entries()) {
-      if (this.disposed) throw disposedError(this.options.modelPath);
-      if (options.signal?.aborted)
-        throw new OwlError("ERR_ABORTED", "embedding was aborted", { cause: options.signal.reason });
       let tokens = this.tokenize(input, { addBos: true, parseSpecial: true });
       if (tokens.length > this.numCtx) {
         if (!options.truncate) {
@@ -357,31 +293,73 @@ class OwlModel implements LoadedModel {
       }
       if (tokens.length === 0)
         throw new OwlError("ERR_INVALID_ARGUMENT", `input ${i} is empty: nothing to embed`);
-      const reply = await this.engine.request({
-        type: "embed",
-        tokens: Int32Array.from(tokens),
-        poolingType: this.poolingType,
+      const hidden = new Float32Array(tokens.length * C);
+      session.evaluate(tokens, {
+        reuse: false,
+        ...(options.signal && { signal: options.signal }),
+        onActivation: (name, _layer, data, at) => {
+          if (name === hookName) hidden.set(data.subarray(0, at.T * C), at.pos0 * C);
+        },
       });
-      if (reply.type === "error") throw fromWire(reply.error);
-      if (reply.type !== "embedding")
-        throw new Error(`internal error: the owl engine answered an embedding with ${reply.type}`);
-      this.memory = reply.memoryBytes;
-      embeddings.push(reply.embedding);
+      embeddings.push(normalize(this.pool(hidden, tokens.length, C, norm, hp.rmsEps)));
       promptTokens += tokens.length;
+      await tick();
     }
     return { embeddings, promptTokens };
   }
 
+  /** output_norm.weight as float32 (C), read from the GGUF once. */
+  private finalNorm(): Float32Array {
+    if (this.outputNorm) return this.outputNorm;
+    const file = openGguf(this.options.modelPath);
+    try {
+      const t = file.tensor("output_norm.weight");
+      if (!t) {
+        throw new OwlError(
+          "ERR_UNSUPPORTED",
+          `the model has no output_norm.weight: owl cannot embed with it`,
+          {
+            hint: USE_LLAMA_CPP,
+          },
+        );
+      }
+      this.outputNorm = dequantize(t.type, file.readTensor(t), t.nElements);
+      return this.outputNorm;
+    } finally {
+      file.close();
+    }
+  }
+
+  /** rms_norm(x) * w of each row, pooled over the T rows of `hidden` (T,C). */
+  private pool(hidden: Float32Array, T: number, C: number, w: Float32Array, eps: number): Float32Array {
+    // llama.cpp's enum llama_pooling_type: 1 mean, 2 cls (first token), 3 last; 0 / absent: none
+    // (an embedding context then returns the last token's state).
+    const rows =
+      this.poolingType === 1
+        ? Array.from({ length: T }, (_, t) => t)
+        : this.poolingType === 2
+          ? [0]
+          : [T - 1];
+    const out = new Float64Array(C);
+    for (const t of rows) {
+      const x = hidden.subarray(t * C, (t + 1) * C);
+      let ss = 0;
+      for (const v of x) ss += v * v;
+      const scale = 1 / Math.sqrt(ss / C + eps);
+      for (let c = 0; c < C; c++) out[c] = out[c]! + x[c]! * scale * w[c]!;
+    }
+    return Float32Array.from(out, (v) => v / rows.length);
+  }
+
   memoryBytes(): number {
-    return this.memory;
+    return this.model.memory().totalBytes;
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const r of this.pending.values()) r.resolve(undefined);
-    this.pending.clear();
-    await this.engine.dispose();
+    await this.model.dispose();
+    await this.wasm.dispose();
   }
 }
 
@@ -414,8 +392,6 @@ function topIds(logits: Float32Array, n: number): number[] {
 
 class OwlSequence implements Sequence {
   busy = false;
-  /** The tokens its session on the engine's thread holds (OwlModel.logitsOf keeps it exact). */
-  cached: readonly number[] = [];
   /** Bumped by each generate(): an older generator still suspended ends at its next step. */
   private epoch = 0;
   private stats: PromptStats = { reused: 0, evaluated: 0 };
@@ -423,10 +399,11 @@ class OwlSequence implements Sequence {
   constructor(
     private readonly owner: OwlModel,
     readonly index: number,
+    readonly session: Session,
   ) {}
 
   get tokens(): readonly number[] {
-    return this.cached;
+    return this.session.tokens;
   }
 
   lastPrompt(): PromptStats {
@@ -474,23 +451,26 @@ class OwlSequence implements Sequence {
         seed: s.seed ?? randomSeed(),
         logitBias: s.logitBias,
       },
-      { nVocab: this.owner.nVocab },
+      { nVocab: this.owner.model.hparams.V },
     );
     const { signal } = options;
     const want = options.logprobs;
-    const eog = this.owner.info.eogTokens;
     const seq = [...prompt];
-    let yielded = 0;
+    let logits: Float32Array;
     try {
-      // The prompt in chunks of PROMPT_CHUNK tokens: the engine's thread answers requests in
-      // order, so the other streams' steps go on between the chunks of a long prompt.
-      const reused = Math.min(commonPrefix(this.cached, seq), seq.length - 1);
+      // The prompt in chunks of PROMPT_CHUNK tokens with a turn of the event loop between them:
+      // the engine runs on the event loop, so a long prompt evaluated at once would stall every
+      // other stream (and the HTTP server) until it is done; between chunks their steps go on.
+      const opts = signal ? { signal } : {};
+      const reused = Math.min(commonPrefix(this.session.tokens, seq), seq.length - 1);
       for (let end = reused + PROMPT_CHUNK; end < seq.length; end += PROMPT_CHUNK) {
-        await this.owner.evaluate(this, seq.slice(0, end), false);
+        this.session.evaluate(seq.slice(0, end), opts);
+        await tick();
         if (signal?.aborted || epoch !== this.epoch) return;
       }
-      let logits = await this.owner.evaluate(this, seq, true);
+      const r = this.session.evaluate(seq, opts);
       this.stats = { reused, evaluated: seq.length - reused };
+      logits = r.logits;
       for (;;) {
         if (signal?.aborted || epoch !== this.epoch) return;
         const token = sampler.sample(logits, seq);
@@ -503,23 +483,11 @@ class OwlSequence implements Sequence {
             step.top = topIds(logits, want).map((id): TopLogprob => ({ token: id, logprob: lp(id) }));
         }
         seq.push(token);
-        yielded++;
-        // The context holds prompt + generated tokens: nothing more fits.
-        const full = seq.length >= numCtx;
-        // Ask for the next step before handing the token over: the engine's thread computes it
-        // while the caller shows this one (the server's JSON and socket writes). Not after a token
-        // that ends the text or the caller's last one (the step would be wasted).
-        const last =
-          full ||
-          eog.includes(token) ||
-          (options.maxTokens !== undefined && options.maxTokens >= 0 && yielded >= options.maxTokens);
-        const nextStep = last ? undefined : this.owner.next(this, seq, signal);
-        // Observed at once: a caller that stops at this token never awaits it.
-        nextStep?.catch(() => {});
         yield step;
-        if (full) return;
+        // The context holds prompt + generated tokens: nothing more fits.
+        if (seq.length >= numCtx) return;
         if (signal?.aborted || epoch !== this.epoch) return;
-        const next = await (nextStep ?? this.owner.next(this, seq, signal));
+        const next = await this.owner.next(this, seq, signal);
         if (next === undefined || epoch !== this.epoch) return;
         logits = next;
       }

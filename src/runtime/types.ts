@@ -100,11 +100,6 @@ export interface SequenceGenerateOptions {
   /** undefined: no logprobs; 0: the chosen token's only; n: plus the top n. */
   logprobs?: number;
   signal?: AbortSignal;
-  /**
-   * The caller takes at most this many tokens (a hint: a backend that prepares the next token
-   * while the caller handles one need not prepare one past it). undefined: no limit known.
-   */
-  maxTokens?: number;
 }
 
 export interface PromptStats {
