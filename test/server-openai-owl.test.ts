@@ -59,11 +59,22 @@ describe.skipIf(!fixturePath(REF))("owl backend", () => {
   });
 
   it("a forced tool call needs a grammar: 400 saying so, streamed or not", async () => {
+    // A template that shows tools (else the request is refused before that: "does not support
+    // tools", as Ollama).
+    const TOOLS_MODEL = "stories-tools";
+    await srv.ctx.store.create(TOOLS_MODEL, {
+      from: MODEL,
+      template: "{{ if .Tools }}Tools: {{ .Tools }}\n{{ end }}{{ .Prompt }}",
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
     for (const stream of [false, true]) {
       let error: unknown;
       try {
         await client.chat.completions.create({
-          model: MODEL,
+          model: TOOLS_MODEL,
           messages: [{ role: "user", content: "hi" }],
           tools: [
             { type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } },

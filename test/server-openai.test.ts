@@ -444,9 +444,78 @@ describe("chat completions", () => {
     },
   };
 
+  /** A copy of stories260K whose Modelfile TEMPLATE reads .Tools: Ollama's "tools" capability. */
+  const TOOLS_MODEL = "stories-tools";
+  const toolsTemplate =
+    "{{- if .Tools }}Tools:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}" +
+    "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:";
+
+  beforeAll(async () => {
+    await srv.ctx.store.create(TOOLS_MODEL, {
+      from: MODEL,
+      template: toolsTemplate,
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+  });
+
+  it("tools for a model whose template cannot show them: Ollama's 400, OpenAI-shaped, before any load", async () => {
+    // A copy nothing else uses, so that the scheduler's list shows whether it was loaded.
+    const COPY = "stories-copy";
+    await srv.ctx.store.create(COPY, {
+      from: MODEL,
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    // Ollama's OpenAI layer passes tools on whatever tool_choice says (openai/openai.go
+    // FromChatRequest); ChatHandler's scheduleRunner refuses them (server/routes.go
+    // CheckCapabilities: "<name> does not support tools", 400) and middleware/openai.go writes
+    // that as OpenAI's error object (openai.NewError: type "invalid_request_error" for a 400).
+    const choices = ["auto", "required", "none", { type: "function", function: { name: "get_weather" } }];
+    for (const model of [MODEL, COPY]) {
+      for (const tool_choice of choices) {
+        for (const stream of [false, true]) {
+          let error: unknown;
+          try {
+            await client.chat.completions.create({
+              model,
+              messages: [{ role: "user", content: "What is the weather?" }],
+              tools: [weatherTool],
+              tool_choice: tool_choice as OpenAI.ChatCompletionToolChoiceOption,
+              stream,
+            });
+          } catch (e) {
+            error = e;
+          }
+          expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+          const e = error as InstanceType<typeof OpenAI.BadRequestError>;
+          expect(e.status).toBe(400);
+          expect(e.error).toMatchObject({
+            message: `${model}:latest does not support tools`,
+            type: "invalid_request_error",
+          });
+        }
+      }
+    }
+    expect(srv.ctx.scheduler.running().map((m) => m.name)).not.toContain(COPY);
+    // Without tools the same model chats.
+    const ok = await client.chat.completions.create({
+      model: COPY,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      temperature: 0,
+      max_tokens: 4,
+    });
+    expect(ok.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    await srv.ctx.scheduler.unload(COPY);
+  });
+
   it("tool_choice auto: a model that writes no call answers with text, streamed the same", async () => {
     const params = {
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages: [{ role: "user" as const, content: "Once upon a time" }],
       temperature: 0,
       max_tokens: 30,
@@ -467,7 +536,7 @@ describe("chat completions", () => {
 
   it("tools with tool_choice required: tool_calls with JSON arguments that follow the schema", async () => {
     const r = await client.chat.completions.create({
-      model: MODEL,
+      model: TOOLS_MODEL,
       messages: [{ role: "user", content: "What is the weather?" }],
       temperature: 0,
       max_tokens: 80,
@@ -493,7 +562,7 @@ describe("chat completions", () => {
     };
     const final = await client.chat.completions
       .stream({
-        model: MODEL,
+        model: TOOLS_MODEL,
         messages: [{ role: "user", content: "Weather?" }],
         temperature: 0,
         max_tokens: 80,
@@ -509,7 +578,7 @@ describe("chat completions", () => {
 
     // The call and its result in the history: rendered by the template, answered as text.
     const next = await client.chat.completions.create({
-      model: MODEL,
+      model: TOOLS_MODEL,
       temperature: 0,
       max_tokens: 8,
       tools: [other, weatherTool],
@@ -522,12 +591,8 @@ describe("chat completions", () => {
     });
     expect(next.choices[0]!.message.tool_calls).toBeUndefined();
     expect(typeof next.choices[0]!.message.content).toBe("string");
-    // Ollama's "{{ .Prompt }}" has no place for the tool turn: only the user's text is rendered.
-    const rendered = defaultTemplate([
-      { role: "user", content: "Weather?" },
-      { role: "assistant", content: "" },
-      { role: "tool", content: "sunny" },
-    ]);
+    // The template by hand: tool_choice "none" leaves the tools out, every turn is rendered.
+    const rendered = "user: Weather?\nassistant: \ntool: sunny\nassistant:";
     expect(next.usage!.prompt_tokens).toBe(tok.encode(rendered, { addSpecial: true }).length);
   });
 });

@@ -9,9 +9,11 @@
  * template with their arguments parsed into objects (the transformers convention most templates
  * follow); a tool message gets the name of the call it answers (Ollama's nameFromToolCallID).
  *
- * Tools: tool_choice "auto" (the default with tools) lets the model answer or call; its output is
- * parsed for calls in the formats models are trained to write (runtime/tool-calls.ts, plus the
- * tag a Modelfile TEMPLATE shows). "required" and a named function force one call with a grammar
+ * Tools need a model whose template shows them (ollama/capabilities.ts checkCapabilities, as
+ * Ollama's ChatHandler): else, whatever tool_choice says, a 400 "<name> does not support tools"
+ * before the model is loaded. tool_choice "auto" (the default with tools) lets the model answer
+ * or call; its output is parsed for calls in the formats models are trained to write
+ * (runtime/tool-calls.ts, plus the tag a Modelfile TEMPLATE shows). "required" and a named function force one call with a grammar
  * (toolCallGrammar), whose bare JSON the same parser reads. "none" leaves the tools out of the
  * prompt, so the model writes text. Streamed, text that could start a call is held back until it
  * is one (then it goes out whole as a tool_calls delta with its index, id and arguments) or is not
@@ -52,7 +54,7 @@ import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
-import { resolveThink, thinkWithGrammar } from "../ollama/capabilities.ts";
+import { checkCapabilities, resolveThink, thinkWithGrammar } from "../ollama/capabilities.ts";
 import type { Warn } from "../warn.ts";
 import {
   chatLogprobs,
@@ -175,6 +177,17 @@ export async function startChat(
       // Ollama's ChatHandler: a thinking model thinks unless told not to; asking one that does not
       // think to is a 400.
       thinking = resolveThink(resolved, req.model, wantThink);
+      // Ollama's OpenAI layer forwards to ChatHandler, whose scheduleRunner checks the model's
+      // capabilities before loading it (server/routes.go): tools for a model whose template
+      // cannot show them, whatever tool_choice says (openai.go passes tools on as they are), is
+      // a 400 "<name> does not support tools", answered in OpenAI's shape (middleware/openai.go
+      // writeError); an embedding model "does not support chat".
+      checkCapabilities(
+        resolved,
+        req.model,
+        "chat",
+        (req.tools?.length ?? 0) > 0 ? ["completion", "tools"] : ["completion"],
+      );
       if (options.grammar?.type === "json_schema") {
         // Refused schemas (pattern, allOf, ...) are a 400 naming the field before any generation.
         try {
