@@ -3,7 +3,9 @@
  * bytes) pins the rules: stop strings spread over tokens end the text before them and drop their
  * pieces, a UTF-8 character split over byte tokens is never shown in halves, an end-of-generation
  * token ends with reason stop and stays out of the context, maxTokens and a sequence that runs out
- * of context end with reason length, an abort ends with reason abort and what was produced. Then
+ * of context end with reason length, an abort ends with reason abort and what was produced; a
+ * grammar on a thinking answer is checked first, left off while the model thinks and put on, on
+ * the same sequence, from where the thinking ends (re-tokenized inside a token). Then
  * the same on the real backends: a stop string across token boundaries and an abort mid-generation
  * on llama.cpp and the owl engine, after which the sequence still serves.
  */
@@ -85,6 +87,173 @@ async function collect(
   const texts = events.flatMap((e) => (e.type === "text" ? [e.text] : []));
   return { events, done, texts, text: texts.join("") };
 }
+
+/**
+ * A model and a sequence whose generate() answers each call by its grammar: `free` without one,
+ * `constrained` with one; every call is recorded (prompt, grammar, whether already aborted).
+ */
+function twoPhase(bytes: Record<number, string>, free: number[], constrained: number[]) {
+  const enc = new TextEncoder();
+  const calls: { prompt: number[]; grammar: boolean; aborted: boolean }[] = [];
+  const sequence: Sequence = {
+    index: 0,
+    tokens: [],
+    async *generate(prompt: readonly number[], options: SequenceGenerateOptions) {
+      calls.push({
+        prompt: [...prompt],
+        grammar: options.grammar !== undefined,
+        aborted: !!options.signal?.aborted,
+      });
+      if (options.signal?.aborted) return;
+      for (const token of options.grammar ? constrained : free) yield { token };
+    },
+    lastPrompt: () => ({ reused: 0, evaluated: prompt.length }),
+    release() {},
+  };
+  const prompt = [1, 5];
+  // A tokenizer for the text kept before the answer: the longest token first, after a space
+  // prefix (token 90, as SentencePiece's); a character no token spells is token 0 (no bytes).
+  const tokenize = (text: string): number[] => {
+    const out = [90];
+    for (let i = 0; i < text.length; ) {
+      let id = 0;
+      let length = 1;
+      for (const [k, t] of Object.entries(bytes)) {
+        if (t !== "" && text.startsWith(t, i) && (id === 0 || t.length > length)) {
+          id = Number(k);
+          length = t.length;
+        }
+      }
+      out.push(id);
+      i += length;
+    }
+    return out;
+  };
+  const model = {
+    info: { eogTokens: [EOS] },
+    numCtx: 100,
+    tokenBytes: (t: number) => enc.encode(bytes[t] ?? ""),
+    tokenize,
+  } as unknown as LoadedModel;
+  return { model, sequence, calls, prompt };
+}
+
+describe("complete(): a grammar after the thinking (scripted sequence)", () => {
+  const BYTES = {
+    90: " ",
+    20: "<think>",
+    21: "hmm",
+    22: "</th",
+    23: "ink>",
+    24: "\n",
+    25: "Yes",
+    26: "{",
+    27: "}",
+    28: "Sure",
+    29: "ink>Yes",
+    33: "ink>\tYes",
+  };
+  const TAGS = { open: "<think>", close: "</think>" };
+  const JSON_GRAMMAR = { type: "json" } as const;
+
+  it("thinks without the grammar; from the token after the closing tag's whitespace, the grammar on the same sequence", async () => {
+    const { model, sequence, calls, prompt } = twoPhase(BYTES, [21, 22, 23, 24, 25, 25], [26, 27, 25]);
+    const r = await collect(model, sequence, {
+      prompt,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: true },
+    });
+    // The grammar checked first (an aborted call), then the thinking, then the grammar from the
+    // prompt plus the thinking up to the newline: "Yes" was written without it and goes.
+    expect(calls).toEqual([
+      { prompt, grammar: true, aborted: true },
+      { prompt, grammar: false, aborted: false },
+      { prompt: [...prompt, 21, 22, 23, 24], grammar: true, aborted: false },
+    ]);
+    expect(r.text).toBe("hmm</think>\n{}");
+    expect(r.done).toMatchObject({
+      reason: "stop",
+      context: [...prompt, 21, 22, 23, 24, 26, 27],
+      evalTokens: 7,
+    });
+  });
+
+  it("the answer starting inside a token: the text before it is re-tokenized, the rest goes", async () => {
+    const a = twoPhase(BYTES, [21, 22, 29], [26, 27]);
+    const r = await collect(a.model, a.sequence, {
+      prompt: a.prompt,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: true },
+    });
+    // "ink>Yes": "ink>" is the token 23 (the tokenizer's space prefix dropped); "Yes" goes.
+    expect(a.calls[2]!.prompt).toEqual([...a.prompt, 21, 22, 23]);
+    expect(r.text).toBe("hmm</think>{}");
+    // "ink>\tYes": no token spells the tab, so the token stays in the sequence, shown up to "Yes".
+    const b = twoPhase(BYTES, [21, 22, 33], [26, 27]);
+    const t = await collect(b.model, b.sequence, {
+      prompt: b.prompt,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: true },
+    });
+    expect(b.calls[2]!.prompt).toEqual([...b.prompt, 21, 22, 33]);
+    expect(t.text).toBe("hmm</think>\t{}");
+  });
+
+  it("an answer that does not open the thinking: dropped unshown, the grammar from the prompt", async () => {
+    const { model, sequence, calls, prompt } = twoPhase(BYTES, [28, 25], [26, 27]);
+    const r = await collect(model, sequence, {
+      prompt,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: false },
+    });
+    expect(calls.map((c) => [c.prompt, c.grammar])).toEqual([
+      [prompt, true],
+      [prompt, false],
+      [prompt, true],
+    ]);
+    expect(r.text).toBe("{}");
+    expect(r.done.type === "done" && r.done.context).toEqual([...prompt, 26, 27]);
+  });
+
+  it("the model opening the thinking itself: held until the tag is whole, then shown", async () => {
+    const { model, sequence, calls, prompt } = twoPhase(BYTES, [24, 20, 21, 22, 23, 25], [26, 27]);
+    const r = await collect(model, sequence, {
+      prompt,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: false },
+    });
+    expect(calls[2]!.prompt).toEqual([...prompt, 24, 20, 21, 22, 23]);
+    expect(r.text).toBe("\n<think>hmm</think>{}");
+  });
+
+  it("maxTokens counts the whole answer; a stop string in the thinking ends it; no grammar: one call", async () => {
+    const a = twoPhase(BYTES, [21, 22, 23, 25], [26, 27]);
+    const r = await collect(a.model, a.sequence, {
+      prompt: a.prompt,
+      maxTokens: 4,
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: true },
+    });
+    expect(r.text).toBe("hmm</think>{");
+    expect(r.done).toMatchObject({ reason: "length" });
+    const b = twoPhase(BYTES, [21, 22, 23, 25], [26, 27]);
+    const s = await collect(b.model, b.sequence, {
+      prompt: b.prompt,
+      stop: ["mm"],
+      grammar: JSON_GRAMMAR,
+      thinking: { tags: TAGS, inside: true },
+    });
+    expect(s.text).toBe("h");
+    expect(b.calls).toHaveLength(2);
+    const c = twoPhase(BYTES, [21, 22, 23, 25], [26, 27]);
+    const t = await collect(c.model, c.sequence, {
+      prompt: c.prompt,
+      thinking: { tags: TAGS, inside: true },
+    });
+    expect(t.text).toBe("hmm</think>Yes");
+    expect(c.calls).toHaveLength(1);
+  });
+});
 
 describe("complete() rules (scripted sequence)", () => {
   const BYTES = {

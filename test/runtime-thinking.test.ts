@@ -112,4 +112,14 @@ describe("ThinkingParser", () => {
     expect(p.add("<think>")).toEqual({ thinking: "", content: "" });
     expect(p.add("\nhmm</think>ok")).toEqual({ thinking: "hmm", content: "ok" });
   });
+  it("opened: whether the answer thinks, an empty thinking included; not before the tag is whole", () => {
+    const p = new ThinkingParser(THINK);
+    expect(p.add(" <thi").content).toBe("");
+    expect(p.opened).toBe(false);
+    expect(p.add("nk></think>ok")).toEqual({ thinking: "", content: "ok" });
+    expect(p.opened).toBe(true);
+    const q = new ThinkingParser(THINK);
+    expect(q.add("<b>ok")).toEqual({ thinking: "", content: "<b>ok" });
+    expect(q.opened).toBe(false);
+  });
 });

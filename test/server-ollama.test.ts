@@ -404,10 +404,6 @@ describe("thinking models", () => {
     const off = await client.chat({ model: THINK_MODEL, messages, think: false, stream: false, options });
     expect(off.message.thinking).toBeUndefined();
     expect(off.message.content.length).toBeGreaterThan(0);
-    // A format constrains the answer from its first token: answered without thinking (logged).
-    const json = await client.chat({ model: THINK_MODEL, messages, format: "json", stream: false, options });
-    expect(json.message.thinking).toBeUndefined();
-    expect(json.message.content.trimStart()).toMatch(/^[{[]/);
     // A model that does not think: think is a 400; think false is fine.
     const refused = await post("/api/chat", { model: MODEL, messages, think: true });
     expect(refused).toEqual({ status: 400, body: { error: `"${MODEL}" does not support thinking` } });
@@ -417,6 +413,108 @@ describe("thinking models", () => {
       (await post("/api/chat", { model: MODEL, messages, think: false, stream: false, options })).status,
     ).toBe(200);
     await client.delete({ model: THINK_MODEL });
+  });
+
+  it("a format on a thinking model: it thinks unconstrained, the format applies once the thinking ends", async () => {
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string", enum: ["Lily", "Tom"] }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false,
+    };
+    const expectSchema = (content: string) => {
+      const value = JSON.parse(content) as Record<string, unknown>;
+      expect(Object.keys(value).sort()).toEqual(["age", "name"]);
+      expect(["Lily", "Tom"]).toContain(value["name"]);
+      expect(Number.isInteger(value["age"])).toBe(true);
+    };
+    const messages = [{ role: "user", content: "Once upon a time" }];
+    const options = { ...greedy, num_predict: 150 };
+    /** The model's unconstrained greedy continuation of a raw prompt (no format, no thinking). */
+    const continuation = async (prompt: string) => {
+      const r = await post("/api/generate", { model: MODEL, prompt, raw: true, stream: false, options });
+      return (r.body as { response: string }).response;
+    };
+    /** A thinking template with these tags; `opens`: the prompt ends with the opening tag. */
+    const template = (open: string, close: string, opens: boolean) =>
+      '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+      `{{ else if eq .Role "assistant" }}{{ if .Thinking }}${open}{{ .Thinking }}${close}{{ end }}{{ .Content }}\n` +
+      `{{ end }}{{ end }}Assistant:{{ if and $.IsThinkSet (not $.Think) }} Sure.{{ else if ${opens} }} ${open}{{ end }}`;
+    // The tags are texts stories260K writes greedily. "." ends on a token's end; "pa" ends inside
+    // the token "ar" of " park" (the tag's "a" is kept, re-tokenized, and what follows it is
+    // written under the format); "Anna," is the answer's own first word, so the model opens the
+    // thinking itself instead of the prompt.
+    const cases = [
+      { open: "<think>", close: ".", opens: true },
+      { open: "<think>", close: "pa", opens: true },
+      { open: "Anna,", close: ".", opens: false },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const name = `stories-think-format-${i}`;
+      await client.create({ model: name, from: MODEL, template: template(c.open, c.close, c.opens) });
+      expect((await client.show({ model: name })).capabilities).toEqual(["completion", "thinking"]);
+      const raw = await continuation(`User: Once upon a time\nAssistant:${c.opens ? ` ${c.open}` : ""}`);
+      // The thinking, as Ollama's parser splits it: after the opening tag (and the whitespace
+      // after it), up to the closing tag.
+      const after = c.opens ? raw : raw.trimStart().slice(c.open.length);
+      const end = after.indexOf(c.close);
+      expect(end).toBeGreaterThan(0);
+      const thought = after.slice(0, end).trimStart();
+      expect(thought.length).toBeGreaterThan(10);
+
+      const r = await client.chat({ model: name, messages, format: schema, stream: false, options });
+      expect(r.message.thinking).toBe(thought);
+      expectSchema(r.message.content);
+      // Streamed: the thinking first, then the content, the same.
+      let thinking = "";
+      let content = "";
+      for await (const part of await client.chat({
+        model: name,
+        messages,
+        format: schema,
+        stream: true,
+        options,
+      })) {
+        if (part.message.thinking) expect(content).toBe("");
+        thinking += part.message.thinking ?? "";
+        content += part.message.content;
+      }
+      expect(thinking).toBe(thought);
+      expect(content).toBe(r.message.content);
+      // /api/generate: the same (its prompt renders as the chat's).
+      const g = await client.generate({
+        model: name,
+        prompt: "Once upon a time",
+        format: schema,
+        stream: false,
+        options,
+      });
+      expect(g.thinking).toBe(thought);
+      expect(g.response).toBe(r.message.content);
+      // Without a format, the same thinking and the unconstrained rest.
+      const free = await client.chat({ model: name, messages, stream: false, options });
+      expect(free.message.thinking).toBe(thought);
+      expect(() => JSON.parse(free.message.content)).toThrow();
+      await client.delete({ model: name });
+    }
+
+    // An answer that does not open with the thinking tag has no thinking: the format applies
+    // from its first token, the same answer as the raw prompt with the format.
+    const name = "stories-think-format-none";
+    await client.create({ model: name, from: MODEL, template: template("<think>", "</think>", false) });
+    const r = await client.chat({ model: name, messages, format: schema, stream: false, options });
+    expect(r.message.thinking).toBeUndefined();
+    const rawFormat = await client.generate({
+      model: MODEL,
+      prompt: "User: Once upon a time\nAssistant:",
+      raw: true,
+      format: schema,
+      stream: false,
+      options,
+    });
+    expectSchema(String(rawFormat.response));
+    expect(r.message.content).toBe(rawFormat.response);
+    await client.delete({ model: name });
   });
 });
 

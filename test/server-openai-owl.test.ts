@@ -89,4 +89,36 @@ describe.skipIf(!fixturePath(REF))("owl backend", () => {
       expect((error as Error).message).toMatch(/grammar|llama\.cpp/i);
     }
   });
+
+  it("a format on a thinking model is refused the same, before any thinking is streamed", async () => {
+    const THINK_MODEL = "stories-think";
+    await srv.ctx.store.create(THINK_MODEL, {
+      from: MODEL,
+      template:
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}.{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant: <think>",
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    for (const stream of [false, true]) {
+      let error: unknown;
+      try {
+        const r = await client.chat.completions.create({
+          model: THINK_MODEL,
+          messages: [{ role: "user", content: "Once upon a time" }],
+          response_format: { type: "json_object" },
+          max_tokens: 20,
+          stream,
+        });
+        if (stream) for await (const _ of r as AsyncIterable<unknown>);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((error as Error).message).toMatch(/grammar/i);
+    }
+  });
 });

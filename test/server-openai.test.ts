@@ -267,6 +267,71 @@ describe("thinking models", () => {
   });
 });
 
+describe("thinking models with response_format", () => {
+  it("the model thinks unconstrained, the format applies once its thinking ends (Ollama's ChatHandler)", async () => {
+    // The closing tag is ".", which stories260K writes greedily after some words.
+    const THINK_MODEL = "stories-think-dot";
+    await srv.ctx.store.create(THINK_MODEL, {
+      from: MODEL,
+      template:
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}.{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant:{{ if and $.IsThinkSet (not $.Think) }} Sure.{{ else }} <think>{{ end }}",
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    // The thinking: the model's raw greedy continuation of the prompt up to the closing tag.
+    const raw = await client.completions.create({
+      model: MODEL,
+      prompt: "User: Once upon a time\nAssistant: <think>",
+      temperature: 0,
+      max_tokens: 40,
+    });
+    const text = raw.choices[0]!.text;
+    expect(text.indexOf(".")).toBeGreaterThan(0);
+    const thought = text.slice(0, text.indexOf(".")).trimStart();
+    const params = {
+      model: THINK_MODEL,
+      messages: [{ role: "user" as const, content: "Once upon a time" }],
+      temperature: 0,
+      max_tokens: 150,
+      response_format: {
+        type: "json_schema" as const,
+        json_schema: {
+          name: "hero",
+          strict: true,
+          schema: {
+            type: "object",
+            properties: { hero: { type: "string", enum: ["Lily", "Tom"] }, brave: { type: "boolean" } },
+            required: ["hero", "brave"],
+            additionalProperties: false,
+          },
+        },
+      },
+    };
+    const r = await client.chat.completions.create(params);
+    const msg = r.choices[0]!.message as (typeof r.choices)[0]["message"] & { reasoning?: string };
+    expect(msg.reasoning).toBe(thought);
+    const value = JSON.parse(msg.content!) as Record<string, unknown>;
+    expect(Object.keys(value).sort()).toEqual(["brave", "hero"]);
+    expect(["Lily", "Tom"]).toContain(value["hero"]);
+    expect(typeof value["brave"]).toBe("boolean");
+    // Streamed: delta.reasoning chunks first, then the content, the same.
+    let reasoning = "";
+    let content = "";
+    for await (const c of await client.chat.completions.create({ ...params, stream: true })) {
+      const d = c.choices[0]?.delta as { reasoning?: string; content?: string | null } | undefined;
+      if (d?.reasoning) expect(content).toBe("");
+      reasoning += d?.reasoning ?? "";
+      content += d?.content ?? "";
+    }
+    expect(reasoning).toBe(thought);
+    expect(content).toBe(msg.content);
+  });
+});
+
 describe("chat completions", () => {
   const messages = [
     { role: "system" as const, content: "You tell stories." },

@@ -16,6 +16,27 @@
  * (StopMatcher). Each text event carries the TokenPiece of every token whose text it completes;
  * at a stop string, the tokens that reach into the text before it go out too (their pieces cover
  * the text), and those wholly inside the stop string are dropped with it.
+ *
+ * A grammar on a thinking answer (request.thinking): the model thinks unconstrained and the
+ * grammar applies once its thinking has ended, as Ollama does for a format on a thinking model
+ * (server/routes.go ChatHandler, "structured outputs via double request": a first completion
+ * without the format, read by the thinking parser; once thinking has come and content follows
+ * the closing tag, that content is dropped, the completion cancelled, and a second one started,
+ * with the format, on the prompt rendered again with the thinking as an assistant message;
+ * llm/llama_server.go hands the format to llama-server as a grammar or JSON schema for the whole
+ * of a completion). Here the same sequence goes on instead of a prompt rendered again: generation
+ * runs without the grammar while a ThinkingParser reads its text; the token in which the answer's
+ * first non-space character after the closing tag appears is dropped (it was written without the
+ * grammar; the tag and the whitespace before it in that token are kept: re-tokenized when the
+ * model's tokenizer spells them exactly, else the token stays in the sequence, unshown), and
+ * generation starts again on the same sequence (its KV cache reused) with the grammar, from the
+ * prompt plus the answer up to there. An answer that does not open with the thinking tag has no
+ * thinking: it is dropped unshown and generation starts again from the prompt with the grammar
+ * (Ollama's parser then sees no thinking and never applies the format). The grammar is checked
+ * before anything is generated (a backend without grammars, a schema it cannot build: the same
+ * errors, at the same point, as without thinking). maxTokens counts the whole answer, thinking
+ * included (Ollama gives each of its two completions num_predict).
+ *
  * Timings come from process.hrtime.bigint(): promptEvalNs from the start to the first sampled
  * token, evalNs from that token to the last; evalTokens counts sampled tokens, an end-of-generation
  * token included (it was evaluated like any other).
@@ -23,7 +44,16 @@
  */
 import { StopMatcher } from "../engine/sampler-stop.ts";
 import { OwlError } from "../util/errors.ts";
-import type { CompletionEvent, CompletionRequest, LoadedModel, Sequence, TokenPiece } from "./types.ts";
+import { ThinkingParser } from "./thinking.ts";
+import type {
+  CompletionEvent,
+  CompletionRequest,
+  LoadedModel,
+  SampledToken,
+  Sequence,
+  SequenceGenerateOptions,
+  TokenPiece,
+} from "./types.ts";
 
 function checkRequest(request: CompletionRequest): void {
   const { maxTokens, stop, prompt } = request;
@@ -59,6 +89,29 @@ function checkRequest(request: CompletionRequest): void {
 }
 
 const STREAM = { stream: true } as const;
+const utf8 = new TextEncoder();
+
+/**
+ * Tokens whose bytes spell `text` exactly, from the model's tokenizer, or undefined. A tokenizer
+ * that puts a space before a text (SentencePiece's space prefix) may merge that space with the
+ * text's first characters (" a" is one token in stories260K): then the text is tokenized after a
+ * newline (a piece of its own for the usual pre-tokenizers) and the tokens that spell the newline
+ * (and the space before it) dropped. Every answer is checked against the text's bytes.
+ */
+function spell(model: LoadedModel, text: string): number[] | undefined {
+  const want = utf8.encode(text);
+  const bytesOf = (ids: readonly number[]) => Buffer.concat(ids.map((t) => model.tokenBytes(t)));
+  for (const before of ["", "\n"]) {
+    const tokens = model.tokenize(before + text, { addBos: false, parseSpecial: false });
+    for (let k = 0; k <= 2 && k < tokens.length; k++) {
+      const head = bytesOf(tokens.slice(0, k)).toString();
+      if (head !== before && head !== ` ${before}`) continue;
+      const rest = tokens.slice(k);
+      if (bytesOf(rest).equals(want)) return rest;
+    }
+  }
+  return undefined;
+}
 
 /** Continuation bytes still expected after `bytes`, given `missing` expected before them. */
 function utf8Missing(missing: number, bytes: Uint8Array): number {
@@ -81,10 +134,17 @@ export async function* complete(
   const t0 = process.hrtime.bigint();
   const { prompt, maxTokens, signal } = request;
   const eog = new Set(model.info.eogTokens);
-  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+  let decoder = new TextDecoder("utf-8", { ignoreBOM: true });
   const pieceText = new TextDecoder("utf-8", { ignoreBOM: true });
   const matcher = new StopMatcher(request.stop);
   const textOf = (token: number) => pieceText.decode(model.tokenBytes(token));
+  const pieceOf = (step: SampledToken, bytes: Uint8Array): TokenPiece => {
+    const piece: TokenPiece = { token: step.token, text: pieceText.decode(bytes) };
+    if (step.logprob !== undefined) piece.logprob = step.logprob;
+    if (step.top)
+      piece.top = step.top.map((t) => ({ token: t.token, text: textOf(t.token), logprob: t.logprob }));
+    return piece;
+  };
 
   const generated: number[] = [];
   let sampled = 0;
@@ -142,21 +202,57 @@ export async function* complete(
   };
 
   let stopped = false;
+  /** Shows a token's text (a stop string sets `stopped`): what the caller gets of it, if anything. */
+  const show = (piece: TokenPiece, bytes: Uint8Array, text: string): CompletionEvent | undefined => {
+    starts.push(decodedLength);
+    decodedLength += text.length;
+    missing = utf8Missing(missing, bytes);
+    pending.push(piece);
+    // A token that leaves a character incomplete waits for the text that completes it.
+    ends.push(missing > 0 ? decodedLength + 1 : decodedLength);
+    const r = matcher.push(text);
+    if (r.stopped) {
+      stopped = true;
+      return textEvent(r.text, "started");
+    }
+    return textEvent(r.text);
+  };
   const jsonGrammar = request.grammar?.type === "json" || request.grammar?.type === "json_schema";
   let jsonText = "";
   let shifts = 0;
-  const generateOptions = {
+  const generateOptions = (grammar: boolean): SequenceGenerateOptions => ({
     sampling: request.sampling,
-    ...(request.grammar && { grammar: request.grammar }),
+    ...(grammar && request.grammar && { grammar: request.grammar }),
     ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
     ...(signal && { signal }),
-  };
+  });
+  // A grammar after the thinking (module comment): `watch` reads the answer until it ends.
+  let watch: ThinkingParser | undefined;
+  if (request.grammar !== undefined && request.thinking !== undefined) {
+    watch = new ThinkingParser(request.thinking.tags);
+    if (request.thinking.inside) watch.add(request.thinking.tags.open);
+    // The grammar's errors come now, not after the thinking: a generation already aborted
+    // checks its grammar and yields nothing (Sequence.generate).
+    const probe = sequence.generate(prompt, {
+      ...generateOptions(true),
+      signal: AbortSignal.abort(),
+    });
+    try {
+      await probe.next();
+    } finally {
+      await probe.return();
+    }
+  }
+  /** Tokens read while `watch` looks for the opening tag: shown once it is found. */
+  let held: { piece: TokenPiece; bytes: Uint8Array; text: string }[] = [];
   let input: readonly number[] = prompt;
   while (maxTokens !== 0) {
     const generatedBefore = generated.length;
     // Set while a token is being handled: still set after the loop when it ended by a break.
     let brokeOut = false;
-    const it = sequence.generate(input, generateOptions);
+    /** Where generation starts again with the grammar (the thinking has ended, or never began). */
+    let restart: readonly number[] | undefined;
+    const it = sequence.generate(input, generateOptions(watch === undefined));
     try {
       for await (const step of it) {
         brokeOut = true;
@@ -169,30 +265,65 @@ export async function* complete(
           reason = "stop";
           break;
         }
-        generated.push(step.token);
         const bytes = model.tokenBytes(step.token);
-        const piece: TokenPiece = { token: step.token, text: pieceText.decode(bytes) };
-        if (step.logprob !== undefined) piece.logprob = step.logprob;
-        if (step.top)
-          piece.top = step.top.map((t) => ({ token: t.token, text: textOf(t.token), logprob: t.logprob }));
+        const piece = pieceOf(step, bytes);
         const text = decoder.decode(bytes, STREAM);
-        starts.push(decodedLength);
-        decodedLength += text.length;
-        missing = utf8Missing(missing, bytes);
-        pending.push(piece);
-        // A token that leaves a character incomplete waits for the text that completes it.
-        ends.push(missing > 0 ? decodedLength + 1 : decodedLength);
-        const r = matcher.push(text);
-        if (r.stopped) {
-          reason = "stop";
-          stopped = true;
-          const ev = textEvent(r.text, "started");
+        if (watch !== undefined) {
+          const answer = watch.add(text).content;
+          if (answer === "" || watch.opened) {
+            // Still thinking, or still looking for the opening tag (held, unshown, meanwhile).
+            held.push({ piece, bytes, text });
+            if (!watch.opened) {
+              generated.push(step.token);
+            } else {
+              // The token where the answer starts after the thinking shows only the text before
+              // the answer (NOTE: its piece keeps the whole token's text and logprob).
+              const before = answer === "" ? text : text.slice(0, text.length - answer.length);
+              if (answer !== "") {
+                held.pop();
+                if (before !== "") held.push({ piece, bytes: utf8.encode(before), text: before });
+              }
+              for (const h of held) {
+                const ev = show(h.piece, h.bytes, h.text);
+                if (ev) yield ev;
+                if (stopped) break;
+              }
+              held = [];
+              if (answer === "") generated.push(step.token);
+              else if (!stopped) {
+                const kept = before === "" ? [] : (spell(model, before) ?? [step.token]);
+                generated.push(...kept);
+                restart = [...input, ...generated.slice(generatedBefore)];
+                // The dropped rest of the token may hold part of a character: start afresh.
+                decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+                missing = 0;
+                watch = undefined;
+              }
+            }
+            if (stopped) {
+              reason = "stop";
+              break;
+            }
+            if (restart !== undefined) break;
+          } else {
+            // No thinking: what was read goes, unshown; the grammar applies from the prompt.
+            held = [];
+            generated.length = 0;
+            decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+            restart = prompt;
+            watch = undefined;
+            break;
+          }
+        } else {
+          generated.push(step.token);
+          const ev = show(piece, bytes, text);
           if (ev) yield ev;
-          break;
+          if (stopped) {
+            reason = "stop";
+            break;
+          }
         }
-        const ev = textEvent(r.text);
-        if (ev) yield ev;
-        if (jsonGrammar) {
+        if (jsonGrammar && watch === undefined) {
           // NOTE: llama.cpp's JSON grammars allow whitespace after the closing brace, and a small
           // model fills it with newlines until max tokens; a complete JSON value is the end.
           jsonText += text;
@@ -210,12 +341,24 @@ export async function* complete(
       await it.return();
     }
     readStats();
-    // The backend's generator ended on its own (not aborted): the sequence's context is full.
-    if (brokeOut || signal?.aborted || !request.shift) break;
+    let all: readonly number[];
+    if (restart !== undefined && !signal?.aborted) {
+      if (maxTokens > 0 && generated.length >= maxTokens) break;
+      if (restart.length < model.numCtx) {
+        input = restart;
+        continue;
+      }
+      // The thinking filled the context: a full context, as below.
+      if (!request.shift) break;
+      all = restart;
+    } else {
+      // The backend's generator ended on its own (not aborted): the sequence's context is full.
+      if (brokeOut || signal?.aborted || !request.shift) break;
+      all = [...input, ...generated.slice(generatedBefore)];
+    }
     // Context shift: keep num_keep (+ BOS), drop half of what follows, evaluate the rest again
     // (llama-server moves the cache instead; re-evaluating gives the same tokens their true
     // positions) and go on from the last generated token.
-    const all = [...input, ...generated.slice(generatedBefore)];
     const bos = model.info.addBos ? model.info.bosToken : undefined;
     const shifted = shiftContext(all, prompt.length, request.shift.numKeep, bos);
     if (shifted === undefined) break;
@@ -224,6 +367,17 @@ export async function* complete(
   }
 
   if (reason !== "stop" && signal?.aborted) reason = "abort";
+  if (!stopped) {
+    // An answer that ended while still looking for the opening tag: shown as it is.
+    for (const h of held) {
+      const ev = show(h.piece, h.bytes, h.text);
+      if (ev) yield ev;
+      if (stopped) {
+        reason = "stop";
+        break;
+      }
+    }
+  }
   if (!stopped) {
     // The decoder's incomplete bytes (as U+FFFD) may still complete a stop string.
     const r = matcher.push(decoder.decode());

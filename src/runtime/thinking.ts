@@ -108,8 +108,14 @@ const trimStart = (s: string) => s.replace(/^\s+/u, "");
 export class ThinkingParser {
   private state: State = "looking";
   private acc = "";
+  private sawOpen = false;
 
   constructor(readonly tags: ThinkingTags) {}
+
+  /** Whether the opening tag was found: the answer thinks (its thinking may be empty). */
+  get opened(): boolean {
+    return this.sawOpen;
+  }
 
   /** Feeds `text`; returns the thinking and the content that can be shown now. */
   add(text: string): { thinking: string; content: string } {
@@ -121,6 +127,7 @@ export class ThinkingParser {
       if (this.state === "looking") {
         const t = trimStart(this.acc);
         if (t.startsWith(open)) {
+          this.sawOpen = true;
           this.acc = trimStart(t.slice(open.length));
           this.state = this.acc === "" ? "startSpace" : "thinking";
           continue;
@@ -200,8 +207,22 @@ export function thinkFor(
  * thinking, as Ollama's handlers do.
  */
 export function thinkingParser(t: Thinking, renderedPrompt: string): ThinkingParser | undefined {
-  if (t.tags === undefined || t.think === undefined || t.think === false) return undefined;
-  const parser = new ThinkingParser(t.tags);
-  if (renderedPrompt.trim().endsWith(t.tags.open)) parser.add(t.tags.open);
+  const start = thinkingStart(t, renderedPrompt);
+  if (start === undefined) return undefined;
+  const parser = new ThinkingParser(start.tags);
+  if (start.inside) parser.add(start.tags.open);
   return parser;
+}
+
+/** Where a thinking answer starts: its tags, and whether the prompt opened the thinking. */
+export interface ThinkingStart {
+  tags: ThinkingTags;
+  /** The rendered prompt ends with the opening tag: the answer starts inside the thinking. */
+  inside: boolean;
+}
+
+/** The start of the answer's thinking when the request thinks (else undefined), as thinkingParser. */
+export function thinkingStart(t: Thinking, renderedPrompt: string): ThinkingStart | undefined {
+  if (t.tags === undefined || t.think === undefined || t.think === false) return undefined;
+  return { tags: t.tags, inside: renderedPrompt.trim().endsWith(t.tags.open) };
 }

@@ -10,6 +10,8 @@
  * them; sequences evaluated at the same time are batched together by the backend.
  */
 
+import type { ThinkingStart } from "./thinking.ts";
+
 export type BackendName = "llama.cpp" | "owl";
 
 /** Sampling, Ollama's option names turned camelCase; every field resolved (no undefined but seed). */
@@ -118,7 +120,9 @@ export interface Sequence {
    * reused and the rest dropped) and then sample tokens one at a time, yielding each, end-of-
    * generation tokens included: the caller decides when to stop and simply stops iterating.
    * ERR_CONTEXT_OVERFLOW when the prompt does not fit; ERR_ABORTED-free on abort: the generator
-   * just returns. ERR_GRAMMAR for a grammar the backend cannot build.
+   * just returns. ERR_GRAMMAR for a grammar the backend cannot build (ERR_UNSUPPORTED where it
+   * takes none). With options.signal aborted already it yields nothing, but still throws what
+   * the prompt and the grammar call for: complete() checks a grammar so before it is used.
    */
   generate(
     prompt: readonly number[],
@@ -181,6 +185,11 @@ export interface CompletionRequest {
   /** Stop strings: generation ends before the first occurrence; the stop text is not returned. */
   stop: readonly string[];
   grammar?: GrammarSpec;
+  /**
+   * With a grammar, a thinking model's answer (thinking.ts thinkingStart): the grammar applies
+   * once the thinking has ended, not from the first token (complete.ts). Ignored without one.
+   */
+  thinking?: ThinkingStart;
   logprobs?: number;
   signal?: AbortSignal;
   /**

@@ -14,12 +14,10 @@
  */
 import { statSync } from "node:fs";
 import { getString, openGguf } from "../../formats/gguf/index.ts";
-import type { ResolvedOptions } from "../../runtime/options.ts";
 import { type ThinkValue, templateCapabilities } from "../../runtime/prompt.ts";
 import { type Thinking, type ThinkingTags, thinkFor, thinkingTags } from "../../runtime/thinking.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
-import type { Warn } from "../warn.ts";
 
 /** What capabilities need from a GGUF's header. */
 interface HeaderFacts {
@@ -101,20 +99,6 @@ export function resolveThink(
   const { tags } = templateFacts(model);
   const refuse = () => new OwlError("ERR_BAD_REQUEST", `"${requested}" does not support thinking`);
   return { think: thinkFor(tags, value, refuse), tags };
-}
-
-/**
- * A grammar (a format, a forced tool call) constrains the answer from its first token and leaves
- * no room for thinking: such a request is answered without it, logged. (Ollama lets the model
- * think unconstrained, then starts again with the grammar; owl does not yet.)
- */
-export function thinkWithGrammar(t: Thinking, options: ResolvedOptions, warn: Warn | undefined): Thinking {
-  if (options.grammar === undefined || t.tags === undefined || t.think === undefined || t.think === false)
-    return t;
-  warn?.(
-    "a format or a forced tool call constrains the answer from its first token: answering without thinking",
-  );
-  return { think: false, tags: t.tags };
 }
 
 /**

@@ -21,6 +21,12 @@
  * a generation that fills the context keeps num_keep tokens, drops half of the rest and goes on
  * (runtime/complete.ts); with "shift": false it ends there with done_reason "length".
  *
+ * A format on a thinking model: the model thinks unconstrained and the format applies once its
+ * thinking ends (runtime/complete.ts), as Ollama's ChatHandler does ("structured outputs via
+ * double request"). /api/generate does the same, by decision: Ollama's GenerateHandler hands the
+ * format to the runner from the first token, so the thinking tag can never be written and a
+ * prompt that opens the thinking gets its JSON as "thinking".
+ *
  * Timings are measured here and in complete(): total_duration from the request's arrival,
  * load_duration from the scheduler (0 when the model was loaded), prompt_eval_* and eval_* from
  * complete(); all in nanoseconds. A client that disconnects aborts the generation (its sequence
@@ -50,7 +56,7 @@ import {
   promptTokens,
   truncatePromptTokens,
 } from "../../runtime/prompt.ts";
-import { thinkingParser } from "../../runtime/thinking.ts";
+import { type ThinkingStart, thinkingParser, thinkingStart } from "../../runtime/thinking.ts";
 import { type ParsedToolCalls, ToolCallStream, toolCallTag } from "../../runtime/tool-calls.ts";
 import type { CompletionEvent, Lease, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
@@ -60,7 +66,7 @@ import type { ServerContext } from "../context.ts";
 import { type RequestAbort, requestAbort, writeAtOnce } from "../stream.ts";
 import { readJson } from "../validate.ts";
 import { logWarnings, requestWarn, type Warn } from "../warn.ts";
-import { checkCapabilities, resolveThink, thinkWithGrammar } from "./capabilities.ts";
+import { checkCapabilities, resolveThink } from "./capabilities.ts";
 import { nsSince, requireModelName, resolveModel, streamOrLast, timestamp } from "./common.ts";
 import { type ChatBody, chatSchema, type GenerateBody, generateSchema } from "./schemas.ts";
 
@@ -108,6 +114,9 @@ async function startRun(
   logprobs: number | undefined,
   truncation: Truncation,
   buildPrompt: (loaded: LoadedModel) => number[],
+  /** After buildPrompt: where a thinking answer starts (with a format, complete() lets the
+   * model think first, then applies the format). */
+  thinkingOf: () => ThinkingStart | undefined,
 ): Promise<Run> {
   const lease = await ctx.scheduler.acquire({
     name,
@@ -122,12 +131,14 @@ async function startRun(
     const prompt = fitTokens(lease.model, buildPrompt(lease.model), options.numKeep, truncation);
     if (prompt.length >= lease.model.numCtx) throw contextOverflow(prompt.length, lease.model.numCtx);
     const signal = lease.signal ? AbortSignal.any([lease.signal, abort.signal]) : abort.signal;
+    const thinking = thinkingOf();
     const inner = complete(lease.model, sequence, {
       prompt,
       sampling: options.sampling,
       maxTokens: options.maxTokens,
       stop: options.stop,
       ...(options.grammar && { grammar: options.grammar }),
+      ...(thinking && { thinking }),
       ...(logprobs !== undefined && { logprobs }),
       ...(truncation.shift && { shift: { numKeep: options.numKeep } }),
       signal,
@@ -273,7 +284,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const model = await resolveModel(ctx, name);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
-    const thinking = thinkWithGrammar(resolveThink(model, name, body.think), options, warn);
+    const thinking = resolveThink(model, name, body.think);
     const prompt = body.prompt ?? "";
     const unloadOnly = prompt === "" && !body.suffix && keepAliveMs === 0;
     // Ollama (scheduleRunner, before loading): an embedding model does not generate; a suffix
@@ -366,6 +377,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         if (!truncation.truncate && tokens.length > numCtx) throw contextOverflow(tokens.length, numCtx);
         return tokens;
       },
+      () => thinkingStart(thinking, renderedPrompt),
     );
     const raw = body.raw === true;
     const thinker = thinkingParser(thinking, renderedPrompt);
@@ -426,7 +438,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
     const model = await resolveModel(ctx, name);
     const warn = requestWarn(ctx, c);
     const { options, keepAliveMs } = requestSettings(body, model, warn);
-    const thinking = thinkWithGrammar(resolveThink(model, name, body.think), options, warn);
+    const thinking = resolveThink(model, name, body.think);
     const messages = chatMessages(body);
     const tools = (body.tools ?? []).map(
       (t): ToolDefinition => ({
@@ -493,6 +505,7 @@ export function registerGenerateRoutes(app: Hono, ctx: ServerContext): void {
         }
         return fitted.tokens;
       },
+      () => thinkingStart(thinking, renderedPrompt),
     );
     // With tools, text that may start a tool call is held back until it is one (then the call
     // comes whole, in one chunk) or is not (then it comes as content), as Ollama streams them.

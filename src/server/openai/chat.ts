@@ -24,6 +24,9 @@
  * reasoning_effort (or reasoning.effort) is "none"; the thinking goes to message.reasoning, or
  * streamed to delta.reasoning chunks ahead of the content; an assistant message's reasoning goes
  * back to the template as its thinking; an effort for a model that does not think is a 400.
+ * With a grammar (response_format, a forced tool call) a thinking model thinks unconstrained and
+ * the grammar applies once its thinking ends (runtime/complete.ts), as Ollama's ChatHandler does
+ * for a format (Ollama has no forced calls).
  * Not here: validation (schemas.ts), generation plumbing (generate.ts).
  */
 import type {
@@ -42,7 +45,7 @@ import {
   renderChatPrompt,
   type ThinkValue,
 } from "../../runtime/prompt.ts";
-import { type ThinkingParser, thinkingParser } from "../../runtime/thinking.ts";
+import { type ThinkingParser, thinkingParser, thinkingStart } from "../../runtime/thinking.ts";
 import {
   parseToolCalls,
   type ToolCall,
@@ -54,7 +57,7 @@ import type { CompletionEvent } from "../../runtime/types.ts";
 import type { ChatMessage, ToolDefinition } from "../../tokenizer/chat-template.ts";
 import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
-import { checkCapabilities, resolveThink, thinkWithGrammar } from "../ollama/capabilities.ts";
+import { checkCapabilities, resolveThink } from "../ollama/capabilities.ts";
 import type { Warn } from "../warn.ts";
 import {
   chatLogprobs,
@@ -203,7 +206,6 @@ export async function startChat(
       if (mode.kind === "forced") {
         options.grammar = toolCallGrammar(tools, mode.name);
       }
-      thinking = thinkWithGrammar(thinking, options, warn);
     },
     buildPrompt: (model, resolved) => {
       const input: ChatPromptInput = { messages, tools, storedMessages: resolved.messages };
@@ -216,7 +218,8 @@ export async function startChat(
       if (eos !== undefined) input.eosToken = model.detokenize([eos]);
       if (thinking.think !== undefined) input.think = thinking.think as ThinkValue;
       rendered = renderChatPrompt(input).prompt;
-      return { tokens: promptTokens(model, rendered), param: "messages" };
+      const start = thinkingStart(thinking, rendered);
+      return { tokens: promptTokens(model, rendered), param: "messages", ...(start && { thinking: start }) };
     },
     signal,
   });

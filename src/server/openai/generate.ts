@@ -16,6 +16,7 @@ import {
   type ResolvedOptions,
   resolveOpenAIOptions,
 } from "../../runtime/options.ts";
+import type { ThinkingStart } from "../../runtime/thinking.ts";
 import type { CompletionEvent, GrammarSpec, LoadedModel, TokenPiece } from "../../runtime/types.ts";
 import type { ResolvedModel } from "../../store/types.ts";
 import { OwlError } from "../../util/errors.ts";
@@ -41,6 +42,8 @@ export interface PromptBuild {
   tokens: number[];
   /** The request field the prompt comes from, for a context overflow's `param`. */
   param: string;
+  /** Where a thinking answer starts: with a grammar, the model thinks first (complete.ts). */
+  thinking?: ThinkingStart;
 }
 
 export interface GenerationPlan {
@@ -121,6 +124,7 @@ export async function startGeneration(ctx: ServerContext, plan: GenerationPlan):
       maxTokens: options.maxTokens,
       stop: options.stop,
       ...(grammar && { grammar }),
+      ...(prompt.thinking && { thinking: prompt.thinking }),
       ...(options.logprobs !== undefined && { logprobs: options.logprobs }),
       signal,
     });
