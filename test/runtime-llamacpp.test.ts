@@ -3,7 +3,8 @@
  * stories260K: greedy text through complete() equals llama2.c run.c's reference, four sequences
  * generating at once (batched by node-llama-cpp) each give the one-at-a-time text, a prompt that
  * shares a prefix evaluates only its new tokens, grammars constrain the output (JSON, a JSON schema,
- * GBNF) and a bad schema is ERR_GRAMMAR, logprobs are consistent, embeddings are unit vectors,
+ * GBNF) and a bad schema is ERR_GRAMMAR (also for a generation aborted before it starts, which
+ * yields nothing: complete() checks a grammar so), logprobs are consistent, embeddings are unit vectors,
  * an overlong prompt is ERR_CONTEXT_OVERFLOW naming both numbers, and load/dispose does not leak.
  * One thread (two spinning threads crawl on a busy 2-core machine).
  */
@@ -212,6 +213,27 @@ describe("llama.cpp backend", () => {
       seq.release();
     }
   }, 30_000);
+
+  it("a generation aborted before it starts yields nothing but still builds its grammar (ERR_GRAMMAR)", async () => {
+    const seq = model.tryAcquireSequence()!;
+    try {
+      const prompt = model.tokenize(PROMPT, { addBos: true, parseSpecial: false });
+      const aborted = { sampling: GREEDY, signal: AbortSignal.abort() };
+      const steps = [];
+      for await (const s of seq.generate(prompt, { ...aborted, grammar: { type: "json" } })) steps.push(s);
+      expect(steps).toEqual([]);
+      const bad = seq.generate(prompt, {
+        ...aborted,
+        grammar: { type: "json_schema", schema: { type: "object", properties: { a: { type: "nonsense" } } } },
+      });
+      await expect(bad.next()).rejects.toMatchObject({ code: "ERR_GRAMMAR" });
+      // The sequence still serves.
+      const r = await run(model, seq, { prompt, maxTokens: 4 });
+      expect(r.done.evalTokens).toBe(4);
+    } finally {
+      seq.release();
+    }
+  });
 
   it("logprobs: the greedy token is the top-1, top-n probabilities sum to at most 1", async () => {
     const seq = model.tryAcquireSequence()!;

@@ -495,6 +495,18 @@ describe("thinking models", () => {
       const free = await client.chat({ model: name, messages, stream: false, options });
       expect(free.message.thinking).toBe(thought);
       expect(() => JSON.parse(free.message.content)).toThrow();
+      // A schema the grammar cannot enforce is a 400 before any thinking, streamed or not.
+      for (const stream of [true, false]) {
+        const bad = await post("/api/chat", {
+          model: name,
+          messages,
+          format: { type: "object", properties: { a: { type: "string", pattern: "^x" } } },
+          stream,
+          options,
+        });
+        expect(bad.status).toBe(400);
+        expect((bad.body as { error: string }).error).toContain("pattern");
+      }
       await client.delete({ model: name });
     }
 
