@@ -330,6 +330,56 @@ describe("thinking models with response_format", () => {
     expect(reasoning).toBe(thought);
     expect(content).toBe(msg.content);
   });
+
+  it("a forced tool call on a thinking model: the thinking first, then the call's grammar", async () => {
+    const TOOLS_THINK = "stories-think-tools";
+    await srv.ctx.store.create(TOOLS_THINK, {
+      from: MODEL,
+      template:
+        "{{- if .Tools }}Tools:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}" +
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}.{{ end }}{{ .Content }}\n' +
+        "{{ end }}{{ end }}Assistant: <think>",
+      params: {},
+      adapters: [],
+      license: [],
+      messages: [],
+    });
+    const raw = await client.completions.create({
+      model: MODEL,
+      prompt: "Tools: get_weather\nUser: Once upon a time\nAssistant: <think>",
+      temperature: 0,
+      max_tokens: 40,
+    });
+    const text = raw.choices[0]!.text;
+    expect(text.indexOf(".")).toBeGreaterThan(0);
+    const r = await client.chat.completions.create({
+      model: TOOLS_THINK,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      temperature: 0,
+      max_tokens: 150,
+      tools: [
+        {
+          type: "function",
+          function: {
+            name: "get_weather",
+            parameters: {
+              type: "object",
+              properties: { city: { type: "string", enum: ["Paris", "Rome"] } },
+              required: ["city"],
+            },
+          },
+        },
+      ],
+      tool_choice: "required",
+    });
+    const msg = r.choices[0]!.message as (typeof r.choices)[0]["message"] & { reasoning?: string };
+    expect(msg.reasoning).toBe(text.slice(0, text.indexOf(".")).trimStart());
+    expect(r.choices[0]!.finish_reason).toBe("tool_calls");
+    const call = msg.tool_calls![0]! as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(call.function.name).toBe("get_weather");
+    expect(["Paris", "Rome"]).toContain((JSON.parse(call.function.arguments) as { city: string }).city);
+  });
 });
 
 describe("chat completions", () => {
