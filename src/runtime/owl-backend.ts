@@ -25,6 +25,12 @@
  * one, the WebAssembly SIMD bound without an 8-bit dot product). Through HTTP less of it shows:
  * the engine runs on the event loop, so the server's per-token work (JSON, socket writes, GC)
  * adds to each step rather than overlapping it as it does with llama.cpp's native threads.
+ * Tried and reverted (commit 8028dba): the engine on a worker thread of its own, each sequence
+ * asking for its next step before handing its token over, so that the HTTP work overlapped the
+ * next forward. On the 2-core bench machine it gave 12-14% fewer tok/s at 1 and 4 streams and
+ * the same 4-vs-1 ratio (an A/B of owl serve from both checkouts, alternating): the cores the
+ * forward's pool already uses are the ones the HTTP work needs. On a machine with cores to spare
+ * for the event loop it may pay.
  * Prefix reuse is the Session's own: it keeps the common prefix and evaluates the rest.
  * Logprobs are the log-softmax of the raw logits (before bias, penalties and temperature).
  * Embeddings: the final hidden state (the residual stream after the last layer, a forward hook,
