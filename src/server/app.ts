@@ -47,6 +47,9 @@ const ALLOW_HEADERS = [
 ];
 
 /** Routes whose bodies are model files, exempt from OWL_MAX_BODY (Ollama has no limit there). */
+/** Methods whose requests owl never reads a body of. */
+const BODILESS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
+
 function isBlobUpload(path: string): boolean {
   return path.startsWith("/api/blobs/");
 }
@@ -88,7 +91,11 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): Hono {
         ),
       ),
   });
-  app.use("*", async (c, next) => (isBlobUpload(c.req.path) ? next() : limit(c, next)));
+  // Requests without a body skip the limit: looking for a body makes the node adapter build the
+  // whole web Request (a stream, an AbortSignal), about a quarter of a GET /api/tags.
+  app.use("*", async (c, next) =>
+    BODILESS.has(c.req.method) || isBlobUpload(c.req.path) ? next() : limit(c, next),
+  );
 
   // Hono answers HEAD with the GET route's headers and no body.
   app.get("/", (c) => c.text("Ollama is running"));
