@@ -46,10 +46,10 @@ const ALLOW_HEADERS = [
   "x-stainless-timeout",
 ];
 
-/** Routes whose bodies are model files, exempt from OWL_MAX_BODY (Ollama has no limit there). */
 /** Methods whose requests owl never reads a body of. */
 const BODILESS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 
+/** Routes whose bodies are model files, exempt from OWL_MAX_BODY (Ollama has no limit there). */
 function isBlobUpload(path: string): boolean {
   return path.startsWith("/api/blobs/");
 }
