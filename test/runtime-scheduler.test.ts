@@ -51,6 +51,7 @@ class FakeModel implements LoadedModel {
     addBos: true,
     weightBytes: 1000,
   };
+  readonly decodesOnEventLoop = false;
   readonly inUse: boolean[];
   disposed = false;
   /** Sequences handed out so far. */

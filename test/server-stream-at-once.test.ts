@@ -2,7 +2,8 @@
  * StreamOptions.writeAtOnce (src/server/stream.ts): an item goes to the socket in the event-loop
  * turn that produced it, before work the producer queued for the next turn (the owl engine's next
  * decode step); by default it waits for that turn, as llama.cpp's streams do. Same bytes either
- * way. writeAtOnce() says which backends' streams write at once.
+ * way. writeAtOnce() follows LoadedModel.decodesOnEventLoop, which the two backends' loaded
+ * models set: true for the owl engine (its forward runs on the main thread), false for llama.cpp.
  * Not here: what the routes stream (server-stream, server-ollama, server-openai tests).
  */
 import { request, type Server, ServerResponse } from "node:http";
@@ -10,7 +11,10 @@ import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackend } from "../src/runtime/backends.ts";
+import type { BackendName } from "../src/runtime/types.ts";
 import { ndjsonResponse, sseResponse, writeAtOnce } from "../src/server/stream.ts";
+import { BUNDLED } from "./helpers/runtime.ts";
 
 /** What happened, in order: "write <item>" (a socket write of an item) or "step <n>". */
 let log: string[] = [];
@@ -83,8 +87,31 @@ describe("writeAtOnce", () => {
     }
   });
 
-  it("is on for the owl engine's models, off for llama.cpp's", () => {
-    expect(writeAtOnce({ backend: "owl" })).toBe(true);
-    expect(writeAtOnce({ backend: "llama.cpp" })).toBe(false);
+  it("follows the model's decodesOnEventLoop, whatever its backend's name", () => {
+    expect(writeAtOnce({ decodesOnEventLoop: true })).toBe(true);
+    expect(writeAtOnce({ decodesOnEventLoop: false })).toBe(false);
+    const named = (backend: string, decodesOnEventLoop: boolean) => ({ backend, decodesOnEventLoop });
+    expect(writeAtOnce(named("llama.cpp", true))).toBe(true);
+    expect(writeAtOnce(named("owl", false))).toBe(false);
   });
+
+  it("is on for the owl engine's loaded models, off for llama.cpp's", async () => {
+    const expected: Record<BackendName, boolean> = { owl: true, "llama.cpp": false };
+    for (const name of ["owl", "llama.cpp"] as const) {
+      const model = await createBackend(name).load({
+        modelPath: BUNDLED,
+        adapters: [],
+        numCtx: 64,
+        numParallel: 1,
+        threads: 1,
+      });
+      try {
+        expect(model.backend).toBe(name);
+        expect(model.decodesOnEventLoop, name).toBe(expected[name]);
+        expect(writeAtOnce(model), name).toBe(expected[name]);
+      } finally {
+        await model.dispose();
+      }
+    }
+  }, 60_000);
 });

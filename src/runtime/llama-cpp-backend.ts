@@ -443,6 +443,8 @@ type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 class LlamaCppModel implements LoadedModel {
   readonly backend: BackendName = "llama.cpp";
+  /** llama.cpp decodes on a native thread (node-llama-cpp's async decode). */
+  readonly decodesOnEventLoop = false;
   readonly numCtx: number;
   readonly numParallel: number;
   private readonly sequences: LlamaCppSequence[] = [];

@@ -139,6 +139,8 @@ interface StepRequest {
 
 class OwlModel implements LoadedModel {
   readonly backend: BackendName = "owl";
+  /** The forward runs synchronously on the calling (main) thread (module comment). */
+  readonly decodesOnEventLoop = true;
   readonly numCtx: number;
   readonly numParallel: number;
   private readonly sequences: OwlSequence[] = [];

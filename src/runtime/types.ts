@@ -147,6 +147,14 @@ export interface LoadedModel {
   /** Context length of each sequence. */
   readonly numCtx: number;
   readonly numParallel: number;
+  /**
+   * Whether decoding runs on the JavaScript event loop: true for the owl engine, whose forward is
+   * synchronous on the main thread (nothing of the next token happens until the caller's turn
+   * ends); false for llama.cpp, which decodes on a native thread while the event loop goes on.
+   * A consumer that defers its own per-token work by a turn so that it overlaps the next decode
+   * (server/stream.ts writeAtOnce) gains nothing from that when this is true.
+   */
+  readonly decodesOnEventLoop: boolean;
   tokenize(text: string, options: { addBos: boolean; parseSpecial: boolean }): number[];
   /** Text of a token sequence, special tokens rendered as text. */
   detokenize(tokens: readonly number[]): string;

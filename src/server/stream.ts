@@ -16,6 +16,7 @@
 import { ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
+import type { LoadedModel } from "../runtime/types.ts";
 import { mapError } from "./error-map.ts";
 import { apiFamily, errorBody } from "./http-error.ts";
 
@@ -54,11 +55,12 @@ interface StreamFormat {
 }
 
 /**
- * StreamOptions.writeAtOnce for a model's tokens: the owl engine's decode steps run on the event
- * loop (nothing of the next token happens during the write), llama.cpp's on native threads.
+ * StreamOptions.writeAtOnce for a model's tokens: on when the model decodes on the event loop
+ * (LoadedModel.decodesOnEventLoop: nothing of the next token happens during the write, as with the
+ * owl engine), off when it decodes on a native thread (llama.cpp) that the deferred write overlaps.
  */
-export function writeAtOnce(model: { readonly backend: string }): boolean {
-  return model.backend === "owl";
+export function writeAtOnce(model: Pick<LoadedModel, "decodesOnEventLoop">): boolean {
+  return model.decodesOnEventLoop;
 }
 
 /** @hono/node-server leaves a response carrying this header alone: the route wrote it itself. */
