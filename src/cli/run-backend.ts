@@ -240,6 +240,7 @@ class OwlRunner implements ModelRunner {
       stopReason: "length",
       stats: { promptTokens: 0, promptMs: 0, evalTokens: 0, evalMs: 0, totalMs: 0 },
     };
+    const logitsOut = new Float32Array(this.model.hparams.V);
     const it = generate({
       prompt: tokens,
       sampler,
@@ -247,8 +248,10 @@ class OwlRunner implements ModelRunner {
       stopTokens: (id) => this.tokenizer.isEog(id),
       maxTokens,
       signal,
+      // generate() samples from each token's logits before it asks for the next: one buffer for
+      // them all (EvaluateOptions.logitsOut) instead of a fresh V floats per token.
       evaluate: (seq, sig) => {
-        const r = session.evaluate(shift.window(seq), { signal: sig });
+        const r = session.evaluate(shift.window(seq), { signal: sig, logitsOut });
         if (promptMs < 0) promptTokens = r.evaluated;
         return r.logits;
       },

@@ -32,7 +32,9 @@ export interface GenerateOptions {
   prompt: readonly number[];
   /**
    * Logits (V) after the last of `tokens`, the whole sequence so far (prompt first). A Session's
-   * evaluate() reuses its cached prefix, so each call runs only the new token.
+   * evaluate() reuses its cached prefix, so each call runs only the new token. The array is read
+   * (sampled from) before the next call, never after: it may be one buffer that every call
+   * rewrites (Session.evaluate's logitsOut).
    */
   evaluate: (tokens: readonly number[], signal?: AbortSignal) => Float32Array | Promise<Float32Array>;
   sampler: Sampler;

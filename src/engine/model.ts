@@ -55,10 +55,18 @@ export interface EvaluateOptions {
   /** Activation hook, see forward.ts. */
   onActivation?: ActivationHook;
   signal?: AbortSignal;
+  /**
+   * A Float32Array of length V to write the logits into; the result's `logits` is then this same
+   * array. Default: a fresh array per call. For a decode loop that reads each token's logits
+   * before asking for the next (its sampler, its logprobs), one buffer it owns spares a V-float
+   * allocation and its garbage collection per token; whatever kept the array sees it overwritten
+   * by the next call. Checked before anything is evaluated (ERR_INVALID_ARGUMENT).
+   */
+  logitsOut?: Float32Array;
 }
 
 export interface EvaluateResult {
-  /** Logits (V) after the last token. A fresh array the caller owns. */
+  /** Logits (V) after the last token: the options' logitsOut when given, else a fresh array the caller owns. */
   logits: Float32Array;
   /** Position of the first token evaluated by this call; earlier ones came from the cache. */
   firstPosition: number;
@@ -73,6 +81,8 @@ export interface BatchItem {
   session: Session;
   /** The whole sequence, from position 0 (the cached prefix is reused). */
   tokens: readonly number[];
+  /** As EvaluateOptions.logitsOut, for this item's logits. */
+  logitsOut?: Float32Array;
 }
 
 export interface EvaluateBatchOptions {
@@ -99,6 +109,22 @@ export interface MemoryReport {
 
 function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OwlError("ERR_ABORTED", "evaluation was aborted", { cause: signal.reason });
+}
+
+/** EvaluateOptions.logitsOut: a Float32Array of V floats (or absent). */
+function checkLogitsOut(out: Float32Array | undefined, V: number, where = ""): void {
+  if (out === undefined || (out instanceof Float32Array && out.length === V)) return;
+  const found =
+    out instanceof Float32Array
+      ? `a Float32Array of length ${out.length}`
+      : ((out as object | null)?.constructor?.name ?? typeof out);
+  throw new OwlError(
+    "ERR_INVALID_ARGUMENT",
+    `${where}logitsOut must be a Float32Array of length V = ${V}, found ${found}`,
+    {
+      details: { parameter: "logitsOut", expected: V, found },
+    },
+  );
 }
 
 /** Tokens to evaluate from position 0: not empty, every id in 0..V-1, at most nCtx of them. */
@@ -197,6 +223,7 @@ export class Model {
       }
       seen.set(item.session, i);
       checkTokens(item.tokens, V, item.session.nCtx, `batch item ${i}: `);
+      checkLogitsOut(item.logitsOut, V, `batch item ${i}: `);
     }
     checkAborted(options.signal);
 
@@ -250,9 +277,10 @@ export class Model {
         owners[t]!.countEvaluated(1);
       }
       for (let i = 0; i < outRows.length; i++) {
-        results[firstItem + i]!.logits = be
-          .f32({ offset: scratch.logits.offset + i * V * 4, bytes: V * 4 })
-          .slice();
+        const row = be.f32({ offset: scratch.logits.offset + i * V * 4, bytes: V * 4 });
+        const out = items[firstItem + i]!.logitsOut;
+        if (out) out.set(row);
+        results[firstItem + i]!.logits = out ?? row.slice();
       }
     }
     return results;
@@ -368,6 +396,7 @@ export class Session {
     const hp = this.model.hparams;
     const { V } = hp;
     checkTokens(tokens, V, this.nCtx);
+    checkLogitsOut(options.logitsOut, V);
     checkAborted(options.signal);
 
     // Reuse the common prefix, but always evaluate the last token (its logits are the result).
@@ -401,9 +430,12 @@ export class Session {
       this.evaluatedCount += T;
       if (allOut) allOut.set(be.f32({ offset: scratch.logits.offset, bytes: T * V * 4 }), (start - keep) * V);
     }
-    const logits = allOut
-      ? allOut.slice((n - 1) * V)
-      : be.f32({ offset: this.scratch.logits.offset, bytes: V * 4 }).slice();
+    const last = allOut
+      ? allOut.subarray((n - 1) * V)
+      : be.f32({ offset: this.scratch.logits.offset, bytes: V * 4 });
+    const out = options.logitsOut;
+    if (out) out.set(last);
+    const logits = out ?? last.slice();
     const result: EvaluateResult = { logits, firstPosition: keep, evaluated: n };
     if (allOut) result.allLogits = allOut;
     return result;

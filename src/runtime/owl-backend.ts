@@ -230,9 +230,9 @@ class OwlModel implements LoadedModel {
       if (batch.length === 1) {
         // One sequence: its own session's step, as before batching.
         const [s, r] = batch[0]!;
-        logits = [s.session.evaluate(r.tokens).logits];
+        logits = [s.session.evaluate(r.tokens, { logitsOut: s.logits }).logits];
       } else {
-        const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens }));
+        const items = batch.map(([s, r]) => ({ session: s.session, tokens: r.tokens, logitsOut: s.logits }));
         logits = this.model.evaluateBatch(items, { maxRows: this.numParallel }).map((r) => r.logits);
       }
     } catch (e) {
@@ -403,12 +403,20 @@ class OwlSequence implements Sequence {
   /** Bumped by each generate(): an older generator still suspended ends at its next step. */
   private epoch = 0;
   private stats: PromptStats = { reused: 0, evaluated: 0 };
+  /**
+   * This sequence's logits (V), rewritten by each of its evaluations (EvaluateOptions.logitsOut)
+   * instead of a fresh array per token: generate() reads them (sampler, logprobs) before it asks
+   * for the next step, and nothing else keeps them.
+   */
+  readonly logits: Float32Array;
 
   constructor(
     private readonly owner: OwlModel,
     readonly index: number,
     readonly session: Session,
-  ) {}
+  ) {
+    this.logits = new Float32Array(owner.model.hparams.V);
+  }
 
   get tokens(): readonly number[] {
     return this.session.tokens;
@@ -469,7 +477,7 @@ class OwlSequence implements Sequence {
       // The prompt in chunks of PROMPT_CHUNK tokens with a turn of the event loop between them:
       // the engine runs on the event loop, so a long prompt evaluated at once would stall every
       // other stream (and the HTTP server) until it is done; between chunks their steps go on.
-      const opts = signal ? { signal } : {};
+      const opts = { logitsOut: this.logits, ...(signal && { signal }) };
       const reused = Math.min(commonPrefix(this.session.tokens, seq), seq.length - 1);
       for (let end = reused + PROMPT_CHUNK; end < seq.length; end += PROMPT_CHUNK) {
         this.session.evaluate(seq.slice(0, end), opts);
