@@ -4,6 +4,8 @@
  * (server/prompt.go chatPrompt), instead of failing the turn. The expected prompts are rendered
  * here from the message lists a turn should keep, with the same template, independently of the
  * chat's own bookkeeping. A runner stand-in records the prompts and answers with fixed text.
+ * A long history moved into a small context drops many messages in one turn, with a handful of
+ * renders (a binary search over how many go), not one per dropped message.
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -96,6 +98,65 @@ describe("in-process chat past the context", () => {
     expect(last).toContain("fish");
     expect(prompts.at(-1)!.length).toBeLessThan(80);
   });
+
+  it.each([
+    ["a chat template", undefined],
+    ["a stored model's system message", "You tell short stories."],
+  ])(
+    "a long history into a small context: %s; many messages dropped at once, in few renders",
+    async (_, system) => {
+      const { runner, prompts, tokenizer } = fakeRunner(TEMPLATE);
+      const stored =
+        system === undefined
+          ? undefined
+          : ({ name: "m:latest", system, messages: [], template: undefined } as unknown as Parameters<
+              typeof localChat
+            >[1]);
+      const chat = localChat(runner, stored);
+      const animals = ["cat", "dog", "bird", "fish", "frog", "duck", "bear", "fox", "owl"];
+      const big = { ...defaultRunParams(), num_ctx: 512 };
+      for (const a of animals) await chat.send(`A story about a ${a}.`, big, () => {}, signal, false);
+      // Nothing dropped so far: every turn sent the whole history.
+      const render = (msgs: { role: string; content: string }[]) =>
+        tokenizer.encode(`${msgs.map((m) => `<${m.role}>${m.content}\n`).join("")}<assistant>`, {
+          addSpecial: true,
+          parseSpecial: true,
+        });
+      const head = system === undefined ? [] : [{ role: "system", content: system }];
+      const history: { role: string; content: string }[] = [];
+      for (const a of animals)
+        history.push(
+          { role: "user", content: `A story about a ${a}.` },
+          { role: "assistant", content: ANSWER },
+        );
+      expect(prompts.at(-1)).toEqual(render([...head, ...history.slice(0, -1)]));
+
+      // The next turn in a context of 100 tokens: the longest tail that fits, rendered by hand.
+      let renders = 0;
+      const encode = tokenizer.encode.bind(tokenizer);
+      tokenizer.encode = ((...args: Parameters<typeof encode>) => {
+        renders++;
+        return encode(...args);
+      }) as typeof tokenizer.encode;
+      await chat.send("One more, about a hen.", { ...big, num_ctx: 100 }, () => {}, signal, false);
+      tokenizer.encode = encode;
+      history.push({ role: "user", content: "One more, about a hen." });
+      let from = 0;
+      while (render([...head, ...history.slice(from)]).length >= 100 && from < history.length - 1) from++;
+      expect(from).toBeGreaterThanOrEqual(16);
+      expect(from).toBeLessThan(history.length - 1);
+      expect(prompts.at(-1)).toEqual(render([...head, ...history.slice(from)]));
+      expect(prompts.at(-1)!.length).toBeLessThan(100);
+      // One render of the whole history, a binary search over the 18 messages that may go (at
+      // most 5 renders) and one more at most; one encode is the stand-in runner's answer. Dropping
+      // one at a time took a render per dropped message.
+      expect(renders).toBeLessThanOrEqual(1 + 5 + 1 + 1);
+      // The chat goes on from the shortened history.
+      await chat.send("Thanks!", { ...big, num_ctx: 512 }, () => {}, signal, false);
+      history.push({ role: "assistant", content: ANSWER }, { role: "user", content: "Thanks!" });
+      expect(prompts.at(-1)).toEqual(render([...head, ...history.slice(from)]));
+    },
+  );
 
   it("no chat template: the text so far keeps its first token (BOS) and its latest half", async () => {
     const { runner, prompts, tokenizer } = fakeRunner(undefined);

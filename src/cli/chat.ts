@@ -120,8 +120,9 @@ function templateConversation(runner: ModelRunner, source: string): Conversation
   return {
     prompt(line, nCtx) {
       messages.push({ role: "user", content: line });
-      messages = dropOldest(messages, nCtx, render);
-      return render(messages);
+      const kept = dropOldest(messages, nCtx, render);
+      messages = kept.list;
+      return kept.tokens;
     },
     answered(_prompt, result) {
       messages.push({ role: "assistant", content: result.text });
@@ -153,21 +154,44 @@ function plainConversation(runner: ModelRunner): Conversation {
 }
 
 /**
- * `messages` less its oldest non-system messages, one at a time, until `render` of it leaves room
- * for an answer in nCtx tokens or only the last message and the system ones are left.
+ * `messages` less its k oldest non-system messages (never the last one), for the least k whose
+ * rendering leaves room for an answer in nCtx tokens (render(list).length < nCtx), or all of them
+ * when none does; with that rendering. Dropping one message more never lengthens the rendering,
+ * so "it fits after dropping k" is false up to some k and true from there on: a binary search
+ * over k finds what dropping one at a time until it fits finds, with O(log n) renders instead of
+ * one per dropped message (each a whole template render and tokenization).
  */
 function dropOldest<M extends { role: string }>(
   messages: M[],
   nCtx: number,
   render: (m: M[]) => number[],
-): M[] {
-  let list = messages;
-  while (render(list).length >= nCtx) {
-    const i = list.findIndex((m, k) => m.role !== "system" && k < list.length - 1);
-    if (i < 0) break;
-    list = [...list.slice(0, i), ...list.slice(i + 1)];
+): { list: M[]; tokens: number[] } {
+  const whole = render(messages);
+  if (whole.length < nCtx) return { list: messages, tokens: whole };
+  // Indices of the messages that may go, oldest first.
+  const droppable: number[] = [];
+  for (let i = 0; i < messages.length - 1; i++) if (messages[i]!.role !== "system") droppable.push(i);
+  const without = (k: number): M[] => {
+    const gone = new Set(droppable.slice(0, k));
+    return messages.filter((_, i) => !gone.has(i));
+  };
+  // The answer is in (lo, hi]: k = lo does not fit; k = hi fits, or is every droppable message.
+  let lo = 0;
+  let hi = droppable.length;
+  let best: { list: M[]; tokens: number[] } | undefined;
+  while (hi - lo > 1) {
+    const mid = lo + ((hi - lo) >> 1);
+    const list = without(mid);
+    const tokens = render(list);
+    if (tokens.length < nCtx) {
+      hi = mid;
+      best = { list, tokens };
+    } else lo = mid;
   }
-  return list;
+  if (best) return best;
+  if (hi === 0) return { list: messages, tokens: whole };
+  const list = without(hi);
+  return { list, tokens: render(list) };
 }
 
 /** Run the chat until /bye, Ctrl-D or the end of the input. */
@@ -296,10 +320,9 @@ function storedConversation(runner: ModelRunner, model: ResolvedModel, think?: T
   };
   return {
     prompt(line, nCtx) {
-      const next = dropOldest([...messages, { role: "user", content: line }], nCtx, render);
-      const tokens = render(next);
-      messages = next;
-      return tokens;
+      const kept = dropOldest([...messages, { role: "user", content: line }], nCtx, render);
+      messages = kept.list;
+      return kept.tokens;
     },
     answered(_prompt, result) {
       messages.push({ role: "assistant", content: result.text });
