@@ -246,9 +246,14 @@ export function ndjsonResponse(
 export interface SseOptions extends StreamOptions {
   /** The last event's data; default "[DONE]" (OpenAI); null: none. */
   done?: string | null;
+  /** Each item's SSE event name (an `event:` line before its data; Responses API); default none. */
+  eventOf?: (item: unknown) => string;
 }
 
-/** OpenAI's server-sent events: `data: <json>\n\n` per item, then `data: [DONE]\n\n`. */
+/**
+ * OpenAI's server-sent events: `data: <json>\n\n` per item (after `event: <name>\n` with
+ * eventOf), then `data: [DONE]\n\n`.
+ */
 export function sseResponse(
   c: Context,
   items: AsyncIterable<unknown>,
@@ -256,13 +261,15 @@ export function sseResponse(
 ): Promise<Response> {
   const family = apiFamily(c.req.path);
   const done = options.done === undefined ? "[DONE]" : options.done;
+  const eventOf = options.eventOf;
   return streamResponse(
     c,
     items,
     {
       contentType: "text/event-stream",
-      item: (v) => `data: ${JSON.stringify(v)}\n\n`,
-      error: (e) => `data: ${JSON.stringify(errorBody(family, mapError(e)))}\n\n`,
+      item: (v) => `${eventOf ? `event: ${eventOf(v)}\n` : ""}data: ${JSON.stringify(v)}\n\n`,
+      error: (e) =>
+        `${eventOf ? "event: error\n" : ""}data: ${JSON.stringify(errorBody(family, mapError(e)))}\n\n`,
       ...(done === null ? {} : { trailer: `data: ${done}\n\n` }),
       headers: { Connection: "keep-alive" },
     },

@@ -1,6 +1,8 @@
 /**
  * The OpenAI-compatible routes on the server's Hono app: POST /v1/chat/completions,
- * POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/models/{model}.
+ * POST /v1/completions, POST /v1/responses (on the chat path: responses.ts), POST /v1/embeddings,
+ * GET /v1/models, GET /v1/models/{model}. Responses are not stored (as Ollama's): GET
+ * /v1/responses/{id} is a 404 that says so.
  * Bodies are read by validate.ts (malformed JSON: 400) and checked by schemas.ts; every error is
  * thrown and answered by the app's error handler in OpenAI's shape with `param` (http-error.ts).
  * Streaming answers are SSE (stream.ts); a client that goes away aborts its generation and frees
@@ -18,6 +20,7 @@
  * `user`, `parallel_tool_calls` and unknown fields are ignored.
  */
 import type { Hono } from "hono";
+import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
 import { requestAbort, sseResponse, writeAtOnce } from "../stream.ts";
 import { readJsonValue } from "../validate.ts";
@@ -26,6 +29,8 @@ import { completeChat, startChat, streamChat } from "./chat.ts";
 import { completeText, startCompletion, streamText } from "./completions.ts";
 import { createEmbeddings } from "./embeddings.ts";
 import { listModels, retrieveModel } from "./models.ts";
+import { completeResponse, startResponse, streamResponse } from "./responses.ts";
+import { parseResponsesRequest } from "./responses-schema.ts";
 import { parseChatRequest, parseCompletionRequest, parseEmbeddingRequest } from "./schemas.ts";
 
 export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
@@ -53,6 +58,30 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
       });
     }
     return c.json(await completeText(gen, req));
+  });
+
+  app.post("/v1/responses", async (c) => {
+    const req = parseResponsesRequest(await readJsonValue(c));
+    const abort = requestAbort(c, ctx.shutdown);
+    const gen = await startResponse(ctx, req, abort.signal, requestWarn(ctx, c));
+    if (req.stream) {
+      // Named events and no `data: [DONE]`, as OpenAI and Ollama stream a response.
+      return sseResponse(c, streamResponse(gen, req), {
+        onCancel: () => abort.abort(),
+        writeAtOnce: writeAtOnce(gen.chat.model),
+        done: null,
+        eventOf: (v) => (v as { type: string }).type,
+      });
+    }
+    return c.json(await completeResponse(gen, req));
+  });
+
+  // Ollama stores no responses either (its router has no such route: a 404).
+  app.get("/v1/responses/:id{.+}", (c) => {
+    throw new OwlError(
+      "ERR_NOT_FOUND_ROUTE",
+      `response ${JSON.stringify(c.req.param("id"))} not found: owl does not store responses (previous_response_id is ignored; send the whole conversation as input)`,
+    );
   });
 
   app.post("/v1/embeddings", async (c) => {

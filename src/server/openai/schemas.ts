@@ -227,7 +227,8 @@ const embeddingSchema = z.object({
   user: z.string().optional(),
 });
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+/** A request body checked against `schema`: the first bad field as a 400 naming it (OpenAI's `param`). */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw badRequest("expected a JSON object as the request body", null);
   }
@@ -247,7 +248,7 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 export function parseChatRequest(body: unknown): OpenAiChatCompletionRequest {
-  const r = parse(chatSchema, body) as OpenAiChatCompletionRequest;
+  const r = parseBody(chatSchema, body) as OpenAiChatCompletionRequest;
   const choice = r.tool_choice;
   if (typeof choice === "object") {
     if (!r.tools?.some((t) => t.function.name === choice.function.name)) {
@@ -263,11 +264,11 @@ export function parseChatRequest(body: unknown): OpenAiChatCompletionRequest {
 }
 
 export function parseCompletionRequest(body: unknown): OpenAiCompletionRequest {
-  return parse(completionSchema, body) as OpenAiCompletionRequest;
+  return parseBody(completionSchema, body) as OpenAiCompletionRequest;
 }
 
 export function parseEmbeddingRequest(body: unknown): OpenAiEmbeddingRequest {
-  const r = parse(embeddingSchema, body) as OpenAiEmbeddingRequest;
+  const r = parseBody(embeddingSchema, body) as OpenAiEmbeddingRequest;
   // OpenAI refuses empty inputs (an empty text has no meaning to embed).
   const inputs = typeof r.input === "string" ? [r.input] : (r.input as string[]);
   const empty = inputs.indexOf("");
