@@ -80,6 +80,28 @@ const inputItem = z.preprocess(
   }),
 );
 
+const inputItems = z.array(inputItem).min(1, { error: "expected at least one input item" });
+
+/**
+ * A string or an array of items. NOTE: not a z.union, whose failure would name only `input`
+ * when an item is wrong; this names the item's field.
+ */
+const inputSchema = z.unknown().transform((v, ctx) => {
+  if (typeof v === "string") {
+    if (v === "") ctx.addIssue({ code: "custom", message: "expected text, found an empty string" });
+    return v;
+  }
+  if (!Array.isArray(v)) {
+    ctx.addIssue({ code: "custom", message: "expected a string or an array of input items" });
+    return z.NEVER;
+  }
+  const r = inputItems.safeParse(v);
+  if (r.success) return r.data;
+  for (const issue of r.error.issues)
+    ctx.addIssue({ code: "custom", message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+
 const functionTool = z.object({
   type: z.literal("function", {
     error:
@@ -116,13 +138,7 @@ const textFormat = z.discriminatedUnion(
 
 const responsesSchema = z.object({
   model: z.string({ error: "expected the model's name" }).min(1, { error: "expected the model's name" }),
-  input: z.union(
-    [
-      z.string().min(1, { error: "expected text" }),
-      z.array(inputItem).min(1, { error: "expected at least one input item" }),
-    ],
-    { error: "expected a string or an array of input items" },
-  ),
+  input: inputSchema,
   instructions: z.string().nullish(),
   max_output_tokens: z
     .number({ error: "expected an integer >= 1" })

@@ -477,6 +477,7 @@ class EventWriter {
       );
     }
     const m = this.message;
+    if (text === "") return events;
     m.text += text;
     events.push(
       this.event("response.output_text.delta", {
