@@ -11,8 +11,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { Stream } from "openai/streaming";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ChatGeneration } from "../src/server/openai/chat.ts";
+import { streamResponse } from "../src/server/openai/responses.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
+import { OwlError } from "../src/util/errors.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 import { startTestServer } from "./helpers/server-openai.ts";
 
@@ -651,6 +655,15 @@ describe("errors and what is not supported (raw requests)", () => {
       [{ model: MODEL, input: "Hi", tools: [{ type: "web_search" }] }, "tools.[0].type"],
       [{ model: MODEL, input: "Hi", background: true }, "background"],
       [{ model: MODEL, input: "Hi", text: { format: { type: "xml" } } }, "text.format.type"],
+      // A schema the grammar cannot enforce: refused before generation, named as this route names it.
+      [
+        {
+          model: MODEL,
+          input: "Hi",
+          text: { format: { type: "json_schema", name: "s", schema: { type: "string", pattern: "^a+$" } } },
+        },
+        "text.format.schema",
+      ],
       [
         {
           model: MODEL,
@@ -705,5 +718,62 @@ describe("errors and what is not supported (raw requests)", () => {
     const body = (await res.json()) as { error: { message: string; type: string } };
     expect(body.error.type).toBe("not_found_error");
     expect(body.error.message).toContain("does not store responses");
+  });
+});
+
+describe("an error after the stream started", () => {
+  it("is an error event in OpenAI's shape whose `error` object makes the openai package throw", async () => {
+    // A chat generation that writes one piece of text, then fails (a model unloaded under it).
+    async function* events() {
+      yield { type: "text" as const, text: "Hi", pieces: [] };
+      throw new OwlError("ERR_ABORTED", "the generation was stopped before its end");
+    }
+    const chat = {
+      events: events(),
+      mode: { kind: "none" },
+      thinker: undefined,
+      options: {},
+      model: { backend: "llama.cpp" },
+    } as unknown as ChatGeneration;
+    const req = { model: MODEL, input: "Hi", stream: true };
+    const out = [];
+    for await (const e of streamResponse(
+      { chat, chatRequest: { model: MODEL, messages: [], stream: true } },
+      req,
+    )) {
+      out.push(e);
+    }
+    expect(out.map((e) => e.type)).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.content_part.added",
+      "response.output_text.delta",
+      "error",
+    ]);
+    const last = out.at(-1)!;
+    expect(last.sequence_number).toBe(5);
+    // OpenAI's ResponseErrorEvent fields, plus the error object of owl's other streams (the
+    // openai package's Stream throws an APIError on any event whose data has `error`).
+    expect(last).toMatchObject({
+      code: "err_aborted",
+      message: "the generation was stopped before its end",
+      param: null,
+      error: {
+        message: "the generation was stopped before its end",
+        code: "err_aborted",
+        type: expect.any(String),
+      },
+    });
+    // The same events as the route writes them, through the openai package's SSE reader.
+    const sse = out.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join("");
+    const stream = Stream.fromSSEResponse<{ type: string }>(new Response(sse), new AbortController());
+    const seen: string[] = [];
+    await expect(
+      (async () => {
+        for await (const e of stream) seen.push(e.type);
+      })(),
+    ).rejects.toBeInstanceOf(OpenAI.APIError);
+    expect(seen).toHaveLength(5);
   });
 });

@@ -45,8 +45,8 @@ export interface ResponsesFunctionCallOutputInput {
 export interface ResponsesReasoningInput {
   type: "reasoning";
   id?: string;
-  summary?: { type: "summary_text"; text: string }[];
-  content?: { type: "reasoning_text"; text: string }[];
+  summary?: { type: "summary_text"; text: string }[] | null;
+  content?: { type: "reasoning_text"; text: string }[] | null;
   /** owl (as Ollama) writes the plain thinking here, so it round-trips. */
   encrypted_content?: string | null;
 }

@@ -62,8 +62,8 @@ const functionCallOutput = z.object({
 const reasoning = z.object({
   type: z.literal("reasoning"),
   id: z.string().optional(),
-  summary: z.array(z.object({ type: z.literal("summary_text"), text: z.string() })).optional(),
-  content: z.array(z.object({ type: z.literal("reasoning_text"), text: z.string() })).optional(),
+  summary: z.array(z.object({ type: z.literal("summary_text"), text: z.string() })).nullish(),
+  content: z.array(z.object({ type: z.literal("reasoning_text"), text: z.string() })).nullish(),
   encrypted_content: z.string().nullish(),
 });
 

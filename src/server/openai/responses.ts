@@ -260,7 +260,7 @@ function responseObject(
     incomplete_details: status === "incomplete" ? { reason: "max_output_tokens" } : null,
     model: req.model,
     previous_response_id: null,
-    instructions: req.instructions ?? null,
+    instructions: req.instructions || null,
     output,
     error: null,
     tools: req.tools ?? [],
