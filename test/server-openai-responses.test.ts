@@ -692,6 +692,18 @@ describe("errors and what is not supported (raw requests)", () => {
     }
   });
 
+  it("a compressed body (Codex CLI's zstd for OpenAI's backend) is a 400 that says so, not a JSON error", async () => {
+    const res = await fetch(`${srv.url}/v1/responses`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Content-Encoding": "zstd" },
+      body: new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { message: string; type: string } };
+    expect(body.error.type).toBe("invalid_request_error");
+    expect(body.error.message).toContain('Content-Encoding "zstd" are not supported');
+  });
+
   it("an unknown model is OpenAI's 404 model_not_found, as on the chat route", async () => {
     const r = await post({ model: "no-such-model", input: "Hi" });
     expect(r.status).toBe(404);

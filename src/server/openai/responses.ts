@@ -26,6 +26,9 @@
  * the `openai` package's ResponseStream needs the part before a delta), a message item closed
  * before function calls start, and an empty message item at the end when nothing else came (so the
  * final output equals the non-streamed one). An error after the first event is an `error` event.
+ * NOTE: text a model writes after a call (auto tool_choice) is, streamed, a second message item
+ * after the calls; non-streamed it joins the message ahead of them (the chat route answers one
+ * content).
  * Not here: validation (responses-schema.ts), the generation itself (chat.ts, generate.ts).
  */
 import type {

@@ -61,6 +61,15 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
   });
 
   app.post("/v1/responses", async (c) => {
+    // NOTE: Codex CLI compresses bodies with zstd for OpenAI's own backend (Ollama decompresses
+    // them); Node 20 has no zstd, so say what is wrong instead of "invalid JSON".
+    const encoding = c.req.header("content-encoding");
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
+      throw new OwlError(
+        "ERR_UNSUPPORTED",
+        `request bodies with Content-Encoding ${JSON.stringify(encoding)} are not supported: send the JSON uncompressed`,
+      );
+    }
     const req = parseResponsesRequest(await readJsonValue(c));
     const abort = requestAbort(c, ctx.shutdown);
     const gen = await startResponse(ctx, req, abort.signal, requestWarn(ctx, c));
