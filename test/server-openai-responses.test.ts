@@ -578,6 +578,88 @@ describe("thinking models", () => {
     expect(stable(final)).toEqual(stable(r));
   });
 
+  it("a forced call on a thinking model: a reasoning item, then a function_call item; both go back in", async () => {
+    // The closing tag is ".", which stories260K writes greedily after some words.
+    const TOOLS_THINK = "stories-resp-think-tools";
+    await createModel(
+      TOOLS_THINK,
+      "{{- if .Tools }}Tools:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}" +
+        '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+        '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}.{{ end }}{{ .Content }}' +
+        "{{ range .ToolCalls }}call {{ .Function.Name }}{{ end }}\n" +
+        '{{ else if eq .Role "tool" }}Tool: {{ .Content }}\n{{ end }}{{ end }}Assistant: <think>',
+    );
+    const raw = await client.completions.create({
+      model: MODEL,
+      prompt: "Tools: get_weather\nUser: Once upon a time\nAssistant: <think>",
+      temperature: 0,
+      max_tokens: 40,
+    });
+    const text = raw.choices[0]!.text;
+    expect(text.indexOf(".")).toBeGreaterThan(0);
+    const thought = text.slice(0, text.indexOf(".")).trimStart();
+    const tool: OpenAI.Responses.FunctionTool = {
+      type: "function",
+      name: "get_weather",
+      strict: false,
+      parameters: {
+        type: "object",
+        properties: { city: { type: "string", enum: ["Paris", "Rome"] } },
+        required: ["city"],
+      },
+    };
+    const params = {
+      model: TOOLS_THINK,
+      input: "Once upon a time",
+      temperature: 0,
+      max_output_tokens: 150,
+      tools: [tool],
+      tool_choice: "required" as const,
+    };
+    const r = await client.responses.create(params);
+    expect(r.output.map((o) => o.type)).toEqual(["reasoning", "function_call"]);
+    expect((r.output[0] as OpenAI.Responses.ResponseReasoningItem).summary[0]!.text).toBe(thought);
+    const call = r.output[1] as OpenAI.Responses.ResponseFunctionToolCall;
+    expect(["Paris", "Rome"]).toContain((JSON.parse(call.arguments) as { city: string }).city);
+    // Streamed: finishReasoning closes the reasoning item before the call's events
+    // (processToolCalls).
+    const { events } = await rawStream(params);
+    expect(shape(events)).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta+",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.output_item.done",
+      "response.output_item.added",
+      "response.function_call_arguments.delta+",
+      "response.function_call_arguments.done",
+      "response.output_item.done",
+      "response.completed",
+    ]);
+    expect(stable(events.at(-1)!.data["response"])).toEqual(stable(r));
+
+    // Both items back as input (Ollama's FromResponsesRequest: the reasoning goes with the call's
+    // assistant turn), with the call's output: the template by hand.
+    const next = await client.responses.create({
+      model: TOOLS_THINK,
+      temperature: 0,
+      max_output_tokens: 4,
+      input: [
+        { role: "user", content: "Once upon a time" },
+        ...(r.output as OpenAI.Responses.ResponseInputItem[]),
+        { type: "function_call_output", call_id: call.call_id, output: "sunny" },
+      ],
+    });
+    expect(next.usage!.input_tokens).toBe(
+      promptTokens(
+        `User: Once upon a time\n<think>${thought}.call get_weather\nTool: sunny\nAssistant: <think>`,
+      ),
+    );
+  });
+
   it("reasoning.effort none turns it off; a reasoning item passed back goes to the template as thinking", async () => {
     const off = await client.responses.create({
       model: THINK_MODEL,
