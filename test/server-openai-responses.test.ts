@@ -786,10 +786,32 @@ describe("errors and what is not supported (raw requests)", () => {
     expect(body.error.message).toContain('Content-Encoding "zstd" are not supported');
   });
 
+  it("a client that disconnects mid-stream frees its sequence; the server keeps serving", async () => {
+    const res = await fetch(`${srv.url}/v1/responses`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: MODEL, input: "Once upon a time", stream: true, temperature: 0 }),
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/^event: response\.created\n/);
+    await reader.cancel();
+    for (let i = 0; i < 200 && srv.ctx.scheduler.running().some((m) => m.active > 0); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(srv.ctx.scheduler.running().every((m) => m.active === 0)).toBe(true);
+    const ok = await client.responses.create({
+      model: MODEL,
+      input: "Once upon a time",
+      max_output_tokens: 3,
+    });
+    expect(ok.usage!.output_tokens).toBe(3);
+  });
+
   it("an unknown model is OpenAI's 404 model_not_found, as on the chat route", async () => {
     const r = await post({ model: "no-such-model", input: "Hi" });
     expect(r.status).toBe(404);
-    expect(r.body.error).toMatchObject({ code: "model_not_found", param: "model" });
+    expect(r.body.error).toMatchObject({ type: "not_found_error", code: "model_not_found", param: "model" });
     await expect(client.responses.create({ model: "no-such-model", input: "Hi" })).rejects.toBeInstanceOf(
       OpenAI.NotFoundError,
     );
