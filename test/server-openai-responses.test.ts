@@ -518,6 +518,73 @@ describe("function tools", () => {
     );
   });
 
+  it("a Codex CLI-shaped request (its fields, item shapes and nulls) streams to completion", async () => {
+    // The body Codex CLI's ResponsesApiRequest serializes (codex-rs codex-api common.rs): fields
+    // owl ignores as Ollama does (store, include, prompt_cache_key, client_metadata, service_tier),
+    // output items passed back with their ids and statuses, reasoning items with nulls.
+    const body = {
+      model: TOOLS_MODEL,
+      instructions: "You are a coding agent.",
+      input: [
+        { type: "message", role: "developer", content: [{ type: "input_text", text: "Sandbox: none." }] },
+        { type: "message", role: "user", content: [{ type: "input_text", text: "List files" }] },
+        { type: "reasoning", id: "rs_1", summary: [], content: null, encrypted_content: null },
+        {
+          type: "function_call",
+          id: "fc_1",
+          status: "completed",
+          call_id: "call_1",
+          name: "shell",
+          arguments: '{"command":["ls"]}',
+        },
+        { type: "function_call_output", call_id: "call_1", output: "a.txt" },
+        {
+          type: "message",
+          id: "msg_1",
+          status: "completed",
+          role: "assistant",
+          content: [{ type: "output_text", text: "One file.", annotations: [], logprobs: [] }],
+        },
+        { type: "message", role: "user", content: [{ type: "input_text", text: "Thanks" }] },
+      ],
+      tools: [
+        {
+          type: "function",
+          name: "shell",
+          description: "Runs a command",
+          strict: false,
+          parameters: {
+            type: "object",
+            properties: { command: { type: "array", items: { type: "string" } } },
+            required: ["command"],
+            additionalProperties: false,
+          },
+        },
+      ],
+      tool_choice: "auto",
+      parallel_tool_calls: false,
+      reasoning: null,
+      store: false,
+      stream: true,
+      include: [],
+      prompt_cache_key: "0199-thread",
+      client_metadata: { originator: "codex_cli_rs" },
+      text: { verbosity: "medium" },
+      max_output_tokens: 6,
+      temperature: 0,
+    };
+    const { events } = await rawStream(body);
+    const last = events.at(-1)!.data["response"] as OpenAI.Responses.Response;
+    expect(["response.completed", "response.incomplete"]).toContain(events.at(-1)!.data.type);
+    expect(last.usage!.output_tokens).toBeGreaterThan(0);
+    // The template by hand: instructions and developer joined as one system turn (collate), the
+    // call an assistant turn (its content empty), the output a tool turn.
+    const rendered =
+      "Tools: shell\nsystem: You are a coding agent.\n\nSandbox: none.\nuser: List files\nassistant: \n" +
+      "tool: a.txt\nassistant: One file.\nuser: Thanks\nassistant:";
+    expect(last.usage!.input_tokens).toBe(promptTokens(rendered));
+  });
+
   it("tools for a model whose template cannot show them: Ollama's 400 in OpenAI's shape", async () => {
     for (const stream of [false, true]) {
       await expect(
