@@ -803,6 +803,8 @@ describe("errors and what is not supported (raw requests)", () => {
       [{ model: MODEL, input: [{ type: "item_reference", id: "msg_1" }] }, "input.[0].type"],
       [{ model: MODEL, input: "Hi", tools: [{ type: "web_search" }] }, "tools.[0].type"],
       [{ model: MODEL, input: "Hi", background: true }, "background"],
+      [{ model: MODEL, input: "Hi", top_logprobs: 3 }, "top_logprobs"],
+      [{ model: MODEL, input: "Hi", include: ["message.output_text.logprobs"] }, "include"],
       [{ model: MODEL, input: "Hi", text: { format: { type: "xml" } } }, "text.format.type"],
       // A schema the grammar cannot enforce: refused before generation, named as this route names it.
       [

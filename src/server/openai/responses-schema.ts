@@ -5,9 +5,11 @@
  * function_call_output and reasoning items; content parts are input_text and output_text.
  * Refused with a 400 naming the field, as things owl cannot do (never a silent change): image,
  * file and audio parts, built-in tools (web_search, file_search, computer use, ...) and their
- * items, item references, background mode, top_logprobs. Ignored, as Ollama's compatibility
- * layer does (openai/responses.go ResponsesRequest has no such fields): previous_response_id,
- * conversation, store, include, user, prompt_cache_key, safety_identifier, service_tier.
+ * items, item references, background mode, logprobs (top_logprobs, include
+ * "message.output_text.logprobs"). Ignored, as Ollama's compatibility layer does
+ * (openai/responses.go ResponsesRequest has no such fields or does not read them):
+ * previous_response_id, conversation, store, the other include values (reasoning items always
+ * carry encrypted_content), user, prompt_cache_key, safety_identifier, service_tier.
  * Not here: the wire types (api/openai-responses.ts), the mapping onto chat (responses.ts).
  */
 import { z } from "zod";
@@ -167,6 +169,13 @@ const responsesSchema = z.object({
     .nullish()
     .refine((b) => b !== true, {
       error: "background mode is not supported (owl answers every response in its request and stores none)",
+    }),
+  include: z
+    .array(z.string(), { error: "expected an array of strings" })
+    .nullish()
+    .refine((list) => !list?.includes("message.output_text.logprobs"), {
+      error:
+        '"message.output_text.logprobs" is not supported on /v1/responses (use /v1/chat/completions for logprobs)',
     }),
   top_logprobs: z
     .number()
