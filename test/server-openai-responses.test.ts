@@ -886,13 +886,24 @@ describe("errors and what is not supported (raw requests)", () => {
     );
   });
 
-  it("no stored responses, as Ollama: previous_response_id is ignored (answered null), GET /v1/responses/{id} is a 404", async () => {
+  it("no stored responses: previous_response_id and conversation are 400s naming the field (Ollama ignores them), store is answered false, GET /v1/responses/{id} is a 404", async () => {
+    for (const extra of [{ previous_response_id: "resp_abc" }, { conversation: "conv_abc" }]) {
+      const res = await fetch(`${srv.url}/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL, input: "Once upon a time", max_output_tokens: 4, ...extra }),
+      });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { message: string; type: string; param: string } };
+      expect(body.error.type).toBe("invalid_request_error");
+      expect(body.error.param).toBe(Object.keys(extra)[0]);
+      expect(body.error.message).toContain("send the whole conversation in input");
+    }
     const r = await client.responses.create({
       model: MODEL,
       input: "Once upon a time",
       temperature: 0,
       max_output_tokens: 4,
-      previous_response_id: "resp_abc",
       store: true,
     });
     expect(r.previous_response_id).toBeNull();

@@ -6,9 +6,10 @@
  * Refused with a 400 naming the field, as things owl cannot do (never a silent change): image,
  * file and audio parts, built-in tools (web_search, file_search, computer use, ...) and their
  * items, item references, background mode, logprobs (top_logprobs, include
- * "message.output_text.logprobs"). Ignored, as Ollama's compatibility layer does
- * (openai/responses.go ResponsesRequest has no such fields or does not read them):
- * previous_response_id, conversation, store, the other include values (reasoning items always
+ * "message.output_text.logprobs"), and previous_response_id / conversation (owl stores no
+ * responses; Ollama ignores both, answering without the earlier turns). Ignored, as Ollama's
+ * compatibility layer does (openai/responses.go ResponsesRequest has no such fields or does not
+ * read them): store, the other include values (reasoning items always
  * carry encrypted_content), user, prompt_cache_key, safety_identifier, service_tier.
  * Not here: the wire types (api/openai-responses.ts), the mapping onto chat (responses.ts).
  */
@@ -160,7 +161,21 @@ const responsesSchema = z.object({
   tool_choice: toolChoice.optional(),
   parallel_tool_calls: z.boolean().nullish(),
   stream: z.boolean().nullish(),
-  previous_response_id: z.string().nullish(),
+  // Refused, not ignored (Ollama ignores them): the answer would silently lack the earlier turns.
+  previous_response_id: z
+    .string()
+    .nullish()
+    .refine((id) => id === undefined || id === null, {
+      error:
+        "previous_response_id is not supported: owl stores no responses; send the whole conversation in input",
+    }),
+  conversation: z
+    .unknown()
+    .optional()
+    .refine((c) => c === undefined || c === null, {
+      error:
+        "conversation is not supported: owl stores no conversations; send the whole conversation in input",
+    }),
   store: z.boolean().nullish(),
   metadata: z.record(z.string(), z.string(), { error: "expected an object of strings" }).nullish(),
   truncation: z.enum(["auto", "disabled"], { error: 'expected "auto" or "disabled"' }).nullish(),

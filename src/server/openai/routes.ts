@@ -89,7 +89,7 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
   app.get("/v1/responses/:id{.+}", (c) => {
     throw new OwlError(
       "ERR_NOT_FOUND_ROUTE",
-      `response ${JSON.stringify(c.req.param("id"))} not found: owl does not store responses (previous_response_id is ignored; send the whole conversation as input)`,
+      `response ${JSON.stringify(c.req.param("id"))} not found: owl does not store responses (send the whole conversation as input)`,
     );
   });
 
