@@ -40,6 +40,8 @@ describe("thread pool with chunk stealing", () => {
       "Q4_1",
       "Q5_0",
       "Q5_1",
+      "Q2_K",
+      "Q3_K",
       "Q4_K",
       "Q6_K",
     ];

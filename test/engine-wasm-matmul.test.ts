@@ -39,7 +39,7 @@ const LEGACY_EXTRA: [number, number, number][] = [
   [2, 96, 11],
   [9, 64, 6],
 ];
-// A few tokens (2 <= T <= 8: matmul-small.ts for the legacy types, Q4_K / Q5_K / Q6_K, F16 / BF16):
+// A few tokens (2 <= T <= 8: matmul-small.ts for the legacy types, the K-quants, F16 / BF16):
 // one and two groups of 4 tokens, full and partial, odd row counts (C a multiple of 256 for the
 // K-quants).
 const SMALL_T: [number, number, number][] = [
@@ -119,7 +119,7 @@ describe("WasmBackend.matmul", () => {
       const w = quantizeMatrix(type, randomFloats(OC * C, 501, 1), OC, C);
       const x = randomFloats(9 * C, 502, 1);
       const all = run(b2, type, w, x.subarray(0, 8 * C), 8, C, OC);
-      // T = 9 takes the tiles where T = 8 takes the small-T path (the legacy types, Q4_K, Q5_K, Q6_K,
+      // T = 9 takes the tiles where T = 8 takes the small-T path (the legacy types, the K-quants,
       // F16, BF16): same bits.
       const nine = run(b1, type, w, x, 9, C, OC);
       expect(Array.from(nine.subarray(0, 8 * OC)), type).toEqual(Array.from(all));
@@ -203,6 +203,71 @@ describe("WasmBackend.matmul", () => {
         const got = run(b1, "Q6_K", w, xt, T, C, OC);
         expectClose(`Q6_K extremes sign ${sign} T=${T}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
         expect(Array.from(run(b2, "Q6_K", w, xt, T, C, OC))).toEqual(Array.from(got));
+      }
+    }
+  });
+
+  it("Q2_K / Q3_K, T = 1..9: values, third bits and scales at their extremes, and random bytes", () => {
+    // A few tokens multiply each value by its sub-block scale in i16 (Q3_K: (-4) * (-32) = 128 at
+    // the extreme) before dotting it with every token (matmul-small.ts). Per block: Q2_K scales
+    // (low nibble scale, high nibble min) at 0, quants at 16, d, dmin at 80; Q3_K hmask at 0,
+    // quants at 32, 12 scale bytes at 96, d at 108. Row 0: every bit set (values 3, scales 15 / 31,
+    // mins 15); row 1: every bit clear (Q3_K: values -4, scales -32); rows 2, 3: the quants set and
+    // the rest clear, and the reverse; rows 4..6 random bytes. T = 2..8 must give the same bits as
+    // the first rows of T = 9 (the tiles).
+    const [C, OC] = [512, 7];
+    const nb = C / 256;
+    for (const [type, bb, qAt, qEnd, dAt] of [
+      ["Q2_K", 84, 16, 80, 80],
+      ["Q3_K", 110, 32, 96, 108],
+    ] as [GgmlTypeName, number, number, number, number][]) {
+      const w = new Uint8Array(OC * nb * bb);
+      let s = 9191;
+      for (let i = 0; i < w.length; i++) {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        w[i] = s >>> 24;
+      }
+      for (let r = 0; r < OC; r++) {
+        for (let b = 0; b < nb; b++) {
+          const o = (r * nb + b) * bb;
+          if (r < 4) {
+            const quants = r === 0 || r === 2 ? 0xff : 0x00;
+            const rest = r === 0 || r === 3 ? 0xff : 0x00;
+            w.fill(rest, o, o + dAt);
+            w.fill(quants, o + qAt, o + qEnd);
+          }
+          // d (and Q2_K's dmin): small positive halves.
+          w[o + dAt] = 0x00;
+          w[o + dAt + 1] = 0x20 + (b % 3);
+          if (type === "Q2_K") {
+            w[o + 82] = 0x00;
+            w[o + 83] = 0x1c + (r % 2);
+          }
+        }
+      }
+      for (const sign of [1, -1, 0, 2]) {
+        const x = new Float32Array(9 * C);
+        for (let i = 0; i < x.length; i++)
+          x[i] =
+            sign === 2
+              ? i % 2 === 0
+                ? -1
+                : 1
+              : sign === 0
+                ? ((i * 7) % 5) - 2
+                : sign * (1 + (i % 7) / 1000);
+        const nine = run(b1, type, w, x, 9, C, OC);
+        for (const T of [1, 2, 3, 4, 5, 8]) {
+          const xt = x.subarray(0, T * C);
+          const want = refMatmul(type, w, xt, T, C, OC);
+          const got = run(b1, type, w, xt, T, C, OC);
+          expectClose(`${type} extremes sign ${sign} T=${T}`, got, want.y, (i) => RTOL * want.mag[i]! + ATOL);
+          expect(Array.from(run(b2, type, w, xt, T, C, OC))).toEqual(Array.from(got));
+          if (T > 1)
+            expect(Array.from(got), `${type} sign ${sign} T=${T} vs T=9`).toEqual(
+              Array.from(nine.subarray(0, T * OC)),
+            );
+        }
       }
     }
   });

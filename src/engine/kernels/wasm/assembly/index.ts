@@ -9,7 +9,7 @@ import { packSmallGroup, packSmallKGroup, smallGroupBytes, smallKGroupBytes, sma
 import { c4, isLegacyTileType, kGroupBytes, legacyGroupBytes, packK8Group, packQ8Group, packTokensF32 } from "./matmul-tiles";
 import { narrowBsums, pairBsums, q6Steps } from "./matmul-kquants";
 import { eoPairs } from "./matmul-legacy";
-import { T_BF16, T_F16, T_F16S, T_F32, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K } from "./types";
+import { T_BF16, T_F16, T_F16S, T_F32, T_Q2_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K } from "./types";
 import { attention, attentionBlock, partBytes } from "./ops";
 import {
   expandQ8_0,
@@ -154,10 +154,10 @@ export function prepareAct(
     // Groups of 4 tokens packed into xp for the K tiles (matmul-tiles.ts) or, for a few tokens,
     // for matmul-small.ts.
     const small = useSmallT(type, T);
-    const gb = small ? smallKGroupBytes(C) : kGroupBytes(C);
+    const gb = small ? smallKGroupBytes(C, type == T_Q2_K) : kGroupBytes(C);
     for (let t0 = 0; t0 < T; t0 += 4) {
       const g = xp + <usize>(t0 >> 2) * gb;
-      if (small) packSmallKGroup(xa, ad, ax, t0, min(4, T - t0), C, g);
+      if (small) packSmallKGroup(xa, ad, ax, t0, min(4, T - t0), C, type == T_Q2_K, g);
       else packK8Group(xa, ad, ax, t0, min(4, T - t0), C, g);
     }
   }

@@ -1,8 +1,8 @@
 // Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
-// for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K, (T <= 4) F16 / BF16 (below): each weight
-// block is decoded once into registers and dotted with up to 4 tokens, the one-token dots'
-// structure (matmul-legacy.ts) with the decode shared, so that a 4-token product reads and
-// decodes the weights once where T one-token products did it T times, with no decoded-row scratch
+// for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, the K-quants (Q2_K .. Q6_K), (T <= 4) F16 / BF16 (below): each
+// weight block is decoded once into registers and dotted with up to 4 tokens, the one-token dots'
+// structure (matmul-legacy.ts, matmul-kquants.ts) with the decode shared, so that a 4-token product
+// reads and decodes the weights once where T one-token products did it T times, with no decoded-row scratch
 // (the register tiles of matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows
 // and call, and cost 2-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a
 // row's second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own
@@ -24,7 +24,7 @@
 // Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
 // (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
-import { T_BF16, T_F16S, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
+import { T_BF16, T_F16S, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
 /** Largest T that takes this path. */
 export const SMALL_T_MAX: i32 = 8;
@@ -55,7 +55,7 @@ export function smallQ81(type: i32): bool {
 /** The K-quants with a small-T kernel. */
 @inline
 function isSmallK(type: i32): bool {
-  return type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
+  return type == T_Q2_K || type == T_Q3_K || type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
 }
 
 /** Bytes of the packed activation of one group of 4 tokens of C values (q81: Q8_1). */
@@ -279,6 +279,8 @@ function rowQ5_1x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
 /** One row . the nt (1..4) tokens of the packed group at g. */
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
+  if (type == T_Q2_K) return nt == 4 ? rowQ2Kx4(w, g, nb, spill) : nt == 3 ? rowQ2Kx3(w, g, nb, spill) : rowQ2Kx2(w, g, nb, spill);
+  if (type == T_Q3_K) return nt == 4 ? rowQ3Kx4(w, g, nb, spill) : nt == 3 ? rowQ3Kx3(w, g, nb, spill) : rowQ3Kx2(w, g, nb, spill);
   if (type == T_Q6_K) return nt == 4 ? rowQ6Kx4(w, g, nb, spill) : nt == 3 ? rowQ6Kx3(w, g, nb, spill) : rowQ6Kx2(w, g, nb, spill);
   if (type == T_Q5_K) return nt == 4 ? rowQ5Kx4(w, g, nb, spill) : nt == 3 ? rowQ5Kx3(w, g, nb, spill) : rowQ5Kx2(w, g, nb, spill);
   if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
@@ -301,7 +303,7 @@ function storeTokens(v: v128, y: usize, ys: usize, nt: i32): void {
 /**
  * Rows [r0, r1) of y (T,OC) = x . w^T for `type` with useSmallT(type, T) (row t of y ys bytes
  * after row t - 1): xp the packed activation groups (smallGroupBytes or smallKGroupBytes each);
- * scratch 48 bytes.
+ * scratch 64 bytes.
  */
 export function matmulSmall(
   type: i32,
@@ -318,7 +320,7 @@ export function matmulSmall(
 ): void {
   const k = isSmallK(type);
   const nb = k ? C >> 8 : C >> 5;
-  const g1 = xp + (k ? smallKGroupBytes(C) : smallGroupBytes(C, smallQ81(type)));
+  const g1 = xp + (k ? smallKGroupBytes(C, type == T_Q2_K) : smallGroupBytes(C, smallQ81(type)));
   const y1 = y + 4 * ys;
   const n0 = min(4, T);
   // NOTE: two groups at most (SMALL_T_MAX = 8), as two calls: each row kernel then has two
@@ -350,31 +352,38 @@ export function matmulSmall(
 
 /** Bytes of one 256-value block of a packed group of 4 tokens (Q8_K). */
 export const SMALL_K_BLOCK: usize = 2128;
+/** The same for Q2_K: per token the 16 bsums as i16 (32 bytes) instead of 8 pair sums. */
+export const SMALL_K2_BLOCK: usize = 2192;
 
-/** Bytes of the packed Q8_K activation of one group of 4 tokens of C values. */
+/** Bytes of the packed Q8_K activation of one group of 4 tokens of C values (q2: for Q2_K). */
 @inline
-export function smallKGroupBytes(C: i32): usize {
-  return <usize>(C >> 8) * SMALL_K_BLOCK;
+export function smallKGroupBytes(C: i32, q2: bool): usize {
+  return <usize>(C >> 8) * (q2 ? SMALL_K2_BLOCK : SMALL_K_BLOCK);
 }
 
 /**
  * Tokens t0..t0+n-1 (n <= 4) of the EO-expanded Q8_K activation (qs (T,C) i16, d (T, C/256) f32,
- * bsums (T, C/16) i32; quantize.ts expandQ8K) -> one packed group at g (layout above).
+ * bsums (T, C/16) i32; quantize.ts expandQ8K) -> one packed group at g (layout above; q2: Q2_K's,
+ * the 16 bsums of token t as i16 at +2064 + 32 t, see the Q2_K section).
  */
-export function packSmallKGroup(qs: usize, d: usize, bsums: usize, t0: i32, n: i32, C: i32, g: usize): void {
+export function packSmallKGroup(qs: usize, d: usize, bsums: usize, t0: i32, n: i32, C: i32, q2: bool, g: usize): void {
   const nb = C >> 8;
   const z = i32x4.splat(0);
+  const kb: usize = q2 ? SMALL_K2_BLOCK : SMALL_K_BLOCK;
   for (let i = 0; i < 4; i++) {
     const t = t0 + i;
     for (let b = 0; b < nb; b++) {
-      const o = g + <usize>b * SMALL_K_BLOCK;
+      const o = g + <usize>b * kb;
       if (i >= n) {
         for (let j = 0; j < 4; j++) {
           const q = o + (<usize>j << 9) + (<usize>i << 7);
           for (let v = 0; v < 8; v++) v128.store(q + (<usize>v << 4), z);
         }
         store<f32>(o + 2048 + (<usize>i << 2), 0);
-        v128.store(o + 2064 + (<usize>i << 4), z);
+        if (q2) {
+          v128.store(o + 2064 + (<usize>i << 5), z);
+          v128.store(o + 2064 + (<usize>i << 5), z, 16);
+        } else v128.store(o + 2064 + (<usize>i << 4), z);
         continue;
       }
       const src = qs + ((<usize>t * <usize>C) << 1) + (<usize>b << 9);
@@ -385,6 +394,13 @@ export function packSmallKGroup(qs: usize, d: usize, bsums: usize, t0: i32, n: i
       }
       store<f32>(o + 2048 + (<usize>i << 2), load<f32>(d + (<usize>(t * nb + b) << 2)));
       const bs = bsums + (<usize>(t * (C >> 4) + 16 * b) << 2);
+      if (q2) {
+        // Each bsum within +-16 * 127: exact in i16.
+        const bp = o + 2064 + (<usize>i << 5);
+        v128.store(bp, i16x8.narrow_i32x4_s(v128.load(bs), v128.load(bs, 16)));
+        v128.store(bp, i16x8.narrow_i32x4_s(v128.load(bs, 32), v128.load(bs, 48)), 16);
+        continue;
+      }
       const bp = o + 2064 + (<usize>i << 4);
       for (let k = 0; k < 8; k++) store<i16>(bp + (<usize>k << 1), <i16>(load<i32>(bs + (<usize>k << 3)) + load<i32>(bs + (<usize>k << 3), 4)));
     }
@@ -625,6 +641,155 @@ function rowQ6Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
 }
 function rowQ6Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ6K(w, g, nb, 4, sp);
+}
+
+// ---------------------------------------------------------------------------------- Q2_K, Q3_K
+//
+// Q2_K (256-value blocks of 16 sub-blocks of 16, 2-bit values, 4-bit scales and mins;
+// ggml_vec_dot_q2_K_q8_K) and Q3_K (2-bit values with a third bit in hmask, minus 4; 6-bit scales
+// minus 32; ggml_vec_dot_q3_K_q8_K) against Q8_K activations: Q3_K in the Q4_K section's packed
+// layout (its bsums unused), Q2_K in SMALL_K2_BLOCK's (per token the 16 bsums as i16 at +2064 +
+// 32 t: Q2_K has a min per 16 values). Group g = 4 c + k (32 values, sub-blocks 2 g and 2 g + 1)
+// is bits 2 k, 2 k + 1 of the 32 quant bytes of half c (Q3_K: its third bits bit g of the 32
+// hmask bytes), the EO slots by shifts and masks as the one-token dots (matmul-kquants.ts). Per
+// sub-block the values are multiplied by their scale in i16 (Q2_K at most 3 * 15, Q3_K 4 * 32)
+// once for every token; per block and token the integer sum of scale * q * a is exact, and Q2_K's
+// mins term sum_j min_j * bsum_j two i16 dots. Per block and token: sum += float(isum) * (d_w *
+// d_x), then (Q2_K) sum -= float(summ) * (dmin_w * d_x): tileK's order, the same bits as the tiles.
+
+/**
+ * Group 4 c + k of the Q2_K (three: Q3_K) block at p . NT tokens of the packed block at x, as
+ * q6Group: the folded partial sums of tokens 0, 1 added to i01 (returned, and stored at sp + 32 as
+ * a barrier), those of tokens 2, 3 added to the vector at sp + 48. sp: the block's 16 scales as
+ * i16.
+ */
+@inline
+function q23Group(p: usize, c: i32, k: i32, x: usize, NT: i32, sp: usize, i01: v128, three: bool): v128 {
+  const m3 = i16x8.splat(3);
+  const g = 4 * c + k;
+  const sh = 2 * k;
+  const q0 = v128.load(p + (three ? 32 : 16) + 32 * c);
+  const q1 = v128.load(p + (three ? 48 : 32) + 32 * c);
+  let qA = v128.and(sh == 0 ? q0 : i16x8.shr_u(q0, sh), m3);
+  let qB = v128.and(i16x8.shr_u(q0, 8 + sh), m3);
+  let qC = v128.and(sh == 0 ? q1 : i16x8.shr_u(q1, sh), m3);
+  let qD = v128.and(i16x8.shr_u(q1, 8 + sh), m3);
+  if (three) {
+    // value = low bits + 4 h - 4 = low bits - 4 (1 - h): bit g of the even hmask bytes (slots A,
+    // C: bit g of each i16 lane) and of the odd ones (bit 8 + g) moved to bit 2; andnot keeps 4
+    // where it is clear.
+    const m4 = i16x8.splat(4);
+    const h0 = v128.load(p);
+    const h1 = v128.load(p, 16);
+    qA = i16x8.sub(qA, v128.andnot(m4, g < 2 ? i16x8.shl(h0, 2 - g) : g == 2 ? h0 : i16x8.shr_u(h0, g - 2)));
+    qB = i16x8.sub(qB, v128.andnot(m4, i16x8.shr_u(h0, g + 6)));
+    qC = i16x8.sub(qC, v128.andnot(m4, g < 2 ? i16x8.shl(h1, 2 - g) : g == 2 ? h1 : i16x8.shr_u(h1, g - 2)));
+    qD = i16x8.sub(qD, v128.andnot(m4, i16x8.shr_u(h1, g + 6)));
+  }
+  const sAB = v128.load16_splat(sp + <usize>(4 * g));
+  const sCD = v128.load16_splat(sp + <usize>(4 * g + 2));
+  const wA = i16x8.mul(qA, sAB);
+  const wB = i16x8.mul(qB, sAB);
+  const wC = i16x8.mul(qC, sCD);
+  const wD = i16x8.mul(qD, sCD);
+  const xo = x + <usize>((g >> 1) * 512 + (g & 1) * 64);
+  const s0 = dot4(wA, wB, wC, wD, v128.load(xo), v128.load(xo, 16), v128.load(xo, 32), v128.load(xo, 48));
+  const s1 = dot4(wA, wB, wC, wD, v128.load(xo, 128), v128.load(xo, 144), v128.load(xo, 160), v128.load(xo, 176));
+  const r = i32x4.add(i01, fold2(s0, s1));
+  v128.store(sp, r, 32);
+  if (NT > 2) {
+    const s2 = dot4(wA, wB, wC, wD, v128.load(xo, 256), v128.load(xo, 272), v128.load(xo, 288), v128.load(xo, 304));
+    const s3 =
+      NT == 4 ? dot4(wA, wB, wC, wD, v128.load(xo, 384), v128.load(xo, 400), v128.load(xo, 416), v128.load(xo, 432)) : s2;
+    v128.store(sp, i32x4.add(v128.load(sp, 48), fold2(s2, s3)), 48);
+  }
+  return r;
+}
+
+/**
+ * One Q2_K (three: Q3_K) row of nb blocks at w . NT (2..4) tokens of a packed group at g: lane t =
+ * token t's result. sp: 64 bytes of scratch (the block's scales as i16, and the barrier stores).
+ */
+@inline
+function rowQ23K(w: usize, g: usize, nb: i32, NT: i32, sp: usize, three: bool): v128 {
+  const tab = F16_TABLE;
+  const bw: usize = three ? 110 : 84;
+  const ab: usize = three ? SMALL_K_BLOCK : SMALL_K2_BLOCK;
+  let acc = f32x4.splat(0);
+  let p = w;
+  let a = g;
+  const end = w + <usize>nb * bw;
+  while (p < end) {
+    let sc: v128;
+    if (three) {
+      // scaleQ3K of the 16 sub-blocks in two 64-bit words: bytes 0..7 of the 12 scale bytes hold
+      // the low 4 bits of scales 0..7 (low nibbles) and 8..15 (high nibbles), byte 8 + i bits 2 m,
+      // 2 m + 1 the top 2 bits of scale 4 m + i.
+      const u = load<u64>(p, 96);
+      const h = load<u32>(p, 104);
+      const m = 0x0f0f0f0f0f0f0f0f;
+      const lo = (u & m) | (<u64>(h & 0x03030303) << 4) | (<u64>((h >> 2) & 0x03030303) << 36);
+      const hi = ((u >> 4) & m) | (<u64>((h >> 4) & 0x03030303) << 4) | (<u64>((h >> 6) & 0x03030303) << 36);
+      sc = i8x16.sub(i64x2.replace_lane(i64x2.splat(lo), 1, hi), i8x16.splat(32));
+      v128.store(sp, i16x8.extend_low_i8x16_s(sc));
+      v128.store(sp, i16x8.extend_high_i8x16_s(sc), 16);
+    } else {
+      sc = v128.and(v128.load(p), i8x16.splat(15));
+      v128.store(sp, i16x8.extend_low_i8x16_u(sc));
+      v128.store(sp, i16x8.extend_high_i8x16_u(sc), 16);
+    }
+    let i01 = i32x4.splat(0);
+    v128.store(sp, i01, 48);
+    // The 8 groups unrolled (constant offsets); the barrier stores keep each group's loads in it.
+    i01 = q23Group(p, 0, 0, a, NT, sp, i01, three);
+    i01 = q23Group(p, 0, 1, a, NT, sp, i01, three);
+    i01 = q23Group(p, 0, 2, a, NT, sp, i01, three);
+    i01 = q23Group(p, 0, 3, a, NT, sp, i01, three);
+    i01 = q23Group(p, 1, 0, a, NT, sp, i01, three);
+    i01 = q23Group(p, 1, 1, a, NT, sp, i01, three);
+    i01 = q23Group(p, 1, 2, a, NT, sp, i01, three);
+    i01 = q23Group(p, 1, 3, a, NT, sp, i01, three);
+    const i23 = v128.load(sp, 48);
+    const isum = i32x4.add(i32x4.shuffle(i01, i23, 0, 1, 4, 5), i32x4.shuffle(i01, i23, 2, 3, 6, 7));
+    const dx = v128.load(a, 2048);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p + <usize>(three ? 108 : 80)) << 2)), dx)));
+    if (!three) {
+      // Mins: the high nibbles of the 16 scale bytes, dotted with each token's 16 bsums.
+      const mn = v128.and(i16x8.shr_u(v128.load(p), 4), i8x16.splat(15));
+      const mLo = i16x8.extend_low_i8x16_u(mn);
+      const mHi = i16x8.extend_high_i8x16_u(mn);
+      const m0 = i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2064)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2080)));
+      const m1 = i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2096)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2112)));
+      const m2 = NT > 2 ? i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2128)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2144))) : m0;
+      const m3 = NT == 4 ? i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2160)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2176))) : m2;
+      const f01 = fold2(m0, m1);
+      const f23 = fold2(m2, m3);
+      const summ = i32x4.add(i32x4.shuffle(f01, f23, 0, 1, 4, 5), i32x4.shuffle(f01, f23, 2, 3, 6, 7));
+      acc = f32x4.sub(acc, f32x4.mul(f32x4.convert_i32x4_s(summ), f32x4.mul(v128.load32_splat(tab + (<usize>load<u16>(p, 82) << 2)), dx)));
+    }
+    p += bw;
+    a += ab;
+  }
+  return acc;
+}
+
+function rowQ2Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 2, sp, false);
+}
+function rowQ2Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 3, sp, false);
+}
+function rowQ2Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 4, sp, false);
+}
+function rowQ3Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 2, sp, true);
+}
+function rowQ3Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 3, sp, true);
+}
+function rowQ3Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 4, sp, true);
 }
 
 // ----------------------------------------------------------------------------- F16, BF16

@@ -88,10 +88,10 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * floats before it).
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
  * scratch two packed rows (matmul-tiles.ts; F16 / BF16 with T <= 4: matmul-small.ts, no scratch).
- * Every legacy type (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1) and Q4_K / Q5_K / Q6_K with 2 <= T <=
- * SMALL_T_MAX: xa the packed activation groups, scratch 48 bytes (matmul-small.ts). Legacy types
- * with larger T: xa the packed activation groups, scratch 4 decoded rows (matmul-tiles.ts). Other K-quants with T > 1: the same with their
- * packing (matmul-tiles.ts matmulKTiles).
+ * Every legacy type (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1) and K-quant (Q2_K .. Q6_K) with 2 <= T <=
+ * SMALL_T_MAX: xa the packed activation groups, scratch 64 bytes (matmul-small.ts). Legacy types
+ * with larger T: xa the packed activation groups, scratch 4 decoded rows (matmul-tiles.ts).
+ * K-quants with larger T: the same with their packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
  * Q8_K's bsums (T, C/16) i32 (Q4_K and Q5_K with T = 1: xa in the halves layout and ax per block the i16x8
  * pair sums of the bsums, see matmul-kquants.ts dotQ4K; scratch: 256 bytes for the scales; Q6_K
