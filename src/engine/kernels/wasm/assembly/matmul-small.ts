@@ -670,21 +670,35 @@ function q23Group(p: usize, c: i32, k: i32, x: usize, NT: i32, sp: usize, i01: v
   const sh = 2 * k;
   const q0 = v128.load(p + (three ? 32 : 16) + 32 * c);
   const q1 = v128.load(p + (three ? 48 : 32) + 32 * c);
-  let qA = v128.and(sh == 0 ? q0 : i16x8.shr_u(q0, sh), m3);
-  let qB = v128.and(i16x8.shr_u(q0, 8 + sh), m3);
-  let qC = v128.and(sh == 0 ? q1 : i16x8.shr_u(q1, sh), m3);
-  let qD = v128.and(i16x8.shr_u(q1, 8 + sh), m3);
+  let qA: v128;
+  let qB: v128;
+  let qC: v128;
+  let qD: v128;
   if (three) {
-    // value = low bits + 4 h - 4 = low bits - 4 (1 - h): bit g of the even hmask bytes (slots A,
-    // C: bit g of each i16 lane) and of the odd ones (bit 8 + g) moved to bit 2; andnot keeps 4
-    // where it is clear.
-    const m4 = i16x8.splat(4);
+    // In the bytes: value = low bits - 4 (1 - h), h = bit g of the hmask byte moved to bit 2
+    // (andnot keeps 4 where it is clear; shifts of i16 lanes, the bits crossing bytes masked off),
+    // then the even bytes (slots A, C) and the odd ones sign-extended to i16 lanes.
+    const m3b = i8x16.splat(3);
+    const m4b = i8x16.splat(4);
     const h0 = v128.load(p);
     const h1 = v128.load(p, 16);
-    qA = i16x8.sub(qA, v128.andnot(m4, g < 2 ? i16x8.shl(h0, 2 - g) : g == 2 ? h0 : i16x8.shr_u(h0, g - 2)));
-    qB = i16x8.sub(qB, v128.andnot(m4, i16x8.shr_u(h0, g + 6)));
-    qC = i16x8.sub(qC, v128.andnot(m4, g < 2 ? i16x8.shl(h1, 2 - g) : g == 2 ? h1 : i16x8.shr_u(h1, g - 2)));
-    qD = i16x8.sub(qD, v128.andnot(m4, i16x8.shr_u(h1, g + 6)));
+    const v0 = i8x16.sub(
+      v128.and(sh == 0 ? q0 : i16x8.shr_u(q0, sh), m3b),
+      v128.andnot(m4b, g < 2 ? i16x8.shl(h0, 2 - g) : g == 2 ? h0 : i16x8.shr_u(h0, g - 2)),
+    );
+    const v1 = i8x16.sub(
+      v128.and(sh == 0 ? q1 : i16x8.shr_u(q1, sh), m3b),
+      v128.andnot(m4b, g < 2 ? i16x8.shl(h1, 2 - g) : g == 2 ? h1 : i16x8.shr_u(h1, g - 2)),
+    );
+    qA = i16x8.shr_s(i16x8.shl(v0, 8), 8);
+    qB = i16x8.shr_s(v0, 8);
+    qC = i16x8.shr_s(i16x8.shl(v1, 8), 8);
+    qD = i16x8.shr_s(v1, 8);
+  } else {
+    qA = v128.and(sh == 0 ? q0 : i16x8.shr_u(q0, sh), m3);
+    qB = v128.and(i16x8.shr_u(q0, 8 + sh), m3);
+    qC = v128.and(sh == 0 ? q1 : i16x8.shr_u(q1, sh), m3);
+    qD = v128.and(i16x8.shr_u(q1, 8 + sh), m3);
   }
   const sAB = v128.load16_splat(sp + <usize>(4 * g));
   const sCD = v128.load16_splat(sp + <usize>(4 * g + 2));
