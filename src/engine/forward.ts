@@ -166,16 +166,19 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
  * Rows below which a batched step multiplies each row on its own, for weights of types other than
  * BATCH_SMALL_T_TYPES.
  * NOTE: measured on the WebAssembly kernels (bench/serve.ts --owl; /tmp A/B of matmul T=1..8): a
- * 2-row product of the types without a small-T kernel (today Q2_K, Q3_K) costs 2.6-4x a one-row
- * one (the register tiles of 4 tokens run half empty; so did those of Q5_0 / Q4_1 / Q5_1, 2.0-3.5x
- * at 2..4 rows, before their small-T kernels), 3 rows about 3x, so one-row products are as cheap
- * or cheaper; from 4 rows the tiles pay. F32's 2-row product beats two one-row ones, and so do
- * those of the types with small-T kernels (kernels/wasm/assembly/matmul-small.ts; 110M-sized
- * weights, 1 thread, 2 / 3 / 4 rows vs one: Q8_0 1.2x / 1.8x / 2.1x, Q4_K 1.1x / 1.3x / 1.7x,
- * Q5_K 1.5x / 1.9x / 2.1x, Q6_K 0.9x / 1.1x / 1.2x, Q5_0 1.4-1.5x / 1.7-1.9x / 1.8-2.2x, Q4_1
- * 1.3-1.5x / 1.7-2.1x / 2.0-2.3x, Q5_1 1.2x / 1.5-1.6x / 1.7x, F16 1.5-1.9x / 1.8-2.2x /
- * 2.4-2.8x; F16 weights holding inf or NaN take the tiles, 2.6x at 2 rows). Once every type's
- * small-T path beats T one-row products, drop this.
+ * 2-row product through the register tiles of 4 tokens (they run half empty) costs 2-4x a one-row
+ * one, 3 rows about 3x, so one-row products were as cheap or cheaper; from 4 rows the tiles pay.
+ * F32's 2-row product beats two one-row ones, and so do those of the types with small-T kernels
+ * (kernels/wasm/assembly/matmul-small.ts; 110M-sized weights, 1 thread, 2 / 3 / 4 rows vs one:
+ * Q8_0 1.2x / 1.8x / 2.1x, Q4_K 1.1x / 1.3x / 1.7x, Q5_K 1.5x / 1.9x / 2.1x, Q6_K 0.9x / 1.1x /
+ * 1.2x, Q5_0 1.4-1.5x / 1.7-1.9x / 1.8-2.2x, Q4_1 1.3-1.5x / 1.7-2.1x / 2.0-2.3x, Q5_1 1.2x /
+ * 1.5-1.6x / 1.7x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf or NaN take the
+ * tiles, 2.6x at 2 rows). The last, Q2_K and Q3_K (C=768, OC=768 / 2048 / 32000, old and new
+ * kernels alternated in one process, load 4.2-5.3): Q2_K 0.6-0.8x / 0.9-1.2x / 1.0-1.3x (the
+ * tiles: 1.65-2.7x / 2.0-3.5x / 1.7-2.65x), Q3_K 0.47-0.57x / 0.56-0.73x / 0.7-1.0x (the tiles:
+ * 1.5-2.1x / 1.25-2.1x / 1.5-2.0x); their one-row dots (matmul-kquants.ts) are slower per row
+ * than these. So every type with a WebAssembly kernel is in BATCH_SMALL_T_TYPES and nothing goes
+ * row by row there today; drop this when no backend needs it.
  */
 const BATCH_ROWWISE_BELOW = 4;
 
@@ -189,6 +192,8 @@ const BATCH_SMALL_T_TYPES: ReadonlySet<string> = new Set([
   "Q5_0",
   "Q4_1",
   "Q5_1",
+  "Q2_K",
+  "Q3_K",
   "Q4_K",
   "Q5_K",
   "Q6_K",
