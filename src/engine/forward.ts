@@ -174,10 +174,10 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
  * 1.2x, Q5_0 1.4-1.5x / 1.7-1.9x / 1.8-2.2x, Q4_1 1.3-1.5x / 1.7-2.1x / 2.0-2.3x, Q5_1 1.2x /
  * 1.5-1.6x / 1.7x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf or NaN take the
  * tiles, 2.6x at 2 rows). The last, Q2_K and Q3_K (C=768, OC=768 / 2048 / 32000, old and new
- * kernels alternated in one process, load 4.2-5.3): Q2_K 0.6-0.8x / 0.9-1.2x / 1.0-1.3x (the
- * tiles: 1.65-2.7x / 2.0-3.5x / 1.7-2.65x), Q3_K 0.47-0.57x / 0.56-0.73x / 0.7-1.0x (the tiles:
- * 1.5-2.1x / 1.25-2.1x / 1.5-2.0x); their one-row dots (matmul-kquants.ts) are slower per row
- * than these. So every type with a WebAssembly kernel is in BATCH_SMALL_T_TYPES and nothing goes
+ * kernels alternated in one process, three runs, load 4.1-5.4): Q2_K 0.57-0.82x / 0.66-1.17x /
+ * 0.81-1.28x (the tiles: 1.65-2.7x / 2.0-3.5x / 1.7-2.65x), Q3_K 0.47-0.6x / 0.56-0.92x /
+ * 0.68-0.98x (the tiles: 1.45-2.15x / 1.1-2.15x / 1.45-2.0x); their one-row dots
+ * (matmul-kquants.ts) are slower per row than these. So every type with a WebAssembly kernel is in BATCH_SMALL_T_TYPES and nothing goes
  * row by row there today; drop this when no backend needs it.
  */
 const BATCH_ROWWISE_BELOW = 4;
