@@ -173,12 +173,13 @@ export function sub(buf: Buf, offsetFloats: number, n: number): Buf {
  * Q8_0 1.2x / 1.8x / 2.1x, Q4_K 1.1x / 1.3x / 1.7x, Q5_K 1.5x / 1.9x / 2.1x, Q6_K 0.9x / 1.1x /
  * 1.2x, Q5_0 1.4-1.5x / 1.7-1.9x / 1.8-2.2x, Q4_1 1.3-1.5x / 1.7-2.1x / 2.0-2.3x, Q5_1 1.2x /
  * 1.5-1.6x / 1.7x, F16 1.5-1.9x / 1.8-2.2x / 2.4-2.8x; F16 weights holding inf or NaN take the
- * tiles, 2.6x at 2 rows). The last, Q2_K and Q3_K (C=768, OC=768 / 2048 / 32000, old and new
- * kernels alternated in one process, three runs, load 4.1-5.4): Q2_K 0.57-0.82x / 0.66-1.17x /
- * 0.81-1.28x (the tiles: 1.65-2.7x / 2.0-3.5x / 1.7-2.65x), Q3_K 0.47-0.6x / 0.56-0.92x /
- * 0.68-0.98x (the tiles: 1.45-2.15x / 1.1-2.15x / 1.45-2.0x); their one-row dots
- * (matmul-kquants.ts) are slower per row than these. So every type with a WebAssembly kernel is in BATCH_SMALL_T_TYPES and nothing goes
- * row by row there today; drop this when no backend needs it.
+ * tiles, 2.6x at 2 rows). The last, Q2_K and Q3_K (C=768, OC=768 / 2048 / 32000, main's kernels
+ * and these alternated in one process): one row now takes their small-T kernels too, 0.42-0.53x
+ * the time of the one-token dots before (load 2.3-2.8), and against it 2 / 3 / 4 rows cost Q2_K
+ * 1.27-1.33x / 1.67-1.87x / 1.91-2.06x, Q3_K 1.23-1.47x / 1.53-1.72x / 1.96-2.3x (the tiles against
+ * the old one-row dots: Q2_K 1.65-2.7x / 1.8-3.5x / 1.7-2.65x, Q3_K 1.45-2.15x / 1.1-2.15x /
+ * 1.45-2.0x; load 2.3-5.4). So every type with a WebAssembly kernel is in BATCH_SMALL_T_TYPES and
+ * nothing goes row by row there today; drop this when no backend needs it.
  */
 const BATCH_ROWWISE_BELOW = 4;
 

@@ -70,7 +70,7 @@ export interface KernelExports {
     tmp: number,
     xp: number,
     x86: number,
-  ): void;
+  ): number;
   matmulRows(
     type: number,
     w: number,
@@ -410,7 +410,8 @@ export class WasmBackend implements KernelBackend {
       const dBytes = align(T4 * nb * 4);
       const axBytes = align(kq ? T * (C / 16) * 4 : T4 * nb * 16);
       const tmpBytes = align(kq ? nb * 292 : 4 * nb * 36);
-      const xpBytes = kq && T > 1 ? align((T4 / 4) * (8 * C + 144 * nb)) : 0;
+      // K-quants: packed for the tiles or matmul-small.ts (T > 1; Q2_K and Q3_K from one token).
+      const xpBytes = kq ? align((T4 / 4) * (8 * C + 144 * nb)) : 0;
       need = qsBytes + dBytes + axBytes + tmpBytes + xpBytes;
     }
     const s = this.scratch(need + rowScratch);
@@ -425,8 +426,8 @@ export class WasmBackend implements KernelBackend {
       xp = tmp + align(kq ? nb * 292 : 4 * nb * 36);
     }
     const rows = base + need; // the caller's decoded rows when it runs alone
-    k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, xp, this.x86);
-    if (kq && T > 1) xa = xp; // the K tiles read the packed activation
+    // What matmulRows reads: the packed activation xp for the K tiles and matmul-small.ts.
+    xa = k.prepareAct(code, x.offset, T, C, xa, ad, ax, tmp, xp, this.x86);
     if (this.threads === 1 || T * C * OC < this.minParallel || OC < this.threads) {
       k.matmulRows(code, w.offset, xa, ad, ax, y.offset, OC * 4, T, C, OC, 0, OC, rows);
       return;

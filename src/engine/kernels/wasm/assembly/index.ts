@@ -48,8 +48,9 @@ export function heapBase(): usize {
  * legacy type: each group of 4 rows quantized through tmp (4 rows of ggml blocks) and packed into
  * xa (matmul-tiles.ts). Otherwise each row is quantized through tmp (one row of ggml blocks) and
  * expanded into xa (T,C) i16 EO, ad and ax (see matmulRows); K-quants with T > 1 then pack groups
- * of 4 tokens into xp (for the tiles, or for matmul-small.ts with useSmallT). x86 != 0: Q8_0 /
- * Q8_1 as ggml-cpu's x86 build quantizes them (quantize.ts).
+ * of 4 tokens into xp (for the tiles, or for matmul-small.ts with useSmallT: Q2_K and Q3_K from
+ * one token). x86 != 0: Q8_0 / Q8_1 as ggml-cpu's x86 build quantizes them (quantize.ts).
+ * Returns the activation matmulRows reads: x (F32, one token), xp (K-quants packed), else xa.
  */
 export function prepareAct(
   type: i32,
@@ -62,7 +63,7 @@ export function prepareAct(
   tmp: usize,
   xp: usize,
   x86: i32,
-): void {
+): usize {
   if (T > 1 && (type == T_F32 || type == T_F16 || type == T_F16S || type == T_BF16)) {
     // Packed in groups of 4 tokens (matmul-tiles.ts), then rounded in place (zeros stay zeros).
     packTokensF32(x, T, C, xa);
@@ -70,20 +71,20 @@ export function prepareAct(
     if (type == T_F16) roundF16Row(xa, xa, n);
     else if (type == T_F16S) roundF16RowScaled(xa, xa, n);
     else if (type == T_BF16) roundBf16Row(xa, xa, n);
-    return;
+    return xa;
   }
-  if (type == T_F32) return;
+  if (type == T_F32) return x;
   if (type == T_F16) {
     roundF16Row(x, xa, T * C);
-    return;
+    return xa;
   }
   if (type == T_F16S) {
     roundF16RowScaled(x, xa, T * C);
-    return;
+    return xa;
   }
   if (type == T_BF16) {
     roundBf16Row(x, xa, T * C);
-    return;
+    return xa;
   }
   if (useSmallT(type, T) && !isKQuant(type)) {
     // A few tokens (Q8_0 activations, Q8_1 for Q4_1 / Q5_1): groups of 4 quantized through tmp
@@ -100,7 +101,7 @@ export function prepareAct(
       }
       packSmallGroup(tmp, rowBytes, n, C, q81, xa + <usize>(t0 >> 2) * gb);
     }
-    return;
+    return xa;
   }
   if (T > 1 && isLegacyTileType(type)) {
     // Groups of 4 tokens: quantize each row to Q8_0 / Q8_1 in tmp (4 rows), then pack (matmul-tiles.ts).
@@ -116,7 +117,7 @@ export function prepareAct(
       }
       packQ8Group(tmp, rowBytes, n, C, q81, xa + <usize>(t0 >> 2) * gb);
     }
-    return;
+    return xa;
   }
   const k = isKQuant(type);
   const nb = k ? C >> 8 : C >> 5;
@@ -150,17 +151,19 @@ export function prepareAct(
       if (T == 1 && type == T_Q5_0) eoPairs(qs, C);
     }
   }
-  if (k && T > 1) {
+  const small = useSmallT(type, T);
+  if (k && (T > 1 || small)) {
     // Groups of 4 tokens packed into xp for the K tiles (matmul-tiles.ts) or, for a few tokens,
     // for matmul-small.ts.
-    const small = useSmallT(type, T);
     const gb = small ? smallKGroupBytes(C, type == T_Q2_K) : kGroupBytes(C);
     for (let t0 = 0; t0 < T; t0 += 4) {
       const g = xp + <usize>(t0 >> 2) * gb;
       if (small) packSmallKGroup(xa, ad, ax, t0, min(4, T - t0), C, type == T_Q2_K, g);
       else packK8Group(xa, ad, ax, t0, min(4, T - t0), C, g);
     }
+    return xp;
   }
+  return xa;
 }
 
 /**

@@ -1,120 +1,13 @@
-// Dot products of one K-quant row (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; 256 values per super-block,
-// layouts in src/quant/k-quants.ts) with one activation row quantized to Q8_K and expanded to EO
-// i16 (quantize.ts). They follow ggml_vec_dot_q{2..6}_K_q8_K (ggml-cpu/quants.c): per block the
-// integer sums, times the integer sub-block scales, are exact (i32 lanes); the mins of Q2_K,
-// Q4_K and Q5_K are taken from the activation's bsums as ggml does; float32 only for the block
-// scale products, applied per lane and summed at the end (another order than ggml's scalar
-// loop; tolerance-tested).
-//
-// Every 32 consecutive values of these layouts sit at the same bit position of 32 consecutive
-// bytes, so 2 x 16 bytes read as i16 lanes give the four EO slots with shifts and masks (see
-// matmul-legacy.ts). Signature: (w row, qs (nb*256 i16 EO), d (nb f32), bsums (nb*16 i32), nb) -> f32;
-// Q4_K's, Q5_K's and Q6_K's differ (their own activation layouts, the bsums' pair sums or the
-// bsums as i16, a scratch: see dotQ4K, dotQ6K).
+// Dot products of one K-quant row (Q4_K, Q5_K, Q6_K; 256 values per super-block, layouts in
+// src/quant/k-quants.ts) with one activation row quantized to Q8_K and expanded to i16
+// (quantize.ts). They follow ggml_vec_dot_q{4,5,6}_K_q8_K (ggml-cpu/quants.c): per block the
+// integer sums, times the integer sub-block scales, are exact (i32 lanes); the mins of Q4_K and
+// Q5_K are taken from the activation's bsums as ggml does; float32 only for the block scale
+// products, applied per lane and summed at the end (another order than ggml's scalar loop;
+// tolerance-tested). Each has its own activation layout (dotQ4K's halves, dotQ6K's steps).
+// Not here: Q2_K and Q3_K, whose one token takes the 2-token kernels of matmul-small.ts (faster
+// than the ggml-shaped dots that were here: see its useSmallT).
 import { f16t, hsum } from "./common";
-
-/** Lane sums of slots A, B (the first 16 values of a group of 32) with the activation at a. */
-@inline
-function dotAB(qA: v128, qB: v128, a: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(qA, v128.load(a)), i32x4.dot_i16x8_s(qB, v128.load(a, 16)));
-}
-
-/** Lane sums of slots C, D (the last 16 values of a group of 32). */
-@inline
-function dotCD(qC: v128, qD: v128, a: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(qC, v128.load(a, 32)), i32x4.dot_i16x8_s(qD, v128.load(a, 48)));
-}
-
-/** get_scale_min_k4's scale j (0..7) of the 12 packed bytes at s. */
-@inline
-function scaleK4(s: usize, j: i32): i32 {
-  return j < 4
-    ? <i32>load<u8>(s + j) & 63
-    : (<i32>load<u8>(s + j + 4) & 0xf) | ((<i32>load<u8>(s + j - 4) >> 6) << 4);
-}
-
-/** get_scale_min_k4's min j (0..7). */
-@inline
-function minK4(s: usize, j: i32): i32 {
-  return j < 4
-    ? <i32>load<u8>(s + j + 4) & 63
-    : (<i32>load<u8>(s + j + 4) >> 4) | ((<i32>load<u8>(s + j) >> 6) << 4);
-}
-
-/** Q3_K's 6-bit scale j (0..15), bias removed. */
-@inline
-function scaleQ3K(s: usize, j: i32): i32 {
-  const lo = j < 8 ? <i32>load<u8>(s + j) & 0xf : <i32>load<u8>(s + j - 8) >> 4;
-  return (lo | (((<i32>load<u8>(s + 8 + (j & 3)) >> (2 * (j >> 2))) & 3) << 4)) - 32;
-}
-
-/** block_q2_K (84 B) row . Q8_K; ggml_vec_dot_q2_K_q8_K. */
-export function dotQ2K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
-  const m3 = i16x8.splat(3);
-  let acc = f32x4.splat(0);
-  let accm: f32 = 0;
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 84;
-    const ab = qs + (<usize>b << 9);
-    const bs = bsums + (<usize>b << 6);
-    let isum = i32x4.splat(0);
-    for (let c = 0; c < 2; c++) {
-      const q0 = v128.load(p + 16 + 32 * c);
-      const q1 = v128.load(p + 32 + 32 * c);
-      for (let k = 0; k < 4; k++) {
-        const sh = 2 * k;
-        const a = ab + (<usize>(4 * c + k) << 6);
-        const sAB = dotAB(v128.and(i16x8.shr_u(q0, sh), m3), v128.and(i16x8.shr_u(q0, 8 + sh), m3), a);
-        const sCD = dotCD(v128.and(i16x8.shr_u(q1, sh), m3), v128.and(i16x8.shr_u(q1, 8 + sh), m3), a);
-        const si = p + 8 * c + 2 * k;
-        isum = i32x4.add(isum, i32x4.mul(sAB, i32x4.splat(<i32>load<u8>(si) & 15)));
-        isum = i32x4.add(isum, i32x4.mul(sCD, i32x4.splat(<i32>load<u8>(si, 1) & 15)));
-      }
-    }
-    let summs = 0;
-    for (let j = 0; j < 16; j++) summs += (<i32>load<u8>(p + j) >> 4) * load<i32>(bs + (<usize>j << 2));
-    const d8 = load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d8 * f16t(load<u16>(p, 80)))));
-    accm += d8 * f16t(load<u16>(p, 82)) * <f32>summs;
-  }
-  return hsum(acc) - accm;
-}
-
-/** block_q3_K (110 B) row . Q8_K; ggml_vec_dot_q3_K_q8_K. */
-export function dotQ3K(w: usize, qs: usize, d: usize, bsums: usize, nb: i32): f32 {
-  const m3 = i16x8.splat(3);
-  const m4 = i16x8.splat(4);
-  let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const p = w + <usize>b * 110;
-    const ab = qs + (<usize>b << 9);
-    const h0 = v128.load(p);
-    const h1 = v128.load(p, 16);
-    const h0lo = i16x8.shl(h0, 8);
-    const h1lo = i16x8.shl(h1, 8);
-    let isum = i32x4.splat(0);
-    for (let c = 0; c < 2; c++) {
-      const q0 = v128.load(p + 32 + 32 * c);
-      const q1 = v128.load(p + 48 + 32 * c);
-      for (let k = 0; k < 4; k++) {
-        const sh = 2 * k;
-        const hs = 4 * c + k + 6; // hmask bit g = 4c + k moved to bit 2
-        // value = (2 low bits | high bit << 2) - 4: a clear high bit means -4.
-        const qA = i16x8.sub(v128.or(v128.and(i16x8.shr_u(q0, sh), m3), v128.and(i16x8.shr_u(h0lo, hs), m4)), m4);
-        const qB = i16x8.sub(v128.or(v128.and(i16x8.shr_u(q0, 8 + sh), m3), v128.and(i16x8.shr_u(h0, hs), m4)), m4);
-        const qC = i16x8.sub(v128.or(v128.and(i16x8.shr_u(q1, sh), m3), v128.and(i16x8.shr_u(h1lo, hs), m4)), m4);
-        const qD = i16x8.sub(v128.or(v128.and(i16x8.shr_u(q1, 8 + sh), m3), v128.and(i16x8.shr_u(h1, hs), m4)), m4);
-        const a = ab + (<usize>(4 * c + k) << 6);
-        const j = 8 * c + 2 * k;
-        isum = i32x4.add(isum, i32x4.mul(dotAB(qA, qB, a), i32x4.splat(scaleQ3K(p + 96, j))));
-        isum = i32x4.add(isum, i32x4.mul(dotCD(qC, qD, a), i32x4.splat(scaleQ3K(p + 96, j + 1))));
-      }
-    }
-    const dd = f16t(load<u16>(p, 108)) * load<f32>(d + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(dd)));
-  }
-  return hsum(acc);
-}
 
 /**
  * The 12 packed scale bytes of a Q4_K / Q5_K block at p (its bytes 4..15) -> bytes [sc0..sc7,

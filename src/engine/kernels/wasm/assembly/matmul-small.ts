@@ -1,12 +1,13 @@
-// Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences)
+// Matrix products with a few tokens (2 <= T <= SMALL_T_MAX: a batched decode step of T sequences;
+// Q2_K and Q3_K from one token, see useSmallT)
 // for Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, the K-quants (Q2_K .. Q6_K), (T <= 4) F16 / BF16 (below): each
 // weight block is decoded once into registers and dotted with up to 4 tokens, the one-token dots'
 // structure (matmul-legacy.ts, matmul-kquants.ts) with the decode shared, so that a 4-token product
 // reads and decodes the weights once where T one-token products did it T times, with no decoded-row scratch
 // (the register tiles of matmul-tiles.ts, built for prompt eval, pay a decode to memory per 4 rows
 // and call, and cost 2-4x a one-token product at T = 2..4). T = 5..8: two groups of 4 tokens, a
-// row's second pass reading it from L1. Kernels of 2, 3 and 4 tokens, each a function of its own
-// (see matmulSmall's NOTE).
+// row's second pass reading it from L1. Kernels of 2, 3 and 4 tokens (Q2_K, Q3_K: 1 too), each a
+// function of its own (see matmulSmall's NOTE).
 //
 // Legacy types (32-value blocks): per block and token the integer sum is exact (i32 lanes of
 // i32x4.dot_i16x8_s over the EO slots, as the one-token dots; Q4_0 / Q5_0 values decoded signed,
@@ -21,8 +22,8 @@
 // block: 4 tokens x 32 EO i16 (quantize.ts's expansion: token t's block at +64 t), then d (4 f32)
 // at +256, then (Q8_1, for Q4_1 / Q5_1) s (4 f32) at +272; tokens past T are zero. One pointer
 // walks a group with every operand at a constant offset (the NOTE of matmul-tiles.ts).
-// Not here: T = 1 (matmul-legacy.ts, matmul-kquants.ts), larger T and the other types
-// (matmul-tiles.ts).
+// Not here: T = 1 but for Q2_K, Q3_K (matmul-legacy.ts, matmul-kquants.ts), larger T and the other
+// types (matmul-tiles.ts).
 import { F16_TABLE, f16t } from "./common";
 import { T_BF16, T_F16S, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0 } from "./types";
 
@@ -34,10 +35,17 @@ export const SMALL_BLOCK: usize = 272;
 /** The same with Q8_1 activations (Q4_1, Q5_1): s after d. */
 export const SMALL_BLOCK_1: usize = 288;
 
-/** True where matmulRows and prepareAct take the small-T path for `type` and T tokens. */
+/**
+ * True where matmulRows and prepareAct take the small-T path for `type` and T tokens.
+ * NOTE: Q2_K and Q3_K take it for one token too (a 1-token variant of their kernels): 0.45-0.53x
+ * (Q2_K) and 0.42-0.49x (Q3_K) the time of the one-token dots it replaced (ggml's shape: i32 sums
+ * times splat scales (pmulld) per sub-block, Q2_K's mins summed in scalar code; C=768, OC=768 /
+ * 2048 / 32000, 1 thread, load 2.3-2.8), and a token's result is the same bits alone as in any
+ * batch.
+ */
 @inline
 export function useSmallT(type: i32, T: i32): bool {
-  return T > 1 && T <= SMALL_T_MAX && (isSmallLegacy(type) || isSmallK(type));
+  return T <= SMALL_T_MAX && (T > 1 ? isSmallLegacy(type) || isSmallK(type) : type == T_Q2_K || type == T_Q3_K);
 }
 
 /** The legacy types with a small-T kernel (all of them). */
@@ -276,11 +284,13 @@ function rowQ5_1x4(w: usize, g: usize, nb: i32, spill: usize): v128 {
   return rowGroup(T_Q5_1, w, g, nb, 4, spill);
 }
 
-/** One row . the nt (1..4) tokens of the packed group at g. */
+/** One row . the nt (1..4; 1 only for Q2_K, Q3_K) tokens of the packed group at g. */
 @inline
 function rowOf(type: i32, w: usize, g: usize, nb: i32, nt: i32, spill: usize): v128 {
-  if (type == T_Q2_K) return nt == 4 ? rowQ2Kx4(w, g, nb, spill) : nt == 3 ? rowQ2Kx3(w, g, nb, spill) : rowQ2Kx2(w, g, nb, spill);
-  if (type == T_Q3_K) return nt == 4 ? rowQ3Kx4(w, g, nb, spill) : nt == 3 ? rowQ3Kx3(w, g, nb, spill) : rowQ3Kx2(w, g, nb, spill);
+  if (type == T_Q2_K)
+    return nt == 4 ? rowQ2Kx4(w, g, nb, spill) : nt == 3 ? rowQ2Kx3(w, g, nb, spill) : nt == 2 ? rowQ2Kx2(w, g, nb, spill) : rowQ2Kx1(w, g, nb, spill);
+  if (type == T_Q3_K)
+    return nt == 4 ? rowQ3Kx4(w, g, nb, spill) : nt == 3 ? rowQ3Kx3(w, g, nb, spill) : nt == 2 ? rowQ3Kx2(w, g, nb, spill) : rowQ3Kx1(w, g, nb, spill);
   if (type == T_Q6_K) return nt == 4 ? rowQ6Kx4(w, g, nb, spill) : nt == 3 ? rowQ6Kx3(w, g, nb, spill) : rowQ6Kx2(w, g, nb, spill);
   if (type == T_Q5_K) return nt == 4 ? rowQ5Kx4(w, g, nb, spill) : nt == 3 ? rowQ5Kx3(w, g, nb, spill) : rowQ5Kx2(w, g, nb, spill);
   if (type == T_Q4_K) return nt == 4 ? rowQ4Kx4(w, g, nb, spill) : nt == 3 ? rowQ4Kx3(w, g, nb, spill) : rowQ4Kx2(w, g, nb, spill);
@@ -651,7 +661,7 @@ function rowQ6Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
 // layout (its bsums unused), Q2_K in SMALL_K2_BLOCK's (per token the 16 bsums as i16 at +2064 +
 // 32 t: Q2_K has a min per 16 values). Group g = 4 c + k (32 values, sub-blocks 2 g and 2 g + 1)
 // is bits 2 k, 2 k + 1 of the 32 quant bytes of half c (Q3_K: its third bits bit g of the 32
-// hmask bytes), the EO slots by shifts and masks as the one-token dots (matmul-kquants.ts). Per
+// hmask bytes), the EO slots by shifts and masks (as decodeRow, matmul-decoded.ts). Per
 // sub-block the values are multiplied by their scale in i16 (Q2_K at most 3 * 15, Q3_K 4 * 32)
 // once for every token; per block and token the integer sum of scale * q * a is exact, and Q2_K's
 // mins term sum_j min_j * bsum_j two i16 dots. Per block and token: sum += float(isum) * (d_w *
@@ -708,7 +718,9 @@ function q23Group(p: usize, c: i32, k: i32, x: usize, NT: i32, sp: usize, i01: v
   const wD = i16x8.mul(qD, sCD);
   const xo = x + <usize>((g >> 1) * 512 + (g & 1) * 64);
   const s0 = dot4(wA, wB, wC, wD, v128.load(xo), v128.load(xo, 16), v128.load(xo, 32), v128.load(xo, 48));
-  const s1 = dot4(wA, wB, wC, wD, v128.load(xo, 128), v128.load(xo, 144), v128.load(xo, 160), v128.load(xo, 176));
+  // NT = 1: lanes 0 and 2 of the fold of s0 with itself hold token 0's sums (lane 1 is not stored).
+  const s1 =
+    NT > 1 ? dot4(wA, wB, wC, wD, v128.load(xo, 128), v128.load(xo, 144), v128.load(xo, 160), v128.load(xo, 176)) : s0;
   const r = i32x4.add(i01, fold2(s0, s1));
   v128.store(sp, r, 32);
   if (NT > 2) {
@@ -721,7 +733,7 @@ function q23Group(p: usize, c: i32, k: i32, x: usize, NT: i32, sp: usize, i01: v
 }
 
 /**
- * One Q2_K (three: Q3_K) row of nb blocks at w . NT (2..4) tokens of a packed group at g: lane t =
+ * One Q2_K (three: Q3_K) row of nb blocks at w . NT (1..4) tokens of a packed group at g: lane t =
  * token t's result. sp: 64 bytes of scratch (the block's scales as i16, and the barrier stores).
  */
 @inline
@@ -773,7 +785,7 @@ function rowQ23K(w: usize, g: usize, nb: i32, NT: i32, sp: usize, three: bool): 
       const mLo = i16x8.extend_low_i8x16_u(mn);
       const mHi = i16x8.extend_high_i8x16_u(mn);
       const m0 = i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2064)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2080)));
-      const m1 = i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2096)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2112)));
+      const m1 = NT > 1 ? i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2096)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2112))) : m0;
       const m2 = NT > 2 ? i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2128)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2144))) : m0;
       const m3 = NT == 4 ? i32x4.add(i32x4.dot_i16x8_s(mLo, v128.load(a, 2160)), i32x4.dot_i16x8_s(mHi, v128.load(a, 2176))) : m2;
       const f01 = fold2(m0, m1);
@@ -787,6 +799,9 @@ function rowQ23K(w: usize, g: usize, nb: i32, NT: i32, sp: usize, three: bool): 
   return acc;
 }
 
+function rowQ2Kx1(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 1, sp, false);
+}
 function rowQ2Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ23K(w, g, nb, 2, sp, false);
 }
@@ -795,6 +810,9 @@ function rowQ2Kx3(w: usize, g: usize, nb: i32, sp: usize): v128 {
 }
 function rowQ2Kx4(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ23K(w, g, nb, 4, sp, false);
+}
+function rowQ3Kx1(w: usize, g: usize, nb: i32, sp: usize): v128 {
+  return rowQ23K(w, g, nb, 1, sp, true);
 }
 function rowQ3Kx2(w: usize, g: usize, nb: i32, sp: usize): v128 {
   return rowQ23K(w, g, nb, 2, sp, true);

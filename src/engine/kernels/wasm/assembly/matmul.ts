@@ -5,7 +5,7 @@
 // Not here: the per-type dots (matmul-float.ts, matmul-legacy.ts, matmul-kquants.ts), a few
 // tokens (matmul-small.ts), the T > 1 tiles (matmul-tiles.ts).
 import { dotBF16, dotF16, dotF16S, dotF32 } from "./matmul-float";
-import { dotQ2K, dotQ3K, dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K, dotQ6Kx2 } from "./matmul-kquants";
+import { dotQ4K, dotQ4Kx2, dotQ5K, dotQ5Kx2, dotQ6K, dotQ6Kx2 } from "./matmul-kquants";
 import { decodedHasMin } from "./matmul-decoded";
 import { dotQ4_0, dotQ4_0x2, dotQ4_1, dotQ5_0, dotQ5_0x2, dotQ5_1, dotQ5_1x2, dotQ8_0, dotQ8_0x2 } from "./matmul-legacy";
 import { matmulSmall, matmulSmallFloat, useSmallFloat, useSmallT } from "./matmul-small";
@@ -73,10 +73,6 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
       return dotQ5_1(w, qs, d, s, nb);
     case T_Q8_0:
       return dotQ8_0(w, qs, d, s, nb);
-    case T_Q2_K:
-      return dotQ2K(w, qs, d, s, nb);
-    case T_Q3_K:
-      return dotQ3K(w, qs, d, s, nb);
     default:
       return NaN;
   }
@@ -89,7 +85,8 @@ function qdot(type: i32, w: usize, qs: usize, d: usize, s: usize, nb: i32): f32 
  * Float types: T = 1: xa = x (C) f32 (rounded for F16 / BF16); T > 1: xa the packed activation and
  * scratch two packed rows (matmul-tiles.ts; F16 / BF16 with T <= 4: matmul-small.ts, no scratch).
  * Every legacy type (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1) and K-quant (Q2_K .. Q6_K) with 2 <= T <=
- * SMALL_T_MAX: xa the packed activation groups, scratch 64 bytes (matmul-small.ts). Legacy types
+ * SMALL_T_MAX, and Q2_K / Q3_K with T = 1: xa the packed activation groups, scratch 64 bytes
+ * (matmul-small.ts useSmallT). Legacy types
  * with larger T: xa the packed activation groups, scratch 4 decoded rows (matmul-tiles.ts).
  * K-quants with larger T: the same with their packing (matmul-tiles.ts matmulKTiles).
  * Quantized: xa = qs (T,C) i16 EO; ad = d (T, C/32 or C/256) f32; ax = Q8_1's s (T, C/32) f32 or
