@@ -248,6 +248,13 @@ describe("browsers", () => {
     expect(evil.headers.get("access-control-allow-origin")).toBeNull();
     const get = await fetch(`${open.url}/api/version`, { headers: { origin: "http://localhost:3000" } });
     expect(get.headers.get("access-control-allow-origin")).toBe("http://localhost:3000");
+    expect(get.headers.get("vary")).toBe("Origin");
+    // No Origin header: no CORS request, no CORS headers (gin-contrib/cors, Ollama's, returns at
+    // once without one).
+    const plain = await raw(open.url, { method: "GET", path: "/api/version" });
+    expect(plain.status).toBe(200);
+    expect(plain.headers["access-control-allow-origin"]).toBeUndefined();
+    expect(plain.headers.vary).toBeUndefined();
   });
 
   it("a loopback server refuses a public Host name (DNS rebinding), accepts local ones", async () => {

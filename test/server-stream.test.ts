@@ -1,7 +1,7 @@
 /**
  * Streaming responses written straight to Node's socket (src/server/stream.ts): what reaches a raw
  * HTTP client over loopback. Ollama's NDJSON and OpenAI's SSE arrive one item per chunk, carry the
- * CORS headers the middleware chose (and `Vary: Origin`), end with the API's last line/event, and a
+ * CORS headers the middleware chose (and `Vary: Origin`; none without an Origin header), end with the API's last line/event, and a
  * client that goes away mid-stream frees its sequence while the server keeps serving.
  * Expected text: llama2.c run.c's greedy output for the bundled stories260K (reference file).
  * Not here: the routes' fields (server-ollama, server-openai tests).
@@ -44,12 +44,21 @@ interface RawAnswer {
 }
 
 /** POST a JSON body; collect the response's chunks as they arrive; stop early if asked. */
-function post(path: string, body: unknown, stopAfterChunks = Number.POSITIVE_INFINITY): Promise<RawAnswer> {
+function post(
+  path: string,
+  body: unknown,
+  stopAfterChunks = Number.POSITIVE_INFINITY,
+  /** null: no Origin header. */
+  origin: string | null = ORIGIN,
+): Promise<RawAnswer> {
   const url = new URL(path, server.url);
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: "POST", headers: { "Content-Type": "application/json", Origin: ORIGIN } },
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...(origin !== null && { Origin: origin }) },
+      },
       (res) => {
         const chunks: string[] = [];
         const answer = () => ({ status: res.statusCode ?? 0, headers: res.headers, chunks });
@@ -97,6 +106,33 @@ describe("streams written to the socket", () => {
     expect(REF.stdout.startsWith(PROMPT + text)).toBe(true);
     // Written item by item, not gathered into one body: several chunks reached the client.
     expect(r.chunks.length).toBeGreaterThan(1);
+  });
+
+  it("without an Origin header (no CORS request): the same stream, no CORS headers, as Ollama's", async () => {
+    const body = {
+      model: "stories260k",
+      prompt: PROMPT,
+      stream: true,
+      options: { temperature: 0, num_predict: 12, repeat_penalty: 1 },
+    };
+    for (const path of ["/api/generate", "/v1/completions"]) {
+      const r = await post(
+        path,
+        path === "/api/generate"
+          ? body
+          : { model: "stories260k", prompt: PROMPT, stream: true, temperature: 0, max_tokens: 12 },
+        Number.POSITIVE_INFINITY,
+        null,
+      );
+      expect(r.status, path).toBe(200);
+      expect(r.headers["access-control-allow-origin"], path).toBeUndefined();
+      expect(r.headers.vary, path).toBeUndefined();
+      const all = r.chunks.join("");
+      // Ended as the API ends a stream, with nothing after it (no second set of headers or error).
+      if (path === "/api/generate") expect(JSON.parse(all.trim().split("\n").at(-1)!).done).toBe(true);
+      else expect(all.endsWith("data: [DONE]\n\n")).toBe(true);
+      expect(all).not.toContain("Cannot write headers");
+    }
   });
 
   it("OpenAI SSE: data events, run.c's greedy text, [DONE] last, CORS headers", async () => {

@@ -68,14 +68,16 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): Hono {
   }
 
   const allowOrigin = originMatcher(settings.origins);
-  app.use(
-    "*",
-    cors({
-      origin: (origin) => (allowOrigin(origin) ? origin : null),
-      allowMethods: ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
-      allowHeaders: ALLOW_HEADERS,
-    }),
-  );
+  const corsHeaders = cors({
+    origin: (origin) => (allowOrigin(origin) ? origin : null),
+    allowMethods: ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
+    allowHeaders: ALLOW_HEADERS,
+  });
+  // A request without an Origin header is no CORS request: it gets no CORS headers, as Ollama's
+  // (gin-contrib/cors returns at once without one). Hono's cors would still add "Vary: Origin"
+  // after the route, which makes the node adapter build the whole web Response it had kept lazy.
+  // (stream.ts's writeDirect relies on this: without an Origin, no middleware set headers.)
+  app.use("*", async (c, next) => (c.req.header("origin") === undefined ? next() : corsHeaders(c, next)));
   if (isLoopbackHost(settings.host)) app.use("*", hostCheckMiddleware());
   app.use("*", authMiddleware(settings.apiKeys));
 

@@ -115,9 +115,14 @@ function writeDirect(
   own: Record<string, string>,
 ): Response {
   const headers: Record<string, string> = {};
-  c.res.headers.forEach((value, key) => {
-    headers[key] = value;
-  });
+  // Only CORS sets headers ahead of a route, and only for a request with an Origin header
+  // (app.ts). Reading c.res otherwise would make Hono create one, which it then merges with the
+  // route's marker into a new response that the node adapter writes again (headers sent twice).
+  if (c.req.header("origin") !== undefined) {
+    c.res.headers.forEach((value, key) => {
+      headers[key] = value;
+    });
+  }
   Object.assign(headers, own);
   const origin = headers["access-control-allow-origin"];
   if (origin !== undefined && origin !== "*") headers.Vary = "Origin";
