@@ -1,7 +1,8 @@
 /**
  * The HTTP app: middleware (CORS, Host check, API keys, body size limit), the probe routes
  * (`GET|HEAD /` answers "Ollama is running", the text Ollama clients look for; /api/version), the
- * Ollama routes (ollama/routes.ts) and the OpenAI routes (openai/routes.ts) on one Hono app, and
+ * Ollama routes (ollama/routes.ts), the OpenAI routes (openai/routes.ts) and Anthropic's
+ * /v1/messages (anthropic/routes.ts) on one Hono app, and
  * the error handling that answers every failure in the shape of the request's API: unknown
  * routes 404, oversize bodies 413, OwlErrors by error-map.ts, anything else 500.
  * Not here: the socket and its lifetime (serve.ts), the routes themselves.
@@ -10,6 +11,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { OwlError } from "../util/errors.ts";
+import { registerAnthropicRoutes } from "./anthropic/routes.ts";
 import { authMiddleware, hostCheckMiddleware, isLoopbackHost, originMatcher } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { errorResponse } from "./http-error.ts";
@@ -32,6 +34,9 @@ const ALLOW_HEADERS = [
   "Accept",
   "X-Requested-With",
   "OpenAI-Beta",
+  "x-api-key",
+  "anthropic-version",
+  "anthropic-beta",
   "x-stainless-arch",
   "x-stainless-async",
   "x-stainless-custom-poll-interval",
@@ -105,6 +110,7 @@ export function createApp(ctx: ServerContext, options: AppOptions = {}): Hono {
 
   registerOllamaRoutes(app, ctx);
   registerOpenAiRoutes(app, ctx);
+  registerAnthropicRoutes(app, ctx);
 
   app.notFound((c) =>
     errorResponse(

@@ -1,7 +1,7 @@
 /**
  * Who may talk to the server: bearer API keys (OWL_API_KEYS; every route but `/` and
- * `/api/version` needs `Authorization: Bearer <key>` when any key is set, compared in constant
- * time), which addresses are loopback (binding elsewhere needs a key, see serve.ts), the Host
+ * `/api/version` needs `Authorization: Bearer <key>`, or `x-api-key: <key>` as Anthropic's
+ * clients send it, when any key is set, compared in constant time), which addresses are loopback (binding elsewhere needs a key, see serve.ts), the Host
  * header check that keeps a loopback server out of DNS-rebinding attacks (as Ollama's
  * allowedHostsMiddleware), and the CORS origins allowed (loopback, as Ollama's defaults, plus
  * OWL_ORIGINS).
@@ -20,8 +20,14 @@ const OPEN_PATHS = new Set(["/", "/api/version"]);
 export function bearerMatches(header: string | undefined, keys: readonly string[]): boolean {
   const m = /^Bearer\s+(.+)$/i.exec(header?.trim() ?? "");
   if (!m?.[1]) return false;
+  return keyMatches(m[1], keys);
+}
+
+/** Whether a key is one of `keys` (constant time in the key's bytes). */
+export function keyMatches(key: string, keys: readonly string[]): boolean {
+  if (key.trim() === "") return false;
   // Hashing first gives equal-length buffers, so timingSafeEqual never leaks a key's length.
-  const given = createHash("sha256").update(m[1].trim()).digest();
+  const given = createHash("sha256").update(key.trim()).digest();
   let ok = false;
   for (const key of keys) {
     const want = createHash("sha256").update(key).digest();
@@ -35,15 +41,18 @@ export function authMiddleware(keys: readonly string[]): MiddlewareHandler {
   return async (c, next) => {
     if (keys.length === 0 || OPEN_PATHS.has(c.req.path) || c.req.method === "OPTIONS") return next();
     if (bearerMatches(c.req.header("authorization"), keys)) return next();
+    // Anthropic's clients (Claude Code with ANTHROPIC_API_KEY) send the key in x-api-key.
+    const apiKey = c.req.header("x-api-key");
+    if (apiKey !== undefined && keyMatches(apiKey, keys)) return next();
     const given =
-      c.req.header("authorization") === undefined
+      c.req.header("authorization") === undefined && apiKey === undefined
         ? "no Authorization header"
         : "a key that is not one of them";
     return errorResponse(
       c,
       new OwlError(
         "ERR_UNAUTHORIZED",
-        `unauthorized: this server requires "Authorization: Bearer <key>" with one of its API keys (OWL_API_KEYS), found ${given}`,
+        `unauthorized: this server requires "Authorization: Bearer <key>" (or "x-api-key: <key>") with one of its API keys (OWL_API_KEYS), found ${given}`,
       ),
     );
   };

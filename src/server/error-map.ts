@@ -1,7 +1,8 @@
 /**
  * The one place that maps owl's error codes to HTTP statuses and to each API's error shape:
  * Ollama routes answer `{"error": "..."}`, OpenAI routes answer
- * `{"error": {"message", "type", "param", "code"}}` (OpenAI's documented shape).
+ * `{"error": {"message", "type", "param", "code"}}` (OpenAI's documented shape), Anthropic's
+ * `{"type": "error", "error": {"type", "message"}}` (Ollama's anthropic.NewError).
  * Errors that are not OwlErrors are our bugs: 500 with a generic message (the detail is logged).
  */
 import { OwlError, type OwlErrorCode } from "../util/errors.ts";
@@ -91,4 +92,23 @@ export function openAiErrorBody(
           ? "invalid_api_key"
           : e.code.toLowerCase();
   return { error: { message: e.message, type: openAiType(e.status), param, code } };
+}
+
+/** Anthropic's error type for a status (Ollama's anthropic.NewError). */
+function anthropicType(status: number): string {
+  if (status === 400) return "invalid_request_error";
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 404) return "not_found_error";
+  if (status === 429) return "rate_limit_error";
+  if (status === 503 || status === 529) return "overloaded_error";
+  return "api_error";
+}
+
+/** Anthropic's error body (as Ollama's middleware writes it, less its random request_id). */
+export function anthropicErrorBody(e: MappedError): {
+  type: "error";
+  error: { type: string; message: string };
+} {
+  return { type: "error", error: { type: anthropicType(e.status), message: e.message } };
 }

@@ -1,23 +1,32 @@
 /**
- * Error responses in the shape of the API a request belongs to: `/v1/...` routes answer OpenAI's
- * `{"error": {...}}`, every other route Ollama's `{"error": "..."}` (statuses and bodies from
+ * Error responses in the shape of the API a request belongs to: `/v1/messages` answers Anthropic's
+ * `{"type": "error", "error": {...}}`, other `/v1/...` routes OpenAI's `{"error": {...}}`, every
+ * other route Ollama's `{"error": "..."}` (statuses and bodies from
  * error-map.ts). Used by the app's error handler, the auth and body-limit middleware and the
  * streaming helpers (an error line in the middle of a stream).
  * Not here: which code maps to which status (error-map.ts).
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { type MappedError, mapError, ollamaErrorBody, openAiErrorBody } from "./error-map.ts";
+import {
+  anthropicErrorBody,
+  type MappedError,
+  mapError,
+  ollamaErrorBody,
+  openAiErrorBody,
+} from "./error-map.ts";
 
-export type ApiFamily = "ollama" | "openai";
+export type ApiFamily = "ollama" | "openai" | "anthropic";
 
 /** Which API a path belongs to. */
 export function apiFamily(path: string): ApiFamily {
+  if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return "anthropic";
   return path === "/v1" || path.startsWith("/v1/") ? "openai" : "ollama";
 }
 
 /** The error body of `family` for a mapped error. */
 export function errorBody(family: ApiFamily, mapped: MappedError, param: string | null = null): unknown {
+  if (family === "anthropic") return anthropicErrorBody(mapped);
   return family === "openai" ? openAiErrorBody(mapped, param) : ollamaErrorBody(mapped);
 }
 

@@ -39,6 +39,7 @@ import type {
   OpenAiToolCall,
 } from "../../api/openai.ts";
 import { checkJsonSchema } from "../../runtime/grammar.ts";
+import type { ResolvedOptions } from "../../runtime/options.ts";
 import {
   type ChatPromptInput,
   promptTokens,
@@ -156,11 +157,20 @@ function toolMode(req: OpenAiChatCompletionRequest): ToolMode {
   return { kind: "forced", name: choice.function.name };
 }
 
+/** What another API's layer onto the chat route sets that OpenAI's request cannot say. */
+export interface ChatOverrides {
+  /** Think or not, in place of reasoning_effort (Anthropic's thinking.type). */
+  think?: boolean;
+  /** Last changes to the resolved options (Anthropic's top_k). */
+  adjust?: (options: ResolvedOptions) => void;
+}
+
 export async function startChat(
   ctx: ServerContext,
   req: OpenAiChatCompletionRequest,
   signal: AbortSignal,
   warn?: Warn,
+  overrides: ChatOverrides = {},
 ): Promise<ChatGeneration> {
   const mode = toolMode(req);
   const tools: ToolDefinition[] =
@@ -168,7 +178,7 @@ export async function startChat(
       ? []
       : (req.tools ?? []).map((t) => ({ type: "function", function: { ...t.function } }));
   const messages = toTemplateMessages(req.messages);
-  const wantThink = thinkOfEffort(req.reasoning?.effort ?? req.reasoning_effort ?? "");
+  const wantThink = overrides.think ?? thinkOfEffort(req.reasoning?.effort ?? req.reasoning_effort ?? "");
   let thinking: ReturnType<typeof resolveThink> = { think: undefined, tags: undefined };
   let rendered = "";
   const gen = await startGeneration(ctx, {
@@ -206,6 +216,7 @@ export async function startChat(
       if (mode.kind === "forced") {
         options.grammar = toolCallGrammar(tools, mode.name);
       }
+      overrides.adjust?.(options);
     },
     buildPrompt: (model, resolved) => {
       const input: ChatPromptInput = { messages, tools, storedMessages: resolved.messages };
