@@ -10,8 +10,14 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streamMessage } from "../src/server/anthropic/messages.ts";
+import { errorResponse } from "../src/server/http-error.ts";
+import type { ChatGeneration } from "../src/server/openai/chat.ts";
+import { sseResponse } from "../src/server/stream.ts";
 import { Tokenizer } from "../src/tokenizer/tokenizer.ts";
+import { OwlError } from "../src/util/errors.ts";
 import { fixturePath, REPO_ROOT } from "./helpers/fixtures.ts";
 import { startTestServer } from "./helpers/server-openai.ts";
 
@@ -25,6 +31,14 @@ const TOOLS_TEMPLATE =
   "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:";
 /** A copy whose template opens a thinking block (Ollama's thinking capability). */
 const THINK_MODEL = "stories-anth-think";
+/** A thinking model with tools whose thinking ends at "." (which stories260K writes greedily). */
+const TOOLS_THINK = "stories-anth-think-tools";
+const TOOLS_THINK_TEMPLATE =
+  "{{- if .Tools }}Tools:{{ range .Tools }} {{ .Function.Name }}{{ end }}\n{{ end }}" +
+  '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
+  '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}.{{ end }}{{ .Content }}' +
+  "{{ range .ToolCalls }}call {{ .Function.Name }}{{ end }}\n" +
+  '{{ else if eq .Role "tool" }}Tool: {{ .Content }}\n{{ end }}{{ end }}Assistant: <think>';
 const THINK_TEMPLATE =
   '{{- range $i, $_ := .Messages }}{{ if eq .Role "user" }}User: {{ .Content }}\n' +
   '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}\n' +
@@ -38,6 +52,7 @@ beforeAll(async () => {
   for (const [name, template] of [
     [TOOLS_MODEL, TOOLS_TEMPLATE],
     [THINK_MODEL, THINK_TEMPLATE],
+    [TOOLS_THINK, TOOLS_THINK_TEMPLATE],
   ] as const) {
     await srv.ctx.store.create(name, {
       from: MODEL,
@@ -507,6 +522,110 @@ describe("thinking", () => {
     );
   });
 
+  it("thinking, then text: two blocks, indices 0 and 1 streamed (Process closes the thinking when text comes)", async () => {
+    const body = {
+      model: TOOLS_THINK,
+      max_tokens: 40,
+      temperature: 0,
+      messages: [{ role: "user", content: "Once upon a time" }],
+    };
+    const c = await chat({ ...body, messages: body.messages });
+    const msg = c.choices[0].message;
+    expect(msg.reasoning.length).toBeGreaterThan(0);
+    expect(msg.content.length).toBeGreaterThan(0);
+    const r = await messages(body);
+    expect(r.body.content).toEqual([
+      { type: "thinking", thinking: msg.reasoning },
+      { type: "text", text: msg.content },
+    ]);
+    const events = await stream(body);
+    expect(shape(events)).toEqual([
+      "message_start",
+      "content_block_start",
+      "thinking_delta+",
+      "content_block_stop",
+      ...textBlock,
+      "message_delta",
+      "message_stop",
+    ]);
+    const blocks = events.filter((e) => e.event.startsWith("content_block"));
+    expect(blocks.filter((e) => e.data.index === 0).at(-1)!.event).toBe("content_block_stop");
+    expect(blocks.findIndex((e) => e.data.index === 1)).toBe(
+      blocks.findIndex((e) => e.data.index === 0 && e.event === "content_block_stop") + 1,
+    );
+    expect(deltas(events, "thinking_delta", "thinking")).toBe(msg.reasoning);
+    expect(deltas(events, "text_delta", "text")).toBe(msg.content);
+  });
+
+  it("thinking, then a forced tool_use; both go back in as the assistant turn", async () => {
+    const raw = await fetch(`${srv.url}/v1/completions`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        model: MODEL,
+        prompt: "Tools: get_weather\nUser: Once upon a time\nAssistant: <think>",
+        temperature: 0,
+        max_tokens: 40,
+      }),
+    });
+    const text = ((await raw.json()) as Json).choices[0].text as string;
+    expect(text.indexOf(".")).toBeGreaterThan(0);
+    const thought = text.slice(0, text.indexOf(".")).trimStart();
+    const tool = {
+      name: "get_weather",
+      input_schema: {
+        type: "object",
+        properties: { city: { type: "string", enum: ["Paris", "Rome"] } },
+        required: ["city"],
+      },
+    };
+    const body = {
+      model: TOOLS_THINK,
+      max_tokens: 150,
+      temperature: 0,
+      messages: [{ role: "user", content: "Once upon a time" }],
+      tools: [tool],
+      tool_choice: { type: "any" },
+    };
+    const r = await messages(body);
+    expect(r.body.content.map((b: Json) => b.type)).toEqual(["thinking", "tool_use"]);
+    expect(r.body.content[0].thinking).toBe(thought);
+    expect(["Paris", "Rome"]).toContain(r.body.content[1].input.city);
+    expect(r.body.stop_reason).toBe("tool_use");
+    // Streamed: the thinking block closes before the tool_use block (Process's tool-call branch).
+    const events = await stream(body);
+    expect(shape(events)).toEqual([
+      "message_start",
+      "content_block_start",
+      "thinking_delta+",
+      "content_block_stop",
+      "content_block_start",
+      "input_json_delta+",
+      "content_block_stop",
+      "message_delta",
+      "message_stop",
+    ]);
+    expect(events.filter((e) => e.event === "content_block_start").map((e) => e.data.index)).toEqual([0, 1]);
+    // Back in: the thinking and the call are one assistant turn, the result a tool message.
+    const use = r.body.content[1];
+    const next = await messages({
+      ...body,
+      max_tokens: 3,
+      tool_choice: { type: "none" },
+      messages: [
+        ...body.messages,
+        { role: "assistant", content: r.body.content },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "sunny" }] },
+      ],
+    });
+    expect(next.status).toBe(200);
+    expect(next.body.usage.input_tokens).toBe(
+      promptTokens(
+        `User: Once upon a time\n<think>${thought}.call get_weather\nTool: sunny\nAssistant: <think>`,
+      ),
+    );
+  });
+
   it("thinking enabled for a model that does not think: Ollama's 400", async () => {
     const r = await messages({
       model: MODEL,
@@ -575,6 +694,56 @@ describe("errors (Anthropic's shape, Ollama's statuses)", () => {
       expect(r.body.error.type).toBe("invalid_request_error");
       expect(r.body.error.message).toContain(says);
     }
+  });
+
+  it("count_tokens (Ollama has no such route) and batches are 404 not_found_error", async () => {
+    for (const path of ["/v1/messages/count_tokens", "/v1/messages/batches"]) {
+      const res = await fetch(`${srv.url}${path}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hi" }] }),
+      });
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({
+        type: "error",
+        error: { type: "not_found_error", message: expect.any(String) },
+      });
+    }
+  });
+
+  it("an error after the stream started is an `error` event in Anthropic's shape", async () => {
+    // A chat generation that writes one piece of text, then fails (a model unloaded under it).
+    async function* events() {
+      yield { type: "text" as const, text: "Hi", pieces: [] };
+      throw new OwlError("ERR_ABORTED", "the generation was stopped before its end");
+    }
+    const chat = {
+      events: events(),
+      mode: { kind: "none" },
+      thinker: undefined,
+      options: {},
+      prompt: { tokens: [1, 2, 3] },
+      model: { backend: "llama.cpp" },
+    } as unknown as ChatGeneration;
+    const gen = { chat, chatRequest: { model: MODEL, messages: [], stream: true }, done: () => undefined };
+    const req = { model: MODEL, max_tokens: 5, messages: [], stream: true };
+    const app = new Hono();
+    app.post("/v1/messages", (c) =>
+      sseResponse(c, streamMessage(gen, req), { done: null, eventOf: (v) => (v as { type: string }).type }),
+    );
+    app.onError((e, c) => errorResponse(c, e));
+    const res = await app.request("/v1/messages", { method: "POST" });
+    const blocks = (await res.text()).split("\n\n").filter((b) => b !== "");
+    expect(blocks.map((b) => b.split("\n")[0])).toEqual([
+      "event: message_start",
+      "event: content_block_start",
+      "event: content_block_delta",
+      "event: error",
+    ]);
+    expect(JSON.parse(blocks.at(-1)!.split("\n")[1]!.slice("data: ".length))).toEqual({
+      type: "error",
+      error: { type: "api_error", message: "the generation was stopped before its end" },
+    });
   });
 
   it("an unknown model is a 404 not_found_error", async () => {
