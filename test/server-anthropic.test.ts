@@ -452,6 +452,92 @@ describe("tools", () => {
   });
 });
 
+describe("a Claude Code-shaped request", () => {
+  it("cache_control, metadata, a tool schema with $schema, an is_error tool result, ?beta=true: answered and streamed to message_stop", async () => {
+    const bash = {
+      name: "Bash",
+      description: "Run a command",
+      input_schema: {
+        type: "object",
+        properties: { command: { type: "string", description: "The command" } },
+        required: ["command"],
+        additionalProperties: false,
+        $schema: "http://json-schema.org/draft-07/schema#",
+      },
+      cache_control: { type: "ephemeral" },
+    };
+    const body = {
+      model: TOOLS_MODEL,
+      max_tokens: 32000,
+      temperature: 0,
+      system: [
+        { type: "text", text: "You are a CLI.", cache_control: { type: "ephemeral" } },
+        { type: "text", text: " Be brief." },
+      ],
+      messages: [
+        {
+          role: "user",
+          content: [{ type: "text", text: "List files", cache_control: { type: "ephemeral" } }],
+        },
+        {
+          role: "assistant",
+          content: [
+            { type: "text", text: "Sure." },
+            { type: "tool_use", id: "toolu_01", name: "Bash", input: { command: "ls" } },
+          ],
+        },
+        {
+          role: "user",
+          content: [
+            {
+              type: "tool_result",
+              tool_use_id: "toolu_01",
+              is_error: true,
+              content: [{ type: "text", text: "denied" }],
+              cache_control: { type: "ephemeral" },
+            },
+          ],
+        },
+      ],
+      tools: [bash],
+      metadata: { user_id: "user_abc_account__session_1" },
+    };
+    const headers = {
+      "Content-Type": "application/json",
+      "anthropic-version": "2023-06-01",
+      "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+      "x-app": "cli",
+    };
+    const res = await fetch(`${srv.url}/v1/messages?beta=true`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    const r = (await res.json()) as Json;
+    // The tool result goes in ahead of nothing else (no text with it), after the assistant's turn.
+    const rendered =
+      "Tools: Bash\nsystem: You are a CLI. Be brief.\nuser: List files\nassistant: Sure.\ntool: denied\nassistant:";
+    expect(r.usage.input_tokens).toBe(promptTokens(rendered));
+    expect(["end_turn", "max_tokens", "tool_use"]).toContain(r.stop_reason);
+    const streamed = await fetch(`${srv.url}/v1/messages?beta=true`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    expect(streamed.status).toBe(200);
+    const text = await streamed.text();
+    const names = text
+      .split("\n\n")
+      .filter((b) => b !== "")
+      .map((b) => b.split("\n")[0]);
+    expect(names[0]).toBe("event: message_start");
+    expect(names.at(-1)).toBe("event: message_stop");
+    const last = text.split("\n\n").filter((b) => b.startsWith("event: message_delta"))[0]!;
+    expect(JSON.parse(last.split("\n")[1]!.slice("data: ".length)).usage).toEqual(r.usage);
+  });
+});
+
 describe("thinking", () => {
   it("a thinking model's thinking is a thinking block first; thinking disabled turns it off; streamed as thinking_delta", async () => {
     // The template opens the thinking, so the whole answer is thinking: the model's raw
