@@ -568,6 +568,23 @@ describe("thinking", () => {
     const dflt = await messages(body);
     expect(dflt.body.content).toEqual(r.body.content);
 
+    // Adaptive, and output_config.effort (Claude Code's): a level, so thinking on (Ollama's
+    // FromMessagesRequest); disabled wins over an effort.
+    const adaptive = await messages({ ...body, thinking: { type: "adaptive" } });
+    expect(adaptive.body.content).toEqual(r.body.content);
+    const effort = await messages({
+      ...body,
+      thinking: { type: "adaptive" },
+      output_config: { effort: "xhigh" },
+    });
+    expect(effort.body.content).toEqual(r.body.content);
+    const offEffort = await messages({
+      ...body,
+      thinking: { type: "disabled" },
+      output_config: { effort: "high" },
+    });
+    expect(offEffort.body.content.map((b: Json) => b.type)).toEqual(["text"]);
+
     const off = await messages({ ...body, thinking: { type: "disabled" } });
     expect(off.body.content.map((b: Json) => b.type)).toEqual(["text"]);
     expect(off.body.usage.input_tokens).toBe(promptTokens("User: Once upon a time\nAssistant: Sure."));
@@ -712,18 +729,37 @@ describe("thinking", () => {
     );
   });
 
-  it("thinking enabled for a model that does not think: Ollama's 400", async () => {
-    const r = await messages({
-      model: MODEL,
-      max_tokens: 5,
-      messages: [{ role: "user", content: "Hi" }],
-      thinking: { type: "enabled", budget_tokens: 1024 },
-    });
-    expect(r.status).toBe(400);
-    expect(r.body).toEqual({
-      type: "error",
-      error: { type: "invalid_request_error", message: expect.stringContaining("does not support thinking") },
-    });
+  it("thinking enabled or an effort for a model that does not think: Ollama's 400", async () => {
+    for (const extra of [
+      { thinking: { type: "enabled", budget_tokens: 1024 } },
+      { output_config: { effort: "low" } },
+    ]) {
+      const r = await messages({
+        model: MODEL,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "Hi" }],
+        ...extra,
+      });
+      expect(r.status).toBe(400);
+      expect(r.body).toEqual({
+        type: "error",
+        error: {
+          type: "invalid_request_error",
+          message: expect.stringContaining("does not support thinking"),
+        },
+      });
+    }
+    // Disabled, or adaptive with no effort, is fine there (the model's default: no thinking).
+    for (const thinking of [{ type: "disabled" }, { type: "adaptive" }]) {
+      const r = await messages({
+        model: MODEL,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "Hi" }],
+        thinking,
+      });
+      expect(r.status).toBe(200);
+      expect(r.body.content.map((b: Json) => b.type)).toEqual(["text"]);
+    }
   });
 });
 
@@ -772,6 +808,10 @@ describe("errors (Anthropic's shape, Ollama's statuses)", () => {
         "tool_choice",
       ],
       [{ model: MODEL, max_tokens: 5, messages: hi, thinking: { type: "sometimes" } }, "thinking"],
+      [
+        { model: MODEL, max_tokens: 5, messages: hi, output_config: { effort: "huge" } },
+        "output_config.effort",
+      ],
     ];
     for (const [body, says] of cases) {
       const r = await messages(body);

@@ -65,7 +65,9 @@ export interface AnthropicMessagesRequest {
   stop_sequences?: string[];
   tools?: AnthropicTool[];
   tool_choice?: AnthropicToolChoice;
-  thinking?: { type: "enabled"; budget_tokens?: number } | { type: "disabled" };
+  thinking?: { type: "enabled"; budget_tokens?: number } | { type: "disabled" } | { type: "adaptive" };
+  /** The effort of a thinking model's thinking (with thinking unset or adaptive). */
+  output_config?: { effort?: "low" | "medium" | "high" | "xhigh" | "max" };
   metadata?: { user_id?: string | null };
 }
 

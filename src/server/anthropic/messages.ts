@@ -13,8 +13,8 @@
  * Options: max_tokens, temperature, top_p, top_k, stop_sequences as the chat's; tools as
  * function tools; tool_choice auto / any / tool / none as the chat's auto / required / a named
  * function / none (Ollama ignores tool_choice); thinking enabled / disabled as think true / false
- * (a model that does not think: Ollama's 400 "does not support thinking"); absent, the model's
- * default (a thinking model thinks).
+ * (a model that does not think: Ollama's 400 "does not support thinking"); unset or adaptive,
+ * output_config.effort's level if given, else the model's default (a thinking model thinks).
  * NOTE: temperature and top_p default to 1 (the chat route's defaults, Anthropic's too); Ollama
  * leaves unset ones to the Modelfile.
  * Output (ToMessagesResponse): a thinking block (no signature, as Ollama), a text block unless
@@ -145,6 +145,19 @@ export function toChatRequest(req: AnthropicMessagesRequest): OpenAiChatCompleti
   return out;
 }
 
+/**
+ * Ollama's think for a request (FromMessagesRequest): thinking enabled / disabled is true /
+ * false; else (unset or adaptive) output_config.effort's level (xhigh and max are owl's top,
+ * high); else the model's default.
+ */
+function thinkOf(req: AnthropicMessagesRequest): boolean | "low" | "medium" | "high" | undefined {
+  if (req.thinking?.type === "enabled") return true;
+  if (req.thinking?.type === "disabled") return false;
+  const effort = req.output_config?.effort;
+  if (effort === "xhigh" || effort === "max") return "high";
+  return effort;
+}
+
 export interface MessageGeneration {
   chat: ChatGeneration;
   chatRequest: OpenAiChatCompletionRequest;
@@ -161,8 +174,9 @@ export async function startMessage(
 ): Promise<MessageGeneration> {
   const chatRequest = toChatRequest(req);
   const topK = req.top_k;
+  const think = thinkOf(req);
   const chat = await startChat(ctx, chatRequest, signal, warn, {
-    ...(req.thinking !== undefined && { think: req.thinking.type === "enabled" }),
+    ...(think !== undefined && { think }),
     ...(topK !== undefined && {
       adjust: (options) => {
         options.sampling = { ...options.sampling, topK };

@@ -8,7 +8,8 @@
  * models read text), server tools (web_search and the other typed tools: Ollama runs web search
  * in its cloud, owl has none), redacted_thinking and server tool blocks, images in tool results.
  * Ignored, as Ollama ignores them (its MessagesRequest has no such fields or does not read them):
- * cache_control on blocks and tools (prompt caching), thinking.budget_tokens,
+ * cache_control on blocks and tools (prompt caching), thinking.budget_tokens, output_config's
+ * other fields,
  * tool_choice.disable_parallel_tool_use, metadata, service_tier, a thinking block's signature,
  * a tool_result's is_error.
  * Not here: the wire types (api/anthropic.ts), the mapping onto chat (messages.ts).
@@ -146,9 +147,23 @@ const messagesSchema = z.object({
       [
         z.object({ type: z.literal("enabled"), budget_tokens: int(0, "an integer").optional() }),
         z.object({ type: z.literal("disabled") }),
+        z.object({ type: z.literal("adaptive") }),
       ],
-      { error: 'expected {"type": "enabled", "budget_tokens": n} or {"type": "disabled"}' },
+      {
+        error:
+          'expected {"type": "enabled", "budget_tokens": n}, {"type": "disabled"} or {"type": "adaptive"}',
+      },
     )
+    .optional(),
+  output_config: z
+    .object({
+      effort: z
+        .enum(["low", "medium", "high", "xhigh", "max"], {
+          error: 'expected "low", "medium", "high", "xhigh" or "max"',
+        })
+        .optional(),
+    })
+    .passthrough()
     .optional(),
   metadata: z.object({ user_id: z.string().nullish() }).passthrough().optional(),
 });

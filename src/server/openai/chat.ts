@@ -159,8 +159,8 @@ function toolMode(req: OpenAiChatCompletionRequest): ToolMode {
 
 /** What another API's layer onto the chat route sets that OpenAI's request cannot say. */
 export interface ChatOverrides {
-  /** Think or not, in place of reasoning_effort (Anthropic's thinking.type). */
-  think?: boolean;
+  /** Think or not, or how hard, in place of reasoning_effort (Anthropic's thinking, effort). */
+  think?: boolean | "low" | "medium" | "high";
   /** Last changes to the resolved options (Anthropic's top_k). */
   adjust?: (options: ResolvedOptions) => void;
 }
