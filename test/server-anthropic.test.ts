@@ -872,6 +872,44 @@ describe("errors (Anthropic's shape, Ollama's statuses)", () => {
     });
   });
 
+  it("a prompt longer than the context: 400 in Anthropic's words (Claude Code compacts on them)", async () => {
+    const long = "Once upon a time there was a cat. ".repeat(40);
+    const n = promptTokens(long);
+    expect(n).toBeGreaterThan(256);
+    const r = await messages({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: long }] });
+    expect(r.status).toBe(400);
+    expect(r.body.error.type).toBe("invalid_request_error");
+    expect(r.body.error.message).toMatch(new RegExp(`^prompt is too long: ${n} tokens > 255 maximum`));
+  });
+
+  it("a client that disconnects mid-stream frees its sequence; the server keeps serving", async () => {
+    const res = await fetch(`${srv.url}/v1/messages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        model: MODEL,
+        max_tokens: 200,
+        stream: true,
+        messages: [{ role: "user", content: "Once upon a time" }],
+      }),
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/^event: message_start\n/);
+    await reader.cancel();
+    for (let i = 0; i < 200 && srv.ctx.scheduler.running().some((m) => m.active > 0); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(srv.ctx.scheduler.running().every((m) => m.active === 0)).toBe(true);
+    const ok = await messages({
+      model: MODEL,
+      max_tokens: 3,
+      temperature: 0,
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    expect(ok.body.usage.output_tokens).toBe(3);
+  });
+
   it("an unknown model is a 404 not_found_error", async () => {
     const r = await messages({
       model: "no-such-model",

@@ -22,6 +22,8 @@
  * calls were made, max_tokens at the limit, stop_sequence with the sequence in stop_sequence when
  * one of stop_sequences ended the answer (Ollama says end_turn there), else end_turn; usage
  * input_tokens / output_tokens are the chat's prompt / completion tokens.
+ * A prompt longer than the context is a 400 "prompt is too long: N tokens > M maximum", as
+ * Anthropic words it (Claude Code compacts on it); Ollama's ChatHandler cuts old messages instead.
  * Streamed: the events of Ollama's StreamConverter.Process (no ping: Ollama sends none), with
  * message_start's input_tokens the prompt's token count and stop_sequence set as above. An error
  * after the first event is an `error` event in Anthropic's shape (stream.ts).
@@ -43,6 +45,7 @@ import type {
   OpenAiToolCall,
 } from "../../api/openai.ts";
 import type { CompletionEvent } from "../../runtime/types.ts";
+import { OwlError } from "../../util/errors.ts";
 import type { ServerContext } from "../context.ts";
 import { type ChatGeneration, completeChat, startChat, streamChat } from "../openai/chat.ts";
 import { openAiId } from "../openai/generate.ts";
@@ -146,6 +149,22 @@ export function toChatRequest(req: AnthropicMessagesRequest): OpenAiChatCompleti
 }
 
 /**
+ * A prompt longer than the context in Anthropic's words, "prompt is too long: N tokens > M
+ * maximum", which Claude Code reads as its cue to compact the conversation.
+ */
+function tooLong(e: unknown): unknown {
+  if (!(e instanceof OwlError) || e.code !== "ERR_CONTEXT_OVERFLOW") return e;
+  const tokens = e.details?.["tokens"];
+  const nCtx = e.details?.["nCtx"];
+  if (typeof tokens !== "number" || typeof nCtx !== "number") return e;
+  return new OwlError(
+    "ERR_CONTEXT_OVERFLOW",
+    `prompt is too long: ${tokens} tokens > ${nCtx - 1} maximum (the model's context holds ${nCtx} tokens, with room for at least one generated token)`,
+    { ...(e.hint !== undefined && { hint: e.hint }), details: e.details, cause: e },
+  );
+}
+
+/**
  * Ollama's think for a request (FromMessagesRequest): thinking enabled / disabled is true /
  * false; else (unset or adaptive) output_config.effort's level (xhigh and max are owl's top,
  * high); else the model's default.
@@ -175,14 +194,19 @@ export async function startMessage(
   const chatRequest = toChatRequest(req);
   const topK = req.top_k;
   const think = thinkOf(req);
-  const chat = await startChat(ctx, chatRequest, signal, warn, {
-    ...(think !== undefined && { think }),
-    ...(topK !== undefined && {
-      adjust: (options) => {
-        options.sampling = { ...options.sampling, topK };
-      },
-    }),
-  });
+  let chat: ChatGeneration;
+  try {
+    chat = await startChat(ctx, chatRequest, signal, warn, {
+      ...(think !== undefined && { think }),
+      ...(topK !== undefined && {
+        adjust: (options) => {
+          options.sampling = { ...options.sampling, topK };
+        },
+      }),
+    });
+  } catch (e) {
+    throw tooLong(e);
+  }
   let done: Done | undefined;
   const inner = chat.events;
   async function* tapped(): AsyncGenerator<CompletionEvent, void, void> {
