@@ -947,6 +947,21 @@ describe("API keys", () => {
       const bearer = await messages(body, { Authorization: "Bearer sekrit" }, locked.url);
       expect(bearer.status).toBe(200);
       expect(bearer.body.content).toEqual(ok.body.content);
+      // A browser's preflight (Anthropic's SDK in a page): open, and its headers allowed.
+      const pre = await fetch(`${locked.url}/v1/messages`, {
+        method: "OPTIONS",
+        headers: {
+          Origin: "http://localhost:3000",
+          "Access-Control-Request-Method": "POST",
+          "Access-Control-Request-Headers":
+            "x-api-key,anthropic-version,anthropic-dangerous-direct-browser-access",
+        },
+      });
+      expect(pre.status).toBe(204);
+      const allowed = (pre.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(",");
+      for (const h of ["x-api-key", "anthropic-version", "anthropic-dangerous-direct-browser-access"]) {
+        expect(allowed).toContain(h);
+      }
       // The OpenAI routes take x-api-key too.
       const models = await fetch(`${locked.url}/v1/models`, { headers: { "x-api-key": "sekrit" } });
       expect(models.status).toBe(200);

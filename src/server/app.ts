@@ -26,7 +26,8 @@ export interface AppOptions {
   onRequest?: (r: { method: string; path: string; status: number; ms: number }) => void;
 }
 
-/** Request headers a browser client may send (Ollama's list: OpenAI's SDK adds x-stainless-*). */
+/** Request headers a browser client may send (Ollama's list: OpenAI's SDK adds x-stainless-*;
+ * Anthropic's SDK sends x-api-key and anthropic-*). */
 const ALLOW_HEADERS = [
   "Authorization",
   "Content-Type",
@@ -37,6 +38,7 @@ const ALLOW_HEADERS = [
   "x-api-key",
   "anthropic-version",
   "anthropic-beta",
+  "anthropic-dangerous-direct-browser-access",
   "x-stainless-arch",
   "x-stainless-async",
   "x-stainless-custom-poll-interval",
