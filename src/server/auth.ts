@@ -1,10 +1,10 @@
 /**
  * Who may talk to the server: bearer API keys (OWL_API_KEYS; every route but `/` and
  * `/api/version` needs `Authorization: Bearer <key>`, or `x-api-key: <key>` as Anthropic's
- * clients send it, when any key is set, compared in constant time), which addresses are loopback (binding elsewhere needs a key, see serve.ts), the Host
- * header check that keeps a loopback server out of DNS-rebinding attacks (as Ollama's
- * allowedHostsMiddleware), and the CORS origins allowed (loopback, as Ollama's defaults, plus
- * OWL_ORIGINS).
+ * clients send it, when any key is set, compared in constant time), which addresses are loopback
+ * (binding elsewhere needs a key, see serve.ts), the Host header check that keeps a loopback
+ * server out of DNS-rebinding attacks (as Ollama's allowedHostsMiddleware), and the CORS origins
+ * allowed (loopback, as Ollama's defaults, plus OWL_ORIGINS).
  * Not here: the error shapes (http-error.ts).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
