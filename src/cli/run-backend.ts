@@ -101,8 +101,8 @@ const CONTEXT_FULL = new Error("the context is full");
  * Ollama's context shift over a growing token list (runtime/complete.ts shiftContext, the rule
  * the server's completion loop applies to a backend's sequence): the tokens in the context are a
  * window of prompt + generated; when it reaches nCtx it keeps the first num_keep tokens (+ BOS;
- * -1: the whole prompt), drops half of the rest, and the session evaluates the window again (its cached prefix, the kept tokens, is
- * reused), so generation goes on past the context length.
+ * -1: the whole prompt), drops half of the rest, and the session evaluates the window again
+ * (its cached prefix, the kept tokens, is reused), so generation goes on past the context length.
  */
 export class ContextShift {
   private win: number[] = [];

@@ -13,9 +13,9 @@
  * Ollama's ChatHandler): else, whatever tool_choice says, a 400 "<name> does not support tools"
  * before the model is loaded. tool_choice "auto" (the default with tools) lets the model answer
  * or call; its output is parsed for calls in the formats models are trained to write
- * (runtime/tool-calls.ts, plus the tag a Modelfile TEMPLATE shows). "required" and a named function force one call with a grammar
- * (toolCallGrammar), whose bare JSON the same parser reads. "none" leaves the tools out of the
- * prompt, so the model writes text. Streamed, text that could start a call is held back until it
+ * (runtime/tool-calls.ts, plus the tag a Modelfile TEMPLATE shows). "required" and a named
+ * function force one call with a grammar (toolCallGrammar), whose bare JSON the same parser
+ * reads. "none" leaves the tools out of the prompt, so the model writes text. Streamed, text that could start a call is held back until it
  * is one (then it goes out whole as a tool_calls delta with its index, id and arguments) or is not
  * (then as content), as Ollama streams calls. finish_reason is "tool_calls" when calls were made.
  * response_format json_object / json_schema constrain the content with a grammar
