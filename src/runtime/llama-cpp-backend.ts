@@ -579,6 +579,12 @@ class LlamaCppModel implements LoadedModel {
         size += n;
       }
     }
+    // In increasing sequence id: llama.cpp's per-sequence KV cache (node-llama-cpp's contexts are not
+    // kv_unified) splits a batch into ubatches of consecutive, increasing sequence ids
+    // (llama-batch.cpp split_equal, "accept only increasing sequence ids"), each a forward pass
+    // of its own: in arrival order a step of sequences 1, 3, 2, 0 ran as four passes, not one
+    // (15M Q8_0, 1 thread, 4 streams: 11.0-11.9 ms a step against 7.7-8.0 ms sorted).
+    parts.sort((a, b) => a.r.seq.index - b.r.seq.index);
     ctx.initBatch(size);
     const added: BatchPart[] = [];
     for (const part of parts) {
