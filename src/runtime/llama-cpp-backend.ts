@@ -43,8 +43,9 @@
  * own: 2 streams gave batches of 1 token, 4 streams batches of 3; owl first held each sequence
  * back until the step's last token had arrived, one event-loop turn a step.) What a full batch
  * buys is llama.cpp's: on the bench machine (2-core AMD EPYC, AVX2, shared; one model thread) a
- * decode of 4 sequences costs 1.5-3.4x a decode of one from run to run, so 4 streams give well
- * under 4x the tokens/s of one (bench/RESULTS.md, "serve"). Two threads batch better, but their
+ * decode of 4 sequences costs 1.5-3x a decode of one from run to run, so 4 streams give well
+ * under 4x the tokens/s of one (bench/RESULTS.md, "serve"); that is with the batch's sequences in
+ * increasing id order (decodeOnce), without which llama.cpp splits the step into several passes. Two threads batch better, but their
  * one-sequence steps collapse on a loaded 2-core machine (llama.cpp's threads spin).
  * decodeCounts() counts the decodes by their number of sequences (tests, benchmarks).
  *
