@@ -854,9 +854,7 @@ describe("errors (Anthropic's shape, Ollama's statuses)", () => {
     const gen = { chat, chatRequest: { model: MODEL, messages: [], stream: true }, done: () => undefined };
     const req = { model: MODEL, max_tokens: 5, messages: [], stream: true };
     const app = new Hono();
-    app.post("/v1/messages", (c) =>
-      sseResponse(c, streamMessage(gen, req), { done: null, eventOf: (v) => (v as { type: string }).type }),
-    );
+    app.post("/v1/messages", (c) => sseResponse(c, streamMessage(gen, req), { typedEvents: true }));
     app.onError((e, c) => errorResponse(c, e));
     const res = await app.request("/v1/messages", { method: "POST" });
     const blocks = (await res.text()).split("\n\n").filter((b) => b !== "");

@@ -249,15 +249,17 @@ export function ndjsonResponse(
 }
 
 export interface SseOptions extends StreamOptions {
-  /** The last event's data; default "[DONE]" (OpenAI); null: none. */
-  done?: string | null;
-  /** Each item's SSE event name (an `event:` line before its data; Responses API); default none. */
-  eventOf?: (item: unknown) => string;
+  /**
+   * Named events, as OpenAI's Responses API and Anthropic's Messages API stream them: each item's
+   * `type` is its event name (an `event:` line before its data), errors are `event: error`, and no
+   * `data: [DONE]` ends the stream. Default: chat completions' unnamed events and `data: [DONE]`.
+   */
+  typedEvents?: boolean;
 }
 
 /**
- * OpenAI's server-sent events: `data: <json>\n\n` per item (after `event: <name>\n` with
- * eventOf), then `data: [DONE]\n\n`.
+ * OpenAI's server-sent events: `data: <json>\n\n` per item, then `data: [DONE]\n\n`; with
+ * typedEvents, `event: <type>\n` before each and no `[DONE]`.
  */
 export function sseResponse(
   c: Context,
@@ -265,8 +267,7 @@ export function sseResponse(
   options: SseOptions = {},
 ): Promise<Response> {
   const family = apiFamily(c.req.path);
-  const done = options.done === undefined ? "[DONE]" : options.done;
-  const eventOf = options.eventOf;
+  const eventOf = options.typedEvents ? (v: unknown) => (v as { type: string }).type : undefined;
   return streamResponse(
     c,
     items,
@@ -275,7 +276,7 @@ export function sseResponse(
       item: (v) => `${eventOf ? `event: ${eventOf(v)}\n` : ""}data: ${JSON.stringify(v)}\n\n`,
       error: (e) =>
         `${eventOf ? "event: error\n" : ""}data: ${JSON.stringify(errorBody(family, mapError(e)))}\n\n`,
-      ...(done === null ? {} : { trailer: `data: ${done}\n\n` }),
+      ...(options.typedEvents ? {} : { trailer: "data: [DONE]\n\n" }),
       headers: { Connection: "keep-alive" },
     },
     options,

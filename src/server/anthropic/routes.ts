@@ -23,8 +23,7 @@ export function registerAnthropicRoutes(app: Hono, ctx: ServerContext): void {
       return sseResponse(c, streamMessage(gen, req), {
         onCancel: () => abort.abort(),
         writeAtOnce: writeAtOnce(gen.chat.model),
-        done: null,
-        eventOf: (v) => (v as { type: string }).type,
+        typedEvents: true,
       });
     }
     return c.json(await completeMessage(gen, req));

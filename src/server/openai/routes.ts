@@ -78,8 +78,7 @@ export function registerOpenAiRoutes(app: Hono, ctx: ServerContext): void {
       return sseResponse(c, streamResponse(gen, req), {
         onCancel: () => abort.abort(),
         writeAtOnce: writeAtOnce(gen.chat.model),
-        done: null,
-        eventOf: (v) => (v as { type: string }).type,
+        typedEvents: true,
       });
     }
     return c.json(await completeResponse(gen, req));
