@@ -202,6 +202,8 @@ export async function* complete(
   };
 
   let stopped = false;
+  /** The stop string that ended the text, if one did. */
+  let stopText: string | undefined;
   /** Shows a token's text (a stop string sets `stopped`): what the caller gets of it, if anything. */
   const show = (piece: TokenPiece, bytes: Uint8Array, text: string): CompletionEvent | undefined => {
     starts.push(decodedLength);
@@ -213,6 +215,7 @@ export async function* complete(
     const r = matcher.push(text);
     if (r.stopped) {
       stopped = true;
+      stopText = r.stop;
       return textEvent(r.text, "started");
     }
     return textEvent(r.text);
@@ -382,6 +385,7 @@ export async function* complete(
     // The decoder's incomplete bytes (as U+FFFD) may still complete a stop string.
     const r = matcher.push(decoder.decode());
     if (r.stopped) {
+      stopText = r.stop;
       reason = "stop";
       const ev = textEvent(r.text, "started");
       if (ev) yield ev;
@@ -402,6 +406,7 @@ export async function* complete(
     evalNs: Number((tLast ?? first) - first),
     context: [...prompt, ...generated],
     shifts,
+    ...(stopText !== undefined && { stopText }),
   };
 }
 

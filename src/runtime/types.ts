@@ -238,6 +238,8 @@ export type CompletionEvent =
       context: number[];
       /** Context shifts made on the way (CompletionRequest.shift); 0 when none. */
       shifts?: number;
+      /** The stop string (CompletionRequest.stop) that ended the text, when one did. */
+      stopText?: string;
     };
 
 // ---------------------------------------------------------------------------------------------

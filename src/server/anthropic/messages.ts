@@ -218,21 +218,9 @@ export async function startMessage(
   return { chat: { ...chat, events: tapped() }, chatRequest, done: () => done };
 }
 
-/**
- * The stop sequence that ended the answer, if one did: the generated tokens (the context past the
- * prompt) hold it where the shown text was cut.
- */
-function stopSequenceOf(gen: MessageGeneration, req: AnthropicMessagesRequest): string | null {
-  const done = gen.done();
-  const stops = req.stop_sequences ?? [];
-  if (done === undefined || done.reason !== "stop" || stops.length === 0) return null;
-  const generated = gen.chat.model.detokenize(done.context.slice(done.promptTokens));
-  let best: { at: number; stop: string } | undefined;
-  for (const stop of stops) {
-    const at = generated.indexOf(stop);
-    if (at >= 0 && (best === undefined || at < best.at)) best = { at, stop };
-  }
-  return best?.stop ?? null;
+/** The stop sequence that ended the answer, if one did (complete()'s done event names it). */
+function stopSequenceOf(gen: MessageGeneration): string | null {
+  return gen.done()?.stopText ?? null;
 }
 
 function stopReason(
@@ -271,7 +259,7 @@ export async function completeMessage(
       input: parsedInput(c.function.arguments),
     });
   }
-  const stopSequence = calls.length > 0 ? null : stopSequenceOf(gen, req);
+  const stopSequence = calls.length > 0 ? null : stopSequenceOf(gen);
   return {
     id: openAiId("msg_"),
     type: "message",
@@ -408,7 +396,7 @@ class EventWriter {
   private end(usage: { prompt_tokens: number; completion_tokens: number }): AnthropicStreamEvent[] {
     const events: AnthropicStreamEvent[] = [];
     if (this.textStarted || (this.thinkingStarted && !this.thinkingDone)) events.push(this.stopBlock());
-    const stopSequence = this.calls > 0 ? null : stopSequenceOf(this.gen, this.req);
+    const stopSequence = this.calls > 0 ? null : stopSequenceOf(this.gen);
     const out: AnthropicUsage = { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens };
     events.push(
       {
